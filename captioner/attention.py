@@ -1,0 +1,106 @@
+"""Soft and hard attention: interchangeable modules with one output type.
+
+Both score every location with Bahdanau's additive alignment model
+    e_ti = w^T tanh(W_a a_i + W_h h_{t-1}),   alpha_t = softmax(e_t)
+and differ only in how they turn alpha_t into a context vector. The decoder never asks which
+one it has; the training loss adds the REINFORCE term when `log_prob` is present.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class AttentionOutput(NamedTuple):
+    context: torch.Tensor  # (B, D) the context vector z_t fed to the LSTM
+    weights: torch.Tensor  # (B, L) alpha_t, sums to 1 over L
+    # (B,) log alpha_t[s_t] of the sampled location; None for soft attention and at inference.
+    # Rows where the expected context replaced the sample hold 0 (no REINFORCE signal).
+    log_prob: torch.Tensor | None = None
+
+
+class AdditiveScorer(nn.Module):
+    """alpha_t from the annotations' projection W_a a_i (precomputed once per image) and h."""
+
+    def __init__(self, encoder_dim: int, hidden_dim: int, attention_dim: int):
+        super().__init__()
+        self.image_proj = nn.Linear(encoder_dim, attention_dim)  # W_a
+        self.hidden_proj = nn.Linear(hidden_dim, attention_dim, bias=False)  # W_h
+        self.score = nn.Linear(attention_dim, 1)  # w
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.image_proj(features)  # (B, L, A): computed once, reused at every step
+
+    def forward(self, projected: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        energy = torch.tanh(projected + self.hidden_proj(hidden).unsqueeze(1))  # (B, L, A)
+        return self.score(energy).squeeze(2).softmax(dim=1)  # (B, L)
+
+
+class SoftAttention(nn.Module):
+    """Deterministic attention: context = sum_i alpha_ti a_i, trained end to end by backprop."""
+
+    def __init__(self, encoder_dim: int, hidden_dim: int, attention_dim: int):
+        super().__init__()
+        self.scorer = AdditiveScorer(encoder_dim, hidden_dim, attention_dim)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scorer.project(features)
+
+    def forward(self, features: torch.Tensor, projected: torch.Tensor,
+                hidden: torch.Tensor) -> AttentionOutput:
+        alpha = self.scorer(projected, hidden)  # (B, L)
+        context = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # (B, D)
+        return AttentionOutput(context, alpha)
+
+
+class HardAttention(nn.Module):
+    """Stochastic attention: one location s_t ~ Multinoulli(alpha_t), context = a_{s_t}.
+
+    Training (module.training): sample s_t and return its log-probability for REINFORCE; with
+    probability `expectation_prob` per row use the expected context instead (paper sec. 4.1,
+    which reduces the estimator's variance). Inference: the argmax location (one region per
+    word) or the expectation, chosen by `inference`.
+    """
+
+    def __init__(self, encoder_dim: int, hidden_dim: int, attention_dim: int,
+                 inference: str = "argmax", expectation_prob: float = 0.5):
+        super().__init__()
+        self.scorer = AdditiveScorer(encoder_dim, hidden_dim, attention_dim)
+        self.inference = inference
+        self.expectation_prob = expectation_prob
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scorer.project(features)
+
+    def forward(self, features: torch.Tensor, projected: torch.Tensor,
+                hidden: torch.Tensor) -> AttentionOutput:
+        alpha = self.scorer(projected, hidden)  # (B, L)
+        expected = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # (B, D)
+        if not self.training:
+            if self.inference == "expectation":
+                return AttentionOutput(expected, alpha)
+            location = alpha.argmax(dim=1)  # (B,)
+            return AttentionOutput(_gather(features, location), alpha)
+        location = torch.multinomial(alpha.detach(), 1).squeeze(1)  # (B,)
+        sampled = _gather(features, location)  # (B, D)
+        use_expectation = torch.rand(alpha.shape[0], device=alpha.device) < self.expectation_prob
+        context = torch.where(use_expectation.unsqueeze(1), expected, sampled)
+        log_prob = alpha.gather(1, location.unsqueeze(1)).squeeze(1).clamp_min(1e-12).log()
+        log_prob = log_prob.masked_fill(use_expectation, 0.0)
+        return AttentionOutput(context, alpha, log_prob)
+
+
+def _gather(features: torch.Tensor, location: torch.Tensor) -> torch.Tensor:
+    index = location.view(-1, 1, 1).expand(-1, 1, features.shape[2])  # (B, 1, D)
+    return features.gather(1, index).squeeze(1)  # (B, D)
+
+
+def build_attention(kind: str, encoder_dim: int, hidden_dim: int, attention_dim: int,
+                    hard_inference: str = "argmax") -> nn.Module:
+    if kind == "soft":
+        return SoftAttention(encoder_dim, hidden_dim, attention_dim)
+    if kind == "hard":
+        return HardAttention(encoder_dim, hidden_dim, attention_dim, hard_inference)
+    raise ValueError(f"unknown attention kind {kind!r}; choose soft or hard")

@@ -1,0 +1,144 @@
+"""Self-contained checkpoint files: config, vocabulary, preprocessing, weights and metadata.
+
+Files are read with torch.load(weights_only=True) only, so a file that carries pickled code
+is refused instead of executed. Writes are atomic (temporary file + rename), so a crash
+mid-write never leaves a damaged checkpoint behind.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig
+from .preprocessing import Preprocessing
+from .vocab import Vocabulary
+
+FORMAT = "captioner-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "config", "vocab", "preprocessing", "decoder")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class Checkpoint:
+    config: ModelConfig
+    vocab: Vocabulary
+    preprocessing: Preprocessing
+    decoder: dict[str, torch.Tensor]
+    # Encoder weights, only when they are not shipped by a package (fine-tuned or user-supplied).
+    encoder: dict[str, torch.Tensor] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # dataset, epoch, scores, date, ...
+    # Optimizer, scheduler, RNG and data position: present in training's `last` checkpoints.
+    training: dict[str, Any] | None = None
+
+    def to_dict(self, half: bool = False) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "vocab": list(self.vocab.itos),
+            "preprocessing": self.preprocessing.to_dict(),
+            "decoder": _maybe_half(self.decoder, half),
+            "encoder": None if self.encoder is None else _maybe_half(self.encoder, half),
+            "metadata": dict(self.metadata),
+            "training": self.training,
+        }
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike, half: bool = False) -> None:
+    """Write atomically. half=True stores floating-point weights as float16 (shipped models)."""
+    atomic_torch_save(checkpoint.to_dict(half=half), path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read and validate a checkpoint; every problem becomes a CheckpointError naming the file."""
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise CheckpointError(f"{name}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(f"{name}: is a directory, not a checkpoint file")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if found:
+            raise CheckpointError(f"{name}: refused: the file contains a pickled object "
+                                  f"({found[1]}) that could run code; only plain weights and "
+                                  "data are loaded (weights_only=True)") from None
+        detail = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise CheckpointError(f"{name}: not a readable PyTorch checkpoint, or a truncated one "
+                              f"({detail[:160]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{name}: not a readable PyTorch checkpoint, or a truncated one "
+                              f"({detail[:160]})") from None
+    return checkpoint_from_dict(raw, name)
+
+
+def checkpoint_from_dict(raw: Any, name: str = "<checkpoint>") -> Checkpoint:
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise CheckpointError(f"{name}: not a captioner checkpoint (no '{FORMAT}' marker)")
+    if raw.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{name}: checkpoint format version {raw.get('format_version')!r} "
+                              f"is not supported (this code reads version {FORMAT_VERSION})")
+    missing = [k for k in REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise CheckpointError(f"{name}: checkpoint is missing {', '.join(missing)}")
+    try:
+        config = ModelConfig.from_dict(raw["config"])
+        vocab = Vocabulary(raw["vocab"])
+        preprocessing = Preprocessing.from_dict(raw["preprocessing"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{name}: invalid checkpoint contents ({exc})") from None
+    if config.vocab_size != len(vocab):
+        raise CheckpointError(f"{name}: the vocabulary has {len(vocab)} words but the model "
+                              f"was built for {config.vocab_size}")
+    decoder = _float_state(raw["decoder"], name, "decoder")
+    embedding = decoder.get("embedding.weight")
+    if embedding is None or embedding.shape[0] != len(vocab):
+        rows = None if embedding is None else embedding.shape[0]
+        raise CheckpointError(f"{name}: the vocabulary ({len(vocab)} words) does not match the "
+                              f"decoder weights (embedding has {rows} rows)")
+    encoder = raw.get("encoder")
+    return Checkpoint(config, vocab, preprocessing, decoder,
+                      None if encoder is None else _float_state(encoder, name, "encoder"),
+                      dict(raw.get("metadata") or {}), raw.get("training"))
+
+
+def _maybe_half(state: dict[str, torch.Tensor], half: bool) -> dict[str, torch.Tensor]:
+    return {k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}
+
+
+def _float_state(state: Any, name: str, part: str) -> dict[str, torch.Tensor]:
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{name}: the {part} weights are not a state dict of tensors")
+    # Shipped checkpoints store float16; compute in float32.
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

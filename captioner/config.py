@@ -1,0 +1,56 @@
+"""The one model configuration. It travels inside every checkpoint."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+ATTENTION_KINDS = ("soft", "hard")
+GATE_KINDS = ("scalar", "channel", "none")
+HARD_INFERENCE_KINDS = ("argmax", "expectation")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a captioning model (not how to train it)."""
+
+    # Encoder: a registry name from captioner.encoder.ENCODERS and its square input side.
+    # The grid is image_size / 32 per side: 224 -> 7x7, 448 -> 14x14 (the paper's 196 locations).
+    encoder: str = "efficientnet_lite0"
+    image_size: int = 224
+    encoder_dim: int = 1280  # D, channels of one annotation vector a_i
+    # Decoder
+    vocab_size: int = 0  # filled in from the vocabulary
+    attention: str = "soft"  # "soft" (deterministic) or "hard" (stochastic, REINFORCE)
+    embed_dim: int = 256  # m in the paper: word embedding and deep-output width
+    hidden_dim: int = 512  # n in the paper: LSTM state size
+    attention_dim: int = 512  # width of the additive (Bahdanau) scoring MLP
+    dropout: float = 0.5
+    gate: str = "scalar"  # beta = sigmoid(f_beta(h)): "scalar" as in the paper, "channel", or "none"
+    # How hard attention picks its location when not training.
+    hard_inference: str = "argmax"
+
+    def __post_init__(self) -> None:
+        _check_choice("attention", self.attention, ATTENTION_KINDS)
+        _check_choice("gate", self.gate, GATE_KINDS)
+        _check_choice("hard_inference", self.hard_inference, HARD_INFERENCE_KINDS)
+        if self.image_size % 32 or self.image_size < 32:
+            raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**values)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

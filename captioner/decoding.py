@@ -1,0 +1,151 @@
+"""Decoding strategies as plain functions over Decoder.step.
+
+Everything is batched: greedy and sampling run B rows; beam search runs B*k rows (image n,
+beam j at row n*k + j) with no Python loop over images or beams. Results leave the tensor world
+once, at the end. Callers put the decoder in eval mode and, for speed, in inference_mode.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .decoder import Decoder
+from .vocab import Vocabulary
+
+START, END, PAD = Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id
+
+
+class Hypothesis(NamedTuple):
+    tokens: list[int]  # word ids, without <start> and <end>
+    score: float  # ranking score: log_prob, divided by length**length_penalty when asked
+    log_prob: float  # sum of the log-probabilities of the words and the closing <end>
+    alphas: torch.Tensor  # (len(tokens), L) attention weights of each word
+
+
+def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = 20) -> list[Hypothesis]:
+    """Most likely word at every step. features (B, L, D) -> one hypothesis per image."""
+    memory = decoder.prepare(features)
+    state = decoder.init_state(memory)
+    batch = features.shape[0]
+    tokens = torch.full((batch,), START, dtype=torch.long, device=features.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=features.device)
+    total = torch.zeros(batch, device=features.device)
+    words, alphas = [], []
+    for t in range(max_length + 1):  # room for max_length words and the closing <end>
+        out = decoder.step(tokens, state, memory)
+        log_probs = _next_word_log_probs(out.logits, t, max_length)  # (B, V)
+        tokens = log_probs.argmax(dim=-1).masked_fill(finished, END)
+        total += log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
+        words.append(tokens)
+        alphas.append(out.attention.weights)
+        finished = finished | (tokens == END)
+        state = out.state
+        if bool(finished.all()):
+            break
+    return _collect(torch.stack(words, 1), torch.stack(alphas, 1), total, total)
+
+
+def sample(decoder: Decoder, features: torch.Tensor, max_length: int = 20,
+           temperature: float = 1.0, generator: torch.Generator | None = None) -> list[Hypothesis]:
+    """Words drawn from p(y_t | ...)^(1/temperature); log_prob is under the model itself."""
+    memory = decoder.prepare(features)
+    state = decoder.init_state(memory)
+    batch = features.shape[0]
+    tokens = torch.full((batch,), START, dtype=torch.long, device=features.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=features.device)
+    total = torch.zeros(batch, device=features.device)
+    words, alphas = [], []
+    for t in range(max_length + 1):
+        out = decoder.step(tokens, state, memory)
+        log_probs = _next_word_log_probs(out.logits, t, max_length)
+        probs = (log_probs / temperature).softmax(dim=-1)
+        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1).masked_fill(finished, END)
+        chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        total += chosen.masked_fill(finished, 0.0)
+        words.append(tokens)
+        alphas.append(out.attention.weights)
+        finished = finished | (tokens == END)
+        state = out.state
+        if bool(finished.all()):
+            break
+    return _collect(torch.stack(words, 1), torch.stack(alphas, 1), total, total)
+
+
+def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = 3,
+                max_length: int = 20, n_best: int = 1, length_penalty: float = 0.0
+                ) -> list[list[Hypothesis]]:
+    """Batched beam search. features (B, L, D) -> for each image its n_best hypotheses, best first.
+
+    A finished hypothesis stays in the beam and may only be extended by <end> at no cost, so
+    every row advances in lockstep. With length_penalty > 0 the final ranking divides each
+    log-probability by (number of words + 1) ** length_penalty.
+    """
+    if beam_size < 1:
+        raise ValueError("beam_size must be at least 1")
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be between 1 and beam_size ({beam_size})")
+    batch, k, device = features.shape[0], beam_size, features.device
+    memory = decoder.prepare(features).select(
+        torch.arange(batch, device=device).repeat_interleave(k))  # (B*k, L, .)
+    state = decoder.init_state(memory)
+    vocab = decoder.config.vocab_size
+    tokens = torch.full((batch * k,), START, dtype=torch.long, device=device)
+    # Only beam 0 is alive at the start; the others would duplicate it.
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
+    end_only = torch.full((vocab,), float("-inf"), device=device)
+    end_only[END] = 0.0
+    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)  # (B, 1)
+    words = torch.empty(batch * k, 0, dtype=torch.long, device=device)
+    alphas = torch.empty(batch * k, 0, memory.features.shape[1], device=device)
+    for t in range(max_length + 1):
+        out = decoder.step(tokens, state, memory)
+        log_probs = _next_word_log_probs(out.logits, t, max_length)  # (B*k, V)
+        log_probs = torch.where(finished.unsqueeze(1), end_only, log_probs)
+        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
+        scores, flat = candidates.topk(k, dim=1)  # (B, k) each
+        rows = (offsets + flat // vocab).view(-1)  # parent row of each new hypothesis
+        tokens = (flat % vocab).view(-1)
+        words = torch.cat([words.index_select(0, rows), tokens.unsqueeze(1)], dim=1)
+        alphas = torch.cat([alphas.index_select(0, rows),
+                            out.attention.weights.index_select(0, rows).unsqueeze(1)], dim=1)
+        finished = finished.index_select(0, rows) | (tokens == END)
+        state = out.state.select(rows)
+        if bool(finished.all()):
+            break
+    log_prob = scores.view(-1)
+    lengths = _lengths(words).float() + 1.0
+    ranking = log_prob / lengths.pow(length_penalty) if length_penalty else log_prob
+    hypotheses = _collect(words, alphas, ranking, log_prob)
+    order = ranking.view(batch, k).argsort(dim=1, descending=True)[:, :n_best].tolist()
+    return [[hypotheses[n * k + j] for j in row] for n, row in enumerate(order)]
+
+
+def _next_word_log_probs(logits: torch.Tensor, step: int, max_length: int) -> torch.Tensor:
+    """log p(y_t) (R, V) with <pad>/<start> forbidden, and only <end> allowed after max_length words."""
+    log_probs = logits.float().log_softmax(dim=-1)
+    if step == max_length:
+        return torch.full_like(log_probs, float("-inf")).index_copy_(
+            1, torch.tensor([END], device=logits.device), log_probs[:, END:END + 1])
+    log_probs[:, PAD] = float("-inf")
+    log_probs[:, START] = float("-inf")
+    return log_probs
+
+
+def _lengths(words: torch.Tensor) -> torch.Tensor:
+    """Number of words before the first <end> in each row of (R, T) (T when there is none)."""
+    is_end = words == END
+    first_end = torch.where(is_end.any(dim=1), is_end.int().argmax(dim=1),
+                            torch.full_like(words[:, 0], words.shape[1]))
+    return first_end
+
+
+def _collect(words: torch.Tensor, alphas: torch.Tensor, score: torch.Tensor,
+             log_prob: torch.Tensor) -> list[Hypothesis]:
+    lengths = _lengths(words).tolist()
+    words_list, scores, log_probs = words.tolist(), score.tolist(), log_prob.tolist()
+    alphas = alphas.float().cpu()
+    return [Hypothesis(words_list[r][:n], scores[r], log_probs[r], alphas[r, :n])
+            for r, n in enumerate(lengths)]

@@ -1,0 +1,179 @@
+"""The facade users call: Captioner.from_checkpoint(path).caption(images) -> [Caption]."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .config import ModelConfig
+from .decoder import Decoder
+from .decoding import Hypothesis, beam_search, greedy
+from .encoder import Encoder, build_encoder
+from .images import ImageSource, load_image, source_name
+from .preprocessing import Preprocessing
+from .vocab import Vocabulary
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# The shipped default models, trained on Flickr8k (see the README's results table).
+DEFAULT_CHECKPOINTS = {
+    "soft": WEIGHTS_DIR / "soft_flickr8k.pt",
+    "hard": WEIGHTS_DIR / "hard_flickr8k.pt",
+}
+DEFAULT_MODEL = "soft"
+MAX_CAPTION_LENGTH = 50
+
+
+@dataclass(frozen=True)
+class Timing:
+    preprocess_ms: float
+    encoder_ms: float
+    decoder_ms: float  # beam search or greedy, attention maps included; shared by the batch
+
+
+@dataclass
+class Alternative:
+    words: list[str]
+    score: float
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+@dataclass
+class Caption:
+    words: list[str]
+    score: float  # ranking score of the best hypothesis (log-probability, maybe length-normalised)
+    log_prob: float
+    alphas: np.ndarray  # (T, h, w): one attention map per word, each summing to 1
+    alternatives: list[Alternative] = field(default_factory=list)  # n-best, best first
+    image_size: tuple[int, int] = (0, 0)  # (width, height) of the upright input photo
+    timing: Timing | None = None
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    def to_dict(self) -> dict:
+        return {
+            "caption": self.text,
+            "words": self.words,
+            "score": self.score,
+            "log_prob": self.log_prob,
+            "attention": self.alphas.round(6).tolist(),
+            "grid": list(self.alphas.shape[1:]),
+            "alternatives": [{"caption": a.text, "score": a.score} for a in self.alternatives],
+            "image_size": list(self.image_size),
+            "timing_ms": None if self.timing is None else vars(self.timing),
+        }
+
+
+def default_checkpoint(kind: str = DEFAULT_MODEL) -> Path:
+    if kind not in DEFAULT_CHECKPOINTS:
+        raise ValueError(f"unknown default model {kind!r}; choose {', '.join(DEFAULT_CHECKPOINTS)}")
+    return DEFAULT_CHECKPOINTS[kind]
+
+
+class Captioner:
+    """Encoder + decoder + vocabulary + preprocessing, for inference only.
+
+    The model is put in eval mode once, here; captioning never changes any state, so one
+    instance can serve concurrent callers (for example every session of the app).
+    """
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, vocab: Vocabulary,
+                 preprocessing: Preprocessing, metadata: dict | None = None):
+        self.encoder = encoder.eval()
+        self.decoder = decoder.eval()
+        self.vocab = vocab
+        self.preprocessing = preprocessing
+        self.metadata = dict(metadata or {})
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.decoder.config
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | None = None,
+                        encoder_weights: str | None = None) -> "Captioner":
+        """Load a checkpoint file; no path means the shipped default model."""
+        if path is None:
+            path = default_checkpoint()
+            if not path.exists():
+                raise CheckpointError(f"{path}: the default model is not installed; "
+                                      "pass a checkpoint path")
+        checkpoint = load_checkpoint(path)
+        return cls.from_parts(checkpoint, encoder_weights, name=str(path))
+
+    @classmethod
+    def from_parts(cls, checkpoint: Checkpoint, encoder_weights: str | None = None,
+                   name: str = "<checkpoint>") -> "Captioner":
+        decoder = build_decoder(checkpoint, name)
+        try:
+            encoder = build_encoder(checkpoint.config.encoder, encoder_weights, checkpoint.encoder)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{name}: encoder weights do not fit "
+                                  f"{checkpoint.config.encoder} ({str(exc)[:200]})") from None
+        return cls(encoder, decoder, checkpoint.vocab, checkpoint.preprocessing, checkpoint.metadata)
+
+    def caption(self, images: ImageSource | Sequence[ImageSource], beam_size: int = 3,
+                n_best: int = 1, max_length: int = 20, length_penalty: float = 0.0
+                ) -> list[Caption]:
+        """Caption one or more images (paths, bytes, file objects or PIL images)."""
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        started = time.perf_counter()
+        photos = [load_image(image, source_name(image)) for image in images]
+        with torch.inference_mode():
+            pixels = self.preprocessing.batch(photos)
+            prepared = time.perf_counter()
+            encoded = self.encoder(pixels)
+        encoded_at = time.perf_counter()
+        captions = self.caption_features(encoded.features, encoded.grid, beam_size=beam_size,
+                                         n_best=n_best, max_length=max_length,
+                                         length_penalty=length_penalty)
+        timing = Timing((prepared - started) * 1e3, (encoded_at - prepared) * 1e3,
+                        (time.perf_counter() - encoded_at) * 1e3)
+        for caption, photo in zip(captions, photos):
+            caption.image_size = photo.size
+            caption.timing = timing
+        return captions
+
+    def caption_features(self, features: torch.Tensor, grid: tuple[int, int], beam_size: int = 3,
+                         n_best: int = 1, max_length: int = 20, length_penalty: float = 0.0
+                         ) -> list[Caption]:
+        """Caption precomputed annotation grids (B, L, D), e.g. from a feature cache."""
+        if not 1 <= max_length <= MAX_CAPTION_LENGTH:
+            raise ValueError(f"max_length must be between 1 and {MAX_CAPTION_LENGTH}")
+        with torch.inference_mode():
+            features = features.float()
+            if beam_size == 1 and n_best == 1:
+                results = [[h] for h in greedy(self.decoder, features, max_length)]
+            else:
+                results = beam_search(self.decoder, features, beam_size, max_length,
+                                      n_best, length_penalty)
+        return [self._to_caption(hyps, grid) for hyps in results]
+
+    def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int]) -> Caption:
+        best = hypotheses[0]
+        alphas = best.alphas.numpy().reshape(len(best.tokens), *grid)
+        return Caption(
+            words=self.vocab.decode(best.tokens), score=best.score, log_prob=best.log_prob,
+            alphas=alphas,
+            alternatives=[Alternative(self.vocab.decode(h.tokens), h.score) for h in hypotheses])
+
+
+def build_decoder(checkpoint: Checkpoint, name: str = "<checkpoint>") -> Decoder:
+    decoder = Decoder(checkpoint.config)
+    try:
+        decoder.load_state_dict(checkpoint.decoder, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{name}: decoder weights do not match the config "
+                              f"({str(exc).splitlines()[0][:200]})") from None
+    return decoder

@@ -1,0 +1,127 @@
+"""Checkpoints carry everything needed to caption, and bad files fail clearly."""
+import os
+import pickle
+
+import pytest
+import torch
+
+from captioner import Captioner, CheckpointError, load_checkpoint, save_checkpoint
+from captioner.checkpoint import FORMAT_VERSION
+
+from conftest import photo, write_checkpoint
+
+
+def test_round_trip_gives_identical_captions(tmp_path, checkpoint_path):
+    first = Captioner.from_checkpoint(checkpoint_path)
+    again = tmp_path / "again.pt"
+    save_checkpoint(load_checkpoint(checkpoint_path), again)
+    second = Captioner.from_checkpoint(again)
+    images = [photo(seed=s) for s in range(3)]
+    a = first.caption(images, beam_size=3)
+    b = second.caption(images, beam_size=3)
+    assert [c.words for c in a] == [c.words for c in b]
+    assert [c.score for c in a] == pytest.approx([c.score for c in b])
+
+
+def test_checkpoint_holds_config_vocab_preprocessing_and_metadata(checkpoint_path, vocab,
+                                                                   attention_kind):
+    checkpoint = load_checkpoint(checkpoint_path)
+    assert checkpoint.vocab == vocab
+    assert checkpoint.config.attention == attention_kind
+    assert checkpoint.preprocessing.image_size == checkpoint.config.image_size
+    assert checkpoint.metadata == {"note": "test"}
+    # Plain safe loading works with no other file and no captioner code involved.
+    raw = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    assert raw["vocab"] == vocab.itos
+
+
+def test_half_precision_storage_is_smaller_and_loads_as_float32(tmp_path, checkpoint_path):
+    half = tmp_path / "half.pt"
+    save_checkpoint(load_checkpoint(checkpoint_path), half, half=True)
+    assert half.stat().st_size < 0.7 * checkpoint_path.stat().st_size
+    assert all(v.dtype == torch.float32 for v in load_checkpoint(half).decoder.values()
+               if v.is_floating_point())
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_checkpoint(tmp_path)
+
+
+def test_random_bytes_and_truncated_file(tmp_path, checkpoint_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable PyTorch checkpoint"):
+        load_checkpoint(junk)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(checkpoint_path.read_bytes()[: checkpoint_path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="cut.pt: .*truncated"):
+        load_checkpoint(cut)
+
+
+class _Exploit:
+    marker = ""
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # would create the marker file when unpickled
+
+
+def test_pickled_code_is_refused_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    _Exploit.marker = str(marker)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "captioner-checkpoint", "payload": _Exploit()}, evil)
+    with pytest.raises(CheckpointError, match="evil.pt: refused"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    # and the same with a raw pickle file
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps(_Exploit()))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(raw)
+    assert not marker.exists()
+
+
+def _mutated(tmp_path, checkpoint_path, mutate):
+    raw = torch.load(checkpoint_path, weights_only=True)
+    mutate(raw)
+    path = tmp_path / "mutated.pt"
+    torch.save(raw, path)
+    return path
+
+
+def test_foreign_dict_wrong_version_and_missing_keys(tmp_path, checkpoint_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    with pytest.raises(CheckpointError, match="not a captioner checkpoint"):
+        load_checkpoint(foreign)
+    path = _mutated(tmp_path, checkpoint_path, lambda r: r.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(CheckpointError, match="format version"):
+        load_checkpoint(path)
+    path = _mutated(tmp_path, checkpoint_path, lambda r: r.pop("vocab"))
+    with pytest.raises(CheckpointError, match="missing vocab"):
+        load_checkpoint(path)
+
+
+def test_vocabulary_that_does_not_match_the_weights(tmp_path, checkpoint_path):
+    def add_word(raw):
+        raw["vocab"].append("zebra")
+        raw["config"]["vocab_size"] += 1
+    with pytest.raises(CheckpointError, match="does not match the decoder weights"):
+        load_checkpoint(_mutated(tmp_path, checkpoint_path, add_word))
+    with pytest.raises(CheckpointError, match="vocabulary has"):
+        load_checkpoint(_mutated(tmp_path, checkpoint_path, lambda r: r["vocab"].append("z")))
+
+
+def test_weights_that_do_not_match_the_config(tmp_path, checkpoint_path):
+    path = _mutated(tmp_path, checkpoint_path, lambda r: r["config"].update(hidden_dim=32))
+    with pytest.raises(CheckpointError, match="decoder weights do not match the config"):
+        Captioner.from_checkpoint(path)
+
+
+def test_atomic_save_leaves_no_temporary_files(tmp_path, vocab):
+    path = write_checkpoint(tmp_path / "model.pt", vocab)
+    save_checkpoint(load_checkpoint(path), path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

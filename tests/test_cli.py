@@ -1,0 +1,71 @@
+"""python -m captioner caption: good files are captioned, bad ones get one line and exit 2."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import photo, write_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "captioner", "caption", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cli_checkpoint(tmp_path_factory):
+    from captioner import Vocabulary
+
+    from conftest import WORDS
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt",
+                            Vocabulary.build(WORDS, min_count=1))
+
+
+def test_json_output_with_bad_files_in_the_same_call(tmp_path, cli_checkpoint):
+    good = tmp_path / "good.jpg"
+    photo().save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\x00garbage")
+    result = run_cli(good, bad, tmp_path / "missing.png", "--checkpoint", cli_checkpoint,
+                     "--json", "--beam", "2", "--n-best", "2")
+    assert result.returncode == 2
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2 and "Traceback" not in result.stderr
+    assert "bad.jpg: not an image file" in errors[0]
+    assert "missing.png: no such file" in errors[1]
+    [entry] = json.loads(result.stdout)
+    assert entry["image"] == str(good)
+    assert len(entry["words"]) == len(entry["attention"])
+    assert len(entry["alternatives"]) == 2
+
+
+def test_plain_output_and_overlay_pngs(tmp_path, cli_checkpoint):
+    images = []
+    for i in range(2):
+        images.append(tmp_path / f"p{i}.png")
+        photo(seed=i).save(images[-1])
+    out = tmp_path / "overlays"
+    result = run_cli(*images, "--checkpoint", cli_checkpoint, "--overlay-dir", out)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(p) for p in images]
+    for image in images:
+        sheet = Image.open(out / f"{image.name}.attention.png")
+        assert sheet.width > 256 and sheet.height > 100
+
+
+def test_bad_checkpoint_and_bad_options(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"nope")
+    image = tmp_path / "p.png"
+    photo().save(image)
+    result = run_cli(image, "--checkpoint", junk)
+    assert result.returncode == 2 and "junk.pt" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli(image, "--beam", "0", "--checkpoint", junk)
+    assert result.returncode == 2 and "--beam" in result.stderr

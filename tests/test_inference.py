@@ -1,0 +1,97 @@
+"""The Captioner facade: any image source in, named Caption results out."""
+import io
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from captioner import Captioner, CheckpointError, ImageError
+
+from conftest import photo
+
+
+@pytest.fixture
+def captioner(checkpoint_path):
+    return Captioner.from_checkpoint(checkpoint_path)
+
+
+def test_caption_has_words_scores_and_one_normalised_map_per_word(captioner):
+    [caption] = captioner.caption(photo(), beam_size=3, n_best=3)
+    assert len(caption.words) >= 1
+    grid = captioner.config.image_size // 32
+    assert caption.alphas.shape == (len(caption.words), grid, grid)
+    assert np.allclose(caption.alphas.sum(axis=(1, 2)), 1.0, atol=1e-4)
+    assert [a.words for a in caption.alternatives][0] == caption.words
+    assert len(caption.alternatives) == 3
+    assert caption.image_size == (160, 120)
+    assert caption.timing.encoder_ms > 0 and caption.timing.decoder_ms > 0
+    assert caption.text == " ".join(caption.words)
+    as_dict = caption.to_dict()
+    assert as_dict["grid"] == [grid, grid] and len(as_dict["attention"]) == len(caption.words)
+
+
+def test_paths_bytes_files_and_pil_images_give_the_same_caption(captioner, tmp_path):
+    image = photo(seed=3)
+    path = tmp_path / "p.png"
+    image.save(path)
+    data = path.read_bytes()
+    results = captioner.caption([image, path, str(path), data, io.BytesIO(data)])
+    assert len({tuple(c.words) for c in results}) == 1
+
+
+def test_batch_equals_one_by_one(captioner):
+    images = [photo(seed=s) for s in range(4)]
+    batched = captioner.caption(images, beam_size=3)
+    single = [captioner.caption(image, beam_size=3)[0] for image in images]
+    assert [c.words for c in batched] == [c.words for c in single]
+
+
+def test_beam_one_equals_greedy_path(captioner):
+    image = photo(seed=5)
+    greedy = captioner.caption(image, beam_size=1)[0]
+    beam = captioner.caption(image, beam_size=1, n_best=1)[0]
+    assert greedy.words == beam.words
+
+
+def test_inference_does_not_change_the_model(captioner):
+    state = {k: v.clone() for k, v in captioner.decoder.state_dict().items()}
+    first = captioner.caption(photo(seed=1))[0].words
+    assert captioner.caption(photo(seed=1))[0].words == first
+    assert not captioner.decoder.training and not captioner.encoder.training
+    assert all(torch.equal(state[k], v) for k, v in captioner.decoder.state_dict().items())
+
+
+def test_concurrent_callers_get_the_same_results_as_sequential(captioner):
+    images = [photo(seed=s) for s in range(8)]
+    expected = [captioner.caption(image, beam_size=3)[0].words for image in images]
+    results = [None] * 8
+
+    def work(i):
+        results[i] = captioner.caption(images[i], beam_size=3)[0].words
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == expected
+
+
+def test_bad_image_raises_image_error_naming_it(captioner, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(ImageError, match="bad.jpg: not an image file"):
+        captioner.caption(bad)
+
+
+def test_invalid_max_length(captioner):
+    with pytest.raises(ValueError, match="max_length"):
+        captioner.caption(photo(), max_length=0)
+
+
+def test_missing_default_model_message(monkeypatch, tmp_path):
+    import captioner.inference as inference
+
+    monkeypatch.setitem(inference.DEFAULT_CHECKPOINTS, "soft", tmp_path / "absent.pt")
+    with pytest.raises(CheckpointError, match="absent.pt"):
+        Captioner.from_checkpoint()

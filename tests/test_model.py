@@ -1,0 +1,161 @@
+"""Attention, decoder and decoding, parametrized over soft and hard attention."""
+import pytest
+import torch
+
+from captioner import Decoder, beam_search, greedy, sample
+from captioner.attention import HardAttention, SoftAttention
+
+from conftest import tiny_config
+
+
+def _features(batch=3, locations=6, dim=16):
+    return torch.randn(batch, locations, dim)
+
+
+def test_soft_attention_weights_sum_to_one_and_context_is_their_average():
+    attention = SoftAttention(16, 20, 14)
+    features = _features()
+    out = attention(features, attention.project(features), torch.randn(3, 20))
+    assert torch.allclose(out.weights.sum(1), torch.ones(3))
+    expected = (out.weights.unsqueeze(2) * features).sum(1)
+    assert torch.allclose(out.context, expected, atol=1e-6)
+    assert out.log_prob is None
+
+
+def test_hard_attention_inference_picks_one_location():
+    attention = HardAttention(16, 20, 14, inference="argmax").eval()
+    features = _features()
+    out = attention(features, attention.project(features), torch.randn(3, 20))
+    chosen = out.weights.argmax(1)
+    assert torch.equal(out.context, features[torch.arange(3), chosen])
+    assert out.log_prob is None
+
+
+def test_hard_attention_expectation_option():
+    attention = HardAttention(16, 20, 14, inference="expectation").eval()
+    features = _features()
+    out = attention(features, attention.project(features), torch.randn(3, 20))
+    assert torch.allclose(out.context, (out.weights.unsqueeze(2) * features).sum(1), atol=1e-6)
+
+
+def test_hard_attention_training_samples_and_returns_log_prob():
+    attention = HardAttention(16, 20, 14, expectation_prob=0.0).train()
+    features = _features(batch=64)
+    out = attention(features, attention.project(features), torch.randn(64, 20))
+    # each context is exactly one annotation vector, and log_prob is log alpha of that one
+    match = (out.context.unsqueeze(1) == features).all(dim=2)  # (B, L)
+    assert (match.sum(1) >= 1).all()
+    location = match.float().argmax(1)
+    assert torch.allclose(out.log_prob, out.weights.gather(1, location[:, None]).squeeze(1).log())
+    # with probability 0.5 (the paper's trick) the expected context is used and log_prob is 0
+    attention.expectation_prob = 0.5
+    out = attention(features, attention.project(features), torch.randn(64, 20))
+    expected_rows = out.log_prob == 0
+    assert 5 < int(expected_rows.sum()) < 59
+
+
+def test_teacher_forcing_shapes_and_every_parameter_gets_a_gradient(vocab, attention_kind):
+    decoder = Decoder(tiny_config(vocab, attention_kind, gate="channel")).train()
+    captions = torch.tensor([vocab.encode(["a", "red", "square", "on", "grass"])] * 4)
+    out = decoder(_features(batch=4), captions)
+    assert out.logits.shape == (4, captions.shape[1] - 1, len(vocab))
+    assert torch.allclose(out.alphas.sum(-1), torch.ones(4, captions.shape[1] - 1))
+    loss = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), captions[:, 1:].flatten())
+    if attention_kind == "hard":
+        assert out.log_probs is not None and out.log_probs.shape == (4, captions.shape[1] - 1)
+        loss = loss - out.log_probs.sum()  # a REINFORCE-shaped term
+    else:
+        assert out.log_probs is None
+    loss.backward()
+    missing = [n for n, p in decoder.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert missing == []
+
+
+@pytest.mark.parametrize("gate", ["scalar", "channel", "none"])
+def test_gate_options(vocab, gate):
+    decoder = Decoder(tiny_config(vocab, gate=gate)).eval()
+    assert (decoder.gate is None) == (gate == "none")
+    assert len(greedy(decoder, _features(), max_length=5)) == 3
+
+
+@pytest.fixture
+def decoder(vocab, attention_kind):
+    return Decoder(tiny_config(vocab, attention_kind)).eval()
+
+
+def test_beam_size_one_equals_greedy_exactly(decoder):
+    features = _features(batch=5)
+    with torch.inference_mode():
+        greedy_hyps = greedy(decoder, features, max_length=12)
+        beam_hyps = [h[0] for h in beam_search(decoder, features, beam_size=1, max_length=12)]
+    for g, b in zip(greedy_hyps, beam_hyps):
+        assert g.tokens == b.tokens
+        assert g.log_prob == pytest.approx(b.log_prob, abs=1e-5)
+        assert torch.allclose(g.alphas, b.alphas)
+
+
+def test_beam_search_batched_equals_one_image_at_a_time(decoder):
+    features = _features(batch=4)
+    with torch.inference_mode():
+        batched = beam_search(decoder, features, beam_size=4, max_length=10, n_best=3)
+        single = [beam_search(decoder, features[i:i + 1], beam_size=4, max_length=10,
+                              n_best=3)[0] for i in range(4)]
+    for b_hyps, s_hyps in zip(batched, single):
+        assert [h.tokens for h in b_hyps] == [h.tokens for h in s_hyps]
+        assert [h.score for h in b_hyps] == pytest.approx([h.score for h in s_hyps], abs=1e-4)
+
+
+def test_beam_search_n_best_is_sorted_distinct_with_attention_per_word(decoder):
+    with torch.inference_mode():
+        results = beam_search(decoder, _features(batch=2, locations=9), beam_size=5,
+                              max_length=8, n_best=5)
+    for hyps in results:
+        assert len(hyps) == 5
+        scores = [h.score for h in hyps]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(h.tokens) for h in hyps}) == 5
+        for h in hyps:
+            assert len(h.tokens) <= 8
+            assert h.alphas.shape == (len(h.tokens), 9)
+            assert torch.allclose(h.alphas.sum(-1), torch.ones(len(h.tokens)), atol=1e-5)
+            assert not {0, 1, 2} & set(h.tokens)  # no <pad>, <start>, <end> among the words
+
+
+def test_beam_search_finds_at_least_greedys_log_prob_and_length_penalty_reranks(decoder):
+    features = _features(batch=6)
+    with torch.inference_mode():
+        g = greedy(decoder, features, max_length=10)
+        b = beam_search(decoder, features, beam_size=6, max_length=10)
+        normalized = beam_search(decoder, features, beam_size=6, max_length=10, n_best=6,
+                                 length_penalty=1.0)
+    assert sum(h[0].log_prob for h in b) >= sum(h.log_prob for h in g) - 1e-4
+    for hyps in normalized:
+        for h in hyps:
+            assert h.score == pytest.approx(h.log_prob / (len(h.tokens) + 1), abs=1e-5)
+
+
+def test_max_length_is_respected(decoder):
+    with torch.inference_mode():
+        for hyps in beam_search(decoder, _features(), beam_size=3, max_length=2):
+            assert len(hyps[0].tokens) <= 2
+        assert all(len(h.tokens) <= 1 for h in greedy(decoder, _features(), max_length=1))
+
+
+def test_sampling_is_seeded_and_valid(decoder):
+    features = _features(batch=4)
+    with torch.inference_mode():
+        a = sample(decoder, features, 10, generator=torch.Generator().manual_seed(1))
+        b = sample(decoder, features, 10, generator=torch.Generator().manual_seed(1))
+    assert [h.tokens for h in a] == [h.tokens for h in b]
+    assert all(h.log_prob < 0 and len(h.tokens) <= 10 for h in a)
+
+
+def test_decoding_does_not_change_the_model(decoder):
+    before = {k: v.clone() for k, v in decoder.state_dict().items()}
+    features = _features()
+    with torch.inference_mode():
+        first = beam_search(decoder, features, beam_size=3)
+        second = beam_search(decoder, features, beam_size=3)
+    assert [h[0].tokens for h in first] == [h[0].tokens for h in second]
+    assert not decoder.training
+    assert all(torch.equal(before[k], v) for k, v in decoder.state_dict().items())
