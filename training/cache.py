@@ -1,0 +1,80 @@
+"""Run the frozen encoder once over a dataset and store the grids on disk.
+
+    python -m training.cache --data ../shared/data/flickr8k/dataset_flickr8k.json \
+        --encoder efficientnet_lite0 --image-size 224 --cache-dir cache
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from captioner.data import CaptionDataset, DatasetError, check_image_files, load_karpathy
+from captioner.encoder import ENCODERS
+from captioner.features import FeatureCache, build_cache
+from captioner.images import ImageError
+
+
+def cache_folder(cache_dir: str | Path, dataset: CaptionDataset, encoder: str,
+                 image_size: int) -> Path:
+    return Path(cache_dir) / f"{dataset.name}-{encoder}-{image_size}"
+
+
+def ensure_cache(dataset: CaptionDataset, cache_dir: str | Path, encoder: str, image_size: int,
+                 weights_path: str | None = None, batch_size: int = 32, workers: int = 2
+                 ) -> FeatureCache:
+    """The dataset's feature cache, built (or resumed, or rebuilt on mismatch) if needed."""
+    paths = [record.path for record in dataset.images]
+    folder = cache_folder(cache_dir, dataset, encoder, image_size)
+    bar = None
+
+    def progress(n: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=len(paths), desc=f"caching {encoder}@{image_size}", unit="img",
+                       initial=0, file=sys.stderr)
+        bar.update(n)
+    check_image_files(dataset, dataset.images)
+    try:
+        return build_cache(folder, dataset.image_root, paths, encoder, image_size, weights_path,
+                           batch_size, workers, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.cache", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="Karpathy-format dataset JSON")
+    parser.add_argument("--images", help="image folder (default: <data dir>/images)")
+    parser.add_argument("--encoder", default="efficientnet_lite0", choices=sorted(ENCODERS))
+    parser.add_argument("--encoder-weights", help="weights file (resnet101 / vgg19 only)")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--cache-dir", default="cache")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding JPEGs")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the encoder")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        dataset = load_karpathy(args.data, args.images)
+        started = time.perf_counter()
+        cache = ensure_cache(dataset, args.cache_dir, args.encoder, args.image_size,
+                             args.encoder_weights, args.batch_size, args.workers)
+    except (DatasetError, ImageError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - started
+    n = cache.features.shape[0]
+    print(f"{cache.folder}: {n} images, grid {cache.grid}, dim {cache.features.shape[2]} "
+          f"({seconds:.1f} s, {n / max(seconds, 1e-9):.1f} images/s including any cached part)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+r"""Convert raw caption downloads into Karpathy's split JSON format (what training reads).
+
+    python -m training.convert coco --train-json annotations/captions_train2014.json \
+        --val-json annotations/captions_val2014.json [--karpathy-split dataset_coco.json] \
+        [--images coco] --out coco/dataset_coco.json
+    python -m training.convert flickr8k --captions Flickr8k.token.txt \
+        --train Flickr_8k.trainImages.txt --val Flickr_8k.devImages.txt \
+        --test Flickr_8k.testImages.txt [--images flickr8k/images] \
+        --out flickr8k/dataset_flickr8k.json
+
+Output: {"images": [{"filename", "filepath" (COCO), "imgid", "split", "sentences": [{"raw",
+"tokens", "imgid", "sentid"}], "sentids", "cocoid" (COCO)}], "dataset": name}. Images are
+numbered in sorted file-name order, sentences in that order; tokens = captioner.vocab.tokenize.
+
+COCO without --karpathy-split: train2014 is "train"; val2014 is shuffled with --seed and cut
+into --val-size "val", --test-size "test" and the rest "restval" (Karpathy's 5000/5000
+convention, but not his exact images: pass his dataset_coco.json for those).
+Flickr8k: the dev list becomes "val"; images in no list, and entries that are not .jpg names
+(such as the known bogus "2258277193_586949ec62.jpg.1"), are left out and reported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from captioner.data import DataReport
+from captioner.vocab import tokenize
+
+SPLIT_ORDER = ("train", "restval", "val", "test")
+
+
+class ConvertError(ValueError):
+    """An input that cannot be converted; the message names the file."""
+
+
+@dataclass(frozen=True)
+class RawImage:
+    """One image as read from the raw download, before numbering and tokenization."""
+
+    filename: str
+    split: str
+    captions: tuple[str, ...]
+    filepath: str | None = None  # COCO: "train2014" / "val2014"
+    cocoid: int | None = None
+
+
+@dataclass
+class Conversion:
+    dataset: dict  # the Karpathy-format JSON object
+    report: DataReport  # what was left out, dropped or is missing, with the first few names
+
+    def split_counts(self) -> dict[str, int]:
+        counts = Counter(image["split"] for image in self.dataset["images"])
+        return {split: counts[split] for split in SPLIT_ORDER if counts[split]}
+
+    def summary(self) -> str:
+        images = self.dataset["images"]
+        splits = ", ".join(f"{name} {n}" for name, n in self.split_counts().items())
+        captions = sum(len(image["sentences"]) for image in images)
+        lines = [f"{self.dataset['dataset']}: {len(images)} images ({splits}), "
+                 f"{captions} captions"]
+        lines += [f"  {line}" for line in self.report.summary().splitlines()]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared: numbering, tokenization, image check, atomic write
+# ---------------------------------------------------------------------------------------------
+
+def build_karpathy(name: str, images: Iterable[RawImage], report: DataReport) -> dict:
+    """Number images in sorted file-name order and sentences in that order; tokenize; drop
+    captions that tokenize to nothing (and images left with none), recording them in report."""
+    entries: list[dict] = []
+    sentid = 0
+    for image in sorted(images, key=lambda im: (im.filename, im.filepath or "")):
+        imgid = len(entries)
+        sentences = []
+        for index, caption in enumerate(image.captions):
+            raw = caption.strip()
+            tokens = tokenize(raw)
+            if not tokens:
+                report.add("captions that tokenize to nothing (dropped)",
+                           f"{image.filename}#{index}")
+                continue
+            sentences.append({"raw": raw, "tokens": tokens, "imgid": imgid, "sentid": sentid})
+            sentid += 1
+        if not sentences:
+            report.add("images without any usable caption (left out)", image.filename)
+            continue
+        entry = {"filename": image.filename}
+        if image.filepath is not None:
+            entry["filepath"] = image.filepath
+        entry.update(imgid=imgid, split=image.split, sentences=sentences,
+                     sentids=[s["sentid"] for s in sentences])
+        if image.cocoid is not None:
+            entry["cocoid"] = image.cocoid
+        entries.append(entry)
+    return {"images": entries, "dataset": name}
+
+
+def check_images(dataset: dict, image_dir: str | os.PathLike, report: DataReport) -> None:
+    """Record dataset images whose file is not in image_dir (COCO: image_dir/filepath/...)."""
+    root = Path(image_dir)
+    if not root.is_dir():
+        raise ConvertError(f"{root}: image folder not found")
+    for entry in dataset["images"]:
+        relative = Path(entry.get("filepath") or "", entry["filename"])
+        if not (root / relative).is_file():
+            report.add(f"image files missing from {root}", str(relative))
+
+
+def write_json(data: dict, out: str | os.PathLike) -> None:
+    """Write atomically: a temp file next to `out`, then os.replace."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=out.parent,
+                                         prefix=f".{out.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            json.dump(data, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, out)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _read_text(path: str | os.PathLike) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise ConvertError(f"{path}: file not found")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConvertError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _read_json(path: str | os.PathLike) -> dict:
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ConvertError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise ConvertError(f"{path}: expected a JSON object with an 'images' list")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# COCO
+# ---------------------------------------------------------------------------------------------
+
+def convert_coco(train_json: str | os.PathLike, val_json: str | os.PathLike,
+                 karpathy_split: str | os.PathLike | None = None,
+                 images: str | os.PathLike | None = None, val_size: int = 5000,
+                 test_size: int = 5000, seed: int = 123) -> Conversion:
+    """captions_train2014.json + captions_val2014.json -> Karpathy JSON ("coco")."""
+    for path in (train_json, val_json, karpathy_split):
+        if path is not None and not Path(path).is_file():
+            raise ConvertError(f"{path}: file not found")
+    if val_size < 0 or test_size < 0:
+        raise ConvertError("--val-size and --test-size must not be negative")
+    report = DataReport()
+    train = _read_coco(train_json, "train2014", report)
+    val = _read_coco(val_json, "val2014", report)
+    both = set(train) & set(val)
+    if both:
+        raise ConvertError(f"{val_json}: {len(both)} image ids also in {train_json} "
+                           f"(e.g. {sorted(both)[:3]})")
+    if karpathy_split is not None:
+        splits = _karpathy_splits(karpathy_split, {**train, **val}, report)
+    else:
+        splits = {cocoid: "train" for cocoid in train}
+        order = sorted(val, key=lambda cocoid: val[cocoid][0])  # by file name, then shuffled
+        if len(order) < val_size + test_size:
+            raise ConvertError(f"{val_json}: {len(order)} images, fewer than --val-size "
+                               f"{val_size} + --test-size {test_size}")
+        random.Random(seed).shuffle(order)
+        for position, cocoid in enumerate(order):
+            splits[cocoid] = ("val" if position < val_size else
+                              "test" if position < val_size + test_size else "restval")
+    raw_images = [RawImage(filename, splits[cocoid], captions, folder, cocoid)
+                  for source, folder in ((train, "train2014"), (val, "val2014"))
+                  for cocoid, (filename, captions) in source.items() if cocoid in splits]
+    dataset = build_karpathy("coco", raw_images, report)
+    if images is not None:
+        check_images(dataset, images, report)
+    return Conversion(dataset, report)
+
+
+def _read_coco(path: str | os.PathLike, folder: str, report: DataReport
+               ) -> dict[int, tuple[str, tuple[str, ...]]]:
+    """cocoid -> (file name, captions in annotation-id order), for images with captions."""
+    data = _read_json(path)
+    annotations = data.get("annotations")
+    if not isinstance(annotations, list):
+        raise ConvertError(f"{path}: expected an 'annotations' list (a COCO captions file)")
+    try:
+        names = {int(image["id"]): str(image["file_name"]) for image in data["images"]}
+        pairs = sorted((int(a["id"]), int(a["image_id"]), str(a["caption"]))
+                       for a in annotations)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConvertError(f"{path}: malformed image or annotation entry ({exc!r})") from None
+    captions: dict[int, list[str]] = {}
+    for _, cocoid, caption in pairs:
+        if cocoid in names:
+            captions.setdefault(cocoid, []).append(caption)
+        else:
+            report.add(f"{folder} captions for unknown image ids (dropped)", str(cocoid))
+    for cocoid, name in names.items():
+        if cocoid not in captions:
+            report.add(f"{folder} images without captions (left out)", name)
+    return {cocoid: (names[cocoid], tuple(caps)) for cocoid, caps in captions.items()}
+
+
+def _karpathy_splits(path: str | os.PathLike, coco: dict[int, tuple[str, tuple[str, ...]]],
+                     report: DataReport) -> dict[int, str]:
+    """cocoid -> split from a Karpathy dataset_coco.json (matched by cocoid, else file name)."""
+    by_name = {filename: cocoid for cocoid, (filename, _) in coco.items()}
+    splits: dict[int, str] = {}
+    for index, entry in enumerate(_read_json(path)["images"]):
+        if not isinstance(entry, dict) or entry.get("split") not in SPLIT_ORDER:
+            raise ConvertError(f"{path}: image #{index} has no split among {SPLIT_ORDER}")
+        try:
+            cocoid = int(entry["cocoid"])
+        except (KeyError, TypeError, ValueError):
+            cocoid = None
+        if cocoid not in coco:
+            cocoid = by_name.get(str(entry.get("filename")))
+        if cocoid is None:
+            report.add("split-file images not in the caption files (ignored)",
+                       str(entry.get("filename", f"#{index}")))
+            continue
+        splits[cocoid] = entry["split"]
+    for cocoid, (filename, _) in coco.items():
+        if cocoid not in splits:
+            report.add("images not in the split file (left out)", filename)
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------
+# Flickr8k
+# ---------------------------------------------------------------------------------------------
+
+def convert_flickr8k(captions: str | os.PathLike, train: str | os.PathLike,
+                     val: str | os.PathLike, test: str | os.PathLike,
+                     images: str | os.PathLike | None = None) -> Conversion:
+    """Flickr8k.token.txt + the three official split lists -> Karpathy JSON ("flickr8k")."""
+    for path in (captions, train, val, test):
+        if not Path(path).is_file():
+            raise ConvertError(f"{path}: file not found")
+    report = DataReport()
+    by_image = _read_flickr_tokens(captions, report)
+    splits: dict[str, str] = {}
+    for split, path in (("train", train), ("val", val), ("test", test)):
+        for name in _read_list(path):
+            if name in splits and splits[name] != split:
+                raise ConvertError(f"{path}: {name} is also in the {splits[name]} list")
+            splits[name] = split
+            if name not in by_image:
+                report.add("listed images without captions (left out)", name)
+    for name in sorted(by_image):
+        if name not in splits:
+            report.add("images in no split list (left out)", name)
+    raw_images = [RawImage(name, splits[name], tuple(caps[i] for i in sorted(caps)))
+                  for name, caps in by_image.items() if name in splits]
+    dataset = build_karpathy("flickr8k", raw_images, report)
+    if images is not None:
+        check_images(dataset, images, report)
+    return Conversion(dataset, report)
+
+
+def _read_flickr_tokens(path: str | os.PathLike, report: DataReport
+                        ) -> dict[str, dict[int, str]]:
+    """"name.jpg#i<TAB>caption" lines -> {name: {i: caption}}; bad lines are reported."""
+    by_image: dict[str, dict[int, str]] = {}
+    skipped: set[str] = set()
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, tab, caption = line.partition("\t")
+        if not tab:  # some copies use spaces instead of the tab
+            key, _, caption = line.strip().partition(" ")
+        name, hash_sign, index = key.strip().rpartition("#")
+        if not hash_sign or not index.isdigit() or not name:
+            report.add("malformed caption lines (skipped)", f"line {number}")
+            continue
+        if not name.lower().endswith(".jpg"):
+            if name not in skipped:
+                skipped.add(name)
+                report.add("entries that are not .jpg image names (skipped)", name)
+            continue
+        captions = by_image.setdefault(name, {})
+        if int(index) in captions:
+            report.add("duplicate caption ids (later one skipped)",
+                       f"{key.strip()} (line {number})")
+            continue
+        captions[int(index)] = caption
+    return by_image
+
+
+def _read_list(path: str | os.PathLike) -> list[str]:
+    return [line.strip() for line in _read_text(path).splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.convert", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="source", required=True, metavar="{coco,flickr8k}")
+    coco = commands.add_parser("coco", help="COCO 2014 captions (+ optional Karpathy split)")
+    coco.add_argument("--train-json", required=True, help="captions_train2014.json")
+    coco.add_argument("--val-json", required=True, help="captions_val2014.json")
+    coco.add_argument("--karpathy-split", help="a dataset_coco.json giving each image's split")
+    coco.add_argument("--val-size", type=int, default=5000, help="without --karpathy-split")
+    coco.add_argument("--test-size", type=int, default=5000, help="without --karpathy-split")
+    coco.add_argument("--seed", type=int, default=123, help="shuffles val2014 for the split")
+    coco.add_argument("--images", help="check files exist: folder with train2014/, val2014/")
+    coco.add_argument("--out", required=True)
+    flickr = commands.add_parser("flickr8k", help="Flickr8k token file + official split lists")
+    flickr.add_argument("--captions", required=True, help="Flickr8k.token.txt")
+    flickr.add_argument("--train", required=True, help="Flickr_8k.trainImages.txt")
+    flickr.add_argument("--val", required=True, help="Flickr_8k.devImages.txt")
+    flickr.add_argument("--test", required=True, help="Flickr_8k.testImages.txt")
+    flickr.add_argument("--images", help="check that every image file exists in this folder")
+    flickr.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.source == "coco":
+            inputs = [args.train_json, args.val_json, args.karpathy_split]
+            _check_out(args.out, inputs)
+            conversion = convert_coco(args.train_json, args.val_json, args.karpathy_split,
+                                      args.images, args.val_size, args.test_size, args.seed)
+        else:
+            inputs = [args.captions, args.train, args.val, args.test]
+            _check_out(args.out, inputs)
+            conversion = convert_flickr8k(args.captions, args.train, args.val, args.test,
+                                          args.images)
+        if not conversion.dataset["images"]:
+            raise ConvertError("no images left to write")
+        write_json(conversion.dataset, args.out)
+    except (ConvertError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{conversion.summary()}\nwrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _check_out(out: str, inputs: list[str | None]) -> None:
+    target = Path(out).resolve()
+    for path in inputs:
+        if path is not None and Path(path).resolve() == target:
+            raise ConvertError(f"{out}: --out would overwrite an input file")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

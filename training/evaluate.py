@@ -1,0 +1,118 @@
+"""Score a checkpoint on a dataset split with the standard caption metrics.
+
+    python -m training.evaluate --checkpoint runs/soft/best.pt \
+        --data ../shared/data/flickr8k --split test --beam 3 --out results/soft_test_b3.json
+
+BLEU-1..4, METEOR, ROUGE-L and CIDEr from pycocoevalcap (METEOR needs Java; without it the
+rest is computed and a note printed). SPICE is not computed: it needs downloads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from captioner.checkpoint import CheckpointError
+from captioner.data import CaptionDataset, DatasetError, load_karpathy
+from captioner.features import FeatureCache, cache_key, open_cache
+from captioner.images import ImageError
+from captioner.inference import Captioner
+from captioner.metrics import score_captions
+
+from .cache import cache_folder, ensure_cache
+
+METRIC_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+
+
+def split_features(dataset: CaptionDataset, split: str, cache_dir: str, encoder: str,
+                   image_size: int) -> FeatureCache:
+    """The whole dataset's cache when it exists, else a cache of just this split."""
+    paths = [r.path for r in dataset.images]
+    folder = cache_folder(cache_dir, dataset, encoder, image_size)
+    full = open_cache(folder, cache_key(encoder, image_size, paths))
+    if full is not None:
+        return full
+    subset = CaptionDataset(f"{dataset.name}-{split}", dataset.image_root, dataset.split(split))
+    return ensure_cache(subset, cache_dir, encoder, image_size)
+
+
+def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, cache: FeatureCache,
+             beam: int = 3, max_length: int = 20, length_penalty: float = 0.0,
+             batch_size: int = 100) -> dict:
+    records = dataset.split(split)
+    if not records:
+        raise DatasetError(f"the dataset has no {split!r} images")
+    predictions, captions = {}, []
+    started = time.perf_counter()
+    for start in tqdm(range(0, len(records), batch_size), desc=f"captioning {split}",
+                      unit="batch", file=sys.stderr):
+        chunk = records[start:start + batch_size]
+        features = cache.batch(cache.rows([r.path for r in chunk]))
+        for record, caption in zip(chunk, captioner.caption_features(
+                features, cache.grid, beam_size=beam, max_length=max_length,
+                length_penalty=length_penalty)):
+            predictions[record.path] = caption.text
+            captions.append({"image": record.path, "caption": caption.text,
+                             "references": list(record.raw)})
+    decode_seconds = time.perf_counter() - started
+    scores = score_captions(predictions, {r.path: list(r.raw) for r in records})
+    return {"metrics": scores.as_dict(), "notes": list(scores.notes), "split": split,
+            "beam": beam, "images": len(records), "decode_seconds": round(decode_seconds, 2),
+            "captions": captions}
+
+
+def print_table(result: dict) -> None:
+    metrics = result["metrics"]
+    print(f"{result['checkpoint']}  split={result['split']}  beam={result['beam']}  "
+          f"images={result['images']}")
+    print("  ".join(f"{k:>7}" for k in METRIC_KEYS))
+    print("  ".join(f"{'n/a':>7}" if metrics[k] is None else f"{100 * metrics[k]:7.2f}"
+                    for k in METRIC_KEYS))
+    for note in result["notes"]:
+        print(f"note: {note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True, help="dataset JSON, or a folder holding one")
+    parser.add_argument("--images", help="image folder (default: next to the JSON)")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--beam", type=int, default=3)
+    parser.add_argument("--max-length", type=int, default=20)
+    parser.add_argument("--length-penalty", type=float, default=0.0)
+    parser.add_argument("--cache-dir", default="cache")
+    parser.add_argument("--out", help="write the JSON result here")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        captioner = Captioner.from_checkpoint(args.checkpoint)
+        dataset = load_karpathy(args.data, args.images)
+        config = captioner.config
+        cache = split_features(dataset, args.split, args.cache_dir, config.encoder,
+                               config.image_size)
+        result = evaluate(captioner, dataset, args.split, cache, args.beam, args.max_length,
+                          args.length_penalty)
+    except (CheckpointError, DatasetError, ImageError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = {"checkpoint": args.checkpoint, **result}
+    print_table(result)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""Train Show, Attend and Tell on cached encoder features.
+
+    python -m training.train --data ../shared/data/flickr8k/dataset_flickr8k.json \
+        --attention soft --out runs/soft
+    python -m training.train ... --resume        # continue from runs/soft/last.pt
+
+Writes to --out: last.pt (every --checkpoint-every steps and at each epoch end, atomically,
+with optimizer/scheduler/RNG/data position), best.pt (best validation BLEU-4), log.jsonl
+(one JSON line per logging step and per validation) and curves.png.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from captioner.data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
+from captioner.decoder import Decoder
+from captioner.decoding import beam_search
+from captioner.encoder import encoder_spec, preprocessing_for
+from captioner.features import FeatureCache
+from captioner.images import ImageError
+from captioner.losses import caption_loss
+from captioner.metrics import corpus_bleu4
+from captioner.vocab import Vocabulary
+
+from .cache import ensure_cache
+from .config import TrainConfig, config_to_dict, parse_config
+
+MIN_FREE_BYTES = 200 * 2**20
+
+
+class TrainingError(RuntimeError):
+    """A run that must stop; the message says why and what was kept."""
+
+
+@dataclass
+class Batch:
+    features: torch.Tensor  # (B, L, D)
+    captions: torch.Tensor  # (B, T+1) <start> w1 .. wn <end> <pad>...
+
+
+@dataclass
+class Progress:
+    """Where the run is; saved in last.pt so --resume continues exactly here."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already trained
+    step: int = 0
+    baseline: float = 0.0  # REINFORCE moving-average baseline b
+    best_bleu4: float = -1.0
+    bad_epochs: int = 0
+    baseline_ready: bool = False
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+def caption_table(records: list[ImageRecord], cache: FeatureCache, vocab: Vocabulary
+                  ) -> list[tuple[int, list[int]]]:
+    """(cache row, word ids) for every training caption."""
+    rows = cache.rows([r.path for r in records])
+    return [(row, vocab.encode(caption)) for row, r in zip(rows, records) for caption in r.captions]
+
+
+def bucketed_batches(table: list[tuple[int, list[int]]], batch_size: int, seed: int, epoch: int
+                     ) -> list[list[int]]:
+    """Batches of captions of similar length (little padding), in a seeded random order.
+
+    The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    """
+    rng = random.Random(seed * 100_003 + epoch)
+    order = sorted(range(len(table)), key=lambda i: (len(table[i][1]), rng.random()))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def make_batch(table, indices: list[int], cache: FeatureCache, device: torch.device) -> Batch:
+    rows = [table[i][0] for i in indices]
+    captions = [table[i][1] for i in indices]
+    padded = torch.zeros(len(captions), max(map(len, captions)), dtype=torch.long)
+    for i, ids in enumerate(captions):
+        padded[i, :len(ids)] = torch.tensor(ids)
+    return Batch(cache.batch(rows).to(device), padded.to(device))
+
+
+# ---------------------------------------------------------------------------------------------
+# training and validation
+
+def train_step(decoder: Decoder, batch: Batch, optimizer, config: TrainConfig,
+               progress: Progress) -> dict[str, float]:
+    decoder.train()
+    out = decoder(batch.features, batch.captions)
+    targets = batch.captions[:, 1:]
+    terms = caption_loss(out, targets, targets != Vocabulary.pad_id,
+                         doubly_stochastic=config.doubly_stochastic,
+                         entropy_weight=config.entropy_weight,
+                         reinforce_weight=config.reinforce_weight, baseline=progress.baseline)
+    if not torch.isfinite(terms.loss):
+        raise TrainingError(f"loss became {terms.loss.item()} at step {progress.step + 1} "
+                            f"(epoch {progress.epoch + 1})")
+    optimizer.zero_grad(set_to_none=True)
+    terms.loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), config.grad_clip)
+    optimizer.step()
+    # b <- 0.9 b + 0.1 log p(y|s,a); the first batch initialises it instead of pulling from 0.
+    ll = terms.log_likelihood.item()
+    if progress.baseline_ready:
+        progress.baseline = config.baseline_decay * progress.baseline + (1 - config.baseline_decay) * ll
+    else:
+        progress.baseline, progress.baseline_ready = ll, True
+    return {"loss": terms.loss.item(), "ce": terms.cross_entropy.item(),
+            "doubly_stochastic": terms.doubly_stochastic.item(),
+            "reinforce": terms.reinforce.item(), "entropy": terms.entropy.item(),
+            "baseline": progress.baseline, "grad_norm": float(grad_norm)}
+
+
+def validate(decoder: Decoder, records: list[ImageRecord], cache: FeatureCache, vocab: Vocabulary,
+             config: TrainConfig, device: torch.device) -> float:
+    """Corpus BLEU-4 of beam-search captions (no teacher forcing) against the references."""
+    decoder.eval()
+    predictions, references = {}, {}
+    with torch.inference_mode():
+        for start in range(0, len(records), 250):
+            chunk = records[start:start + 250]
+            features = cache.batch(cache.rows([r.path for r in chunk])).to(device)
+            for record, hyps in zip(chunk, beam_search(decoder, features, config.val_beam,
+                                                       config.max_length)):
+                predictions[record.path] = " ".join(vocab.decode(hyps[0].tokens))
+                references[record.path] = [" ".join(c) for c in record.captions]
+    return corpus_bleu4(predictions, references)
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints, logs
+
+def model_checkpoint(decoder: Decoder, vocab: Vocabulary, config: TrainConfig,
+                     dataset: CaptionDataset, progress: Progress) -> Checkpoint:
+    metadata = {"dataset": dataset.name, "epoch": progress.epoch, "step": progress.step,
+                "val_bleu4": progress.best_bleu4, "train_config": config_to_dict(config),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return Checkpoint(decoder.config, vocab,
+                      preprocessing_for(decoder.config.encoder, decoder.config.image_size),
+                      {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
+                      metadata=metadata)
+
+
+def save_last(path: Path, decoder, vocab, config, dataset, progress, optimizer, scheduler) -> None:
+    checkpoint = model_checkpoint(decoder, vocab, config, dataset, progress)
+    checkpoint.training = {
+        "progress": vars(progress).copy(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "python_rng": random.getstate(),
+    }
+    save_checkpoint(checkpoint, path)
+
+
+def check_output_dir(out: Path) -> None:
+    """Fail at start-up, not after an hour, when checkpoints could not be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"\0" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        raise TrainingError(f"{out}: output directory is not writable ({exc.strerror})") from None
+    free = shutil.disk_usage(out).free
+    if free < MIN_FREE_BYTES:
+        raise TrainingError(f"{out}: only {free / 2**20:.0f} MB free; checkpoints need at least "
+                            f"{MIN_FREE_BYTES / 2**20:.0f} MB")
+
+
+class RunLog:
+    def __init__(self, out: Path):
+        self.path = out / "log.jsonl"
+        self.out = out
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def records(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop lines from steps that the resumed run will redo."""
+        kept = [r for r in self.records() if r["step"] <= step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        records = self.records()
+        train = [r for r in records if r["type"] == "train"]
+        val = [r for r in records if r["type"] == "val"]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+        left.plot([r["step"] for r in train], [r["ce"] for r in train], label="cross-entropy")
+        left.plot([r["step"] for r in train], [r["loss"] for r in train], label="loss", alpha=0.6)
+        left.set_xlabel("step")
+        left.legend()
+        right.plot([r["step"] for r in val], [100 * r["bleu4"] for r in val], marker="o")
+        right.set_xlabel("step")
+        right.set_ylabel("val BLEU-4")
+        fig.tight_layout()
+        fig.savefig(self.out / "curves.png", dpi=80)
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def train(config: TrainConfig) -> Path:
+    """Run (or resume) training; returns the path of the best checkpoint."""
+    torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    out = Path(config.out)
+    check_output_dir(out)
+    dataset = load_karpathy(config.data, config.images or None)
+    cache = ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
+    train_records, val_records = dataset.split("train"), dataset.split("val")
+    if not train_records or not val_records:
+        raise DatasetError(f"{config.data}: needs both train and val images "
+                           f"(found {len(train_records)} train, {len(val_records)} val)")
+    if config.val_images:
+        val_records = val_records[:config.val_images]
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    log = RunLog(out)
+
+    resumed = None
+    if config.resume and last_path.exists():
+        resumed = load_checkpoint(last_path)
+        if resumed.training is None:
+            raise TrainingError(f"{last_path}: has no training state to resume from")
+        vocab = resumed.vocab
+        model_config = resumed.config
+    else:
+        if last_path.exists() and not config.resume:
+            raise TrainingError(f"{last_path} exists: pass --resume to continue that run, or "
+                                "choose another --out")
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        vocab = Vocabulary.build((c for r in train_records for c in r.captions),
+                                 config.min_word_count)
+        model_config = config.model_config(len(vocab), encoder_spec(config.encoder).dim)
+    decoder = Decoder(model_config).to(device)
+    optimizer = (torch.optim.Adam(decoder.parameters(), config.lr, weight_decay=config.weight_decay)
+                 if config.optimizer == "adam" else
+                 torch.optim.RMSprop(decoder.parameters(), config.lr,
+                                     weight_decay=config.weight_decay))
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience)
+    progress = Progress()
+    if resumed is not None:
+        decoder.load_state_dict(resumed.decoder)
+        optimizer.load_state_dict(resumed.training["optimizer"])
+        scheduler.load_state_dict(resumed.training["scheduler"])
+        torch.set_rng_state(resumed.training["torch_rng"])
+        random.setstate(_as_tuple(resumed.training["python_rng"]))
+        progress = Progress(**resumed.training["progress"])
+        log.truncate_after(progress.step)
+        print(f"resumed {last_path} at epoch {progress.epoch + 1}, step {progress.step}",
+              file=sys.stderr)
+
+    table = caption_table(train_records, cache, vocab)
+    print(f"{dataset.name}: {len(train_records)} train images, {len(table)} captions, "
+          f"{len(val_records)} val images, vocabulary {len(vocab)}, grid {cache.grid}, "
+          f"{sum(p.numel() for p in decoder.parameters()):,} decoder parameters",
+          file=sys.stderr)
+
+    def checkpoint_last() -> None:
+        save_last(last_path, decoder, vocab, config, dataset, progress, optimizer, scheduler)
+
+    window_start, window_captions = time.perf_counter(), 0
+    while progress.epoch < config.epochs:
+        batches = bucketed_batches(table, config.batch_size, config.seed, progress.epoch)
+        for indices in batches[progress.batch_in_epoch:]:
+            stats = train_step(decoder, make_batch(table, indices, cache, device), optimizer,
+                               config, progress)
+            progress.step += 1
+            progress.batch_in_epoch += 1
+            window_captions += len(indices)
+            if progress.step % config.log_every == 0:
+                elapsed = time.perf_counter() - window_start
+                log.write({"type": "train", "step": progress.step, "epoch": progress.epoch + 1,
+                           **stats, "lr": optimizer.param_groups[0]["lr"],
+                           "captions_per_s": window_captions / max(elapsed, 1e-9)})
+                window_start, window_captions = time.perf_counter(), 0
+            if progress.step % config.checkpoint_every == 0:
+                checkpoint_last()
+            if config.max_steps and progress.step >= config.max_steps:
+                break
+        epoch_done = progress.batch_in_epoch >= len(batches)
+        bleu4 = validate(decoder, val_records, cache, vocab, config, device)
+        improved = bleu4 > progress.best_bleu4
+        if improved:
+            progress.best_bleu4, progress.bad_epochs = bleu4, 0
+        else:
+            progress.bad_epochs += 1
+        scheduler.step(bleu4)
+        log.write({"type": "val", "step": progress.step, "epoch": progress.epoch + 1,
+                   "bleu4": bleu4, "best_bleu4": progress.best_bleu4,
+                   "lr": optimizer.param_groups[0]["lr"]})
+        print(f"epoch {progress.epoch + 1} step {progress.step}: val BLEU-4 {100 * bleu4:.2f} "
+              f"(best {100 * progress.best_bleu4:.2f})", file=sys.stderr)
+        if improved:
+            save_checkpoint(model_checkpoint(decoder, vocab, config, dataset, progress), best_path)
+        if epoch_done:
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+        checkpoint_last()
+        log.plot()
+        if config.max_steps and progress.step >= config.max_steps:
+            break
+        if progress.bad_epochs >= config.early_stop_patience:
+            print(f"early stop: no improvement for {progress.bad_epochs} validations",
+                  file=sys.stderr)
+            break
+    return best_path
+
+
+def _as_tuple(value):
+    """random.setstate needs tuples; a checkpoint may hand lists back."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(argv)
+    try:
+        best = train(config)
+    except (DatasetError, ImageError, CheckpointError, TrainingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
