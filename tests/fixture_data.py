@@ -18,7 +18,7 @@ BACKGROUNDS = {"white": (250, 250, 250), "black": (10, 10, 10)}
 
 def make_dataset(root: Path, n_train: int = 8, n_val: int = 2, n_test: int = 2,
                  size: int = 96) -> Path:
-    """Write images/ and dataset.json under root; returns the JSON path."""
+    """Write images/ and dataset_shapes.json under root; returns the JSON path."""
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
     combos = [(c, s, b) for b in BACKGROUNDS for s in SHAPES for c in COLOURS]
@@ -42,6 +42,6 @@ def make_dataset(root: Path, n_train: int = 8, n_val: int = 2, n_test: int = 2,
             sentid += 1
         entries.append({"filename": name, "imgid": imgid, "split": split,
                         "sentences": sentences, "sentids": [s["sentid"] for s in sentences]})
-    path = root / "dataset.json"
+    path = root / "dataset_shapes.json"
     path.write_text(json.dumps({"images": entries, "dataset": "shapes"}))
     return path

@@ -214,3 +214,40 @@ def test_unknown_flags_are_an_error():
     result = subprocess.run([sys.executable, "-m", "training.train", "--data", "x.json",
                              "--hiden-dim", "3"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "unrecognized arguments: --hiden-dim" in result.stderr
+
+
+def test_evaluate_command_writes_every_metric(shapes, tmp_path):
+    from captioner.metrics import java_available
+
+    out = tmp_path / "run"
+    train(parse_config(tiny_args(shapes, out, "--epochs", "2")))
+    data, cache = shapes
+    result_path = tmp_path / "result.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "training.evaluate", "--checkpoint", str(out / "best.pt"),
+         "--data", str(data.parent), "--split", "val", "--beam", "2", "--cache-dir", str(cache),
+         "--out", str(result_path), "--threads", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result_path.read_text())
+    assert set(report["metrics"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR",
+                                      "ROUGE-L", "CIDEr"}
+    for key, value in report["metrics"].items():
+        if key == "METEOR" and not java_available():
+            assert value is None
+        else:
+            assert 0.0 <= value <= 10.0
+    assert report["split"] == "val" and report["beam"] == 2
+    assert len(report["captions"]) == 2
+    assert set(report["captions"][0]) == {"image", "caption", "references"}
+    assert "BLEU-4" in result.stdout  # the printed table
+
+
+def test_evaluate_reports_a_bad_checkpoint(shapes, tmp_path):
+    data, cache = shapes
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"x" * 100)
+    result = subprocess.run([sys.executable, "-m", "training.evaluate", "--checkpoint", str(bad),
+                             "--data", str(data)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "bad.pt" in result.stderr
+    assert "Traceback" not in result.stderr
