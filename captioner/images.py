@@ -76,6 +76,8 @@ def _open(source: ImageSource, name: str) -> Image.Image:
             raise ImageError(name, "no such file")
         if path.is_dir():
             raise ImageError(name, "is a directory, not an image file")
+        if not path.is_file():  # a FIFO or device would block or never end
+            raise ImageError(name, "is not a regular file")
         try:
             size = path.stat().st_size
             if size > MAX_FILE_BYTES:
@@ -85,7 +87,7 @@ def _open(source: ImageSource, name: str) -> Image.Image:
         except PermissionError:
             raise ImageError(name, "permission denied") from None
         except OSError as exc:
-            raise ImageError(name, f"cannot read file ({_describe(exc)})") from None
+            raise ImageError(name, f"cannot read file ({exc.strerror or _describe(exc)})") from None
     elif isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:

@@ -112,6 +112,25 @@ def test_directory_missing_and_unreadable(tmp_path):
         locked.chmod(0o644)
 
 
+def test_special_files_never_hang(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="pipe.jpg: is not a regular file"):
+        load_image(fifo)
+
+
+def test_read_error_is_reported(monkeypatch, tmp_path):
+    # Root can read any file, so simulate an I/O error (a failing disk, a revoked share).
+    path = tmp_path / "flaky.png"
+    photo().save(path)
+
+    def failing_read(self):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(type(path), "read_bytes", failing_read)
+    with pytest.raises(ImageError, match="flaky.png: cannot read file \\(Input/output error"):
+        load_image(path)
+
+
 def test_non_utf8_file_name(tmp_path):
     name = os.fsencode(tmp_path) + b"/caf\xe9.png"
     photo().save(name.decode("utf-8", "surrogateescape"))

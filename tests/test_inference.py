@@ -95,3 +95,19 @@ def test_missing_default_model_message(monkeypatch, tmp_path):
     monkeypatch.setitem(inference.DEFAULT_CHECKPOINTS, "soft", tmp_path / "absent.pt")
     with pytest.raises(CheckpointError, match="absent.pt"):
         Captioner.from_checkpoint()
+
+
+def test_exif_rotated_photo_is_captioned_upright(captioner):
+    from PIL import Image
+
+    image = photo(200, 100, seed=4)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, displayed portrait
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif)
+    rotated = captioner.caption(buffer.getvalue())[0]
+    # the same decoded pixels, turned by hand and stripped of their EXIF
+    stored = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    upright = captioner.caption(Image.fromarray(np.rot90(stored, k=-1).copy()))[0]
+    assert rotated.image_size == (100, 200)
+    assert rotated.words == upright.words

@@ -251,3 +251,11 @@ def test_evaluate_reports_a_bad_checkpoint(shapes, tmp_path):
                              "--data", str(data)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "bad.pt" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_full_disk_is_refused_at_start(shapes, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 1000))
+    with pytest.raises(TrainingError, match="MB free"):
+        train(parse_config(tiny_args(shapes, tmp_path / "out")))

@@ -21,7 +21,7 @@ from captioner.checkpoint import CheckpointError
 from captioner.data import CaptionDataset, DatasetError, load_karpathy
 from captioner.features import FeatureCache, cache_key, open_cache
 from captioner.images import ImageError
-from captioner.inference import Captioner
+from captioner.inference import Captioner, default_checkpoint
 from captioner.metrics import score_captions
 
 from .cache import cache_folder, ensure_cache
@@ -80,7 +80,7 @@ def print_table(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
     parser.add_argument("--data", required=True, help="dataset JSON, or a folder holding one")
     parser.add_argument("--images", help="image folder (default: next to the JSON)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DatasetError, ImageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = {"checkpoint": args.checkpoint, **result}
+    result = {"checkpoint": args.checkpoint or str(default_checkpoint()), **result}
     print_table(result)
     if args.out:
         out = Path(args.out)

@@ -1,0 +1,70 @@
+"""Caption latency for one 640x480 JPEG, end to end, and where the time goes.
+
+    python -m benchmarks.latency [--checkpoint PATH] [--runs 20]
+
+End to end = decode the file, preprocess, encoder, beam search (beam 3), attention maps,
+words. Prints medians after warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from captioner import Captioner
+from captioner.images import load_image
+
+from .common import machine, median_ms
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "captioner" / "examples" / "astronaut.jpg"
+
+
+def jpeg_640x480() -> bytes:
+    buffer = io.BytesIO()
+    Image.open(EXAMPLE).convert("RGB").resize((640, 480)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    captioner = Captioner.from_checkpoint(args.checkpoint)
+    data = jpeg_640x480()
+    print(f"machine: {machine()}")
+    print(f"model: {args.checkpoint or 'shipped default'} ({captioner.config.attention}, "
+          f"grid {captioner.config.image_size // 32}x{captioner.config.image_size // 32})")
+
+    end_to_end = median_ms(lambda: captioner.caption(data, beam_size=3), args.runs)
+    photo = load_image(data)
+    decode = median_ms(lambda: load_image(data), args.runs)
+    with torch.inference_mode():
+        pixels = captioner.preprocessing.batch([photo])
+        features = captioner.encoder(pixels)
+    preprocess = median_ms(lambda: captioner.preprocessing.batch([photo]), args.runs)
+
+    def encode():
+        with torch.inference_mode():
+            captioner.encoder(pixels)
+    encoder = median_ms(encode, args.runs)
+    beams = {k: median_ms(lambda k=k: captioner.caption_features(
+        features.features, features.grid, beam_size=k), args.runs) for k in (1, 3, 5)}
+    print(f"end to end, beam 3:      {end_to_end:7.1f} ms (median of {args.runs})")
+    print(f"  decode JPEG:           {decode:7.1f} ms")
+    print(f"  preprocess:            {preprocess:7.1f} ms")
+    print(f"  encoder:               {encoder:7.1f} ms")
+    for k, ms in beams.items():
+        print(f"  decoder, beam {k}:       {ms:7.1f} ms")
+    print(f"decoder (beam 3) / encoder: {beams[3] / encoder:.2f}")
+    print(f"beam 5 / beam 1 decoding:   {beams[5] / beams[1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
