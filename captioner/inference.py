@@ -120,6 +120,8 @@ class Captioner:
         except RuntimeError as exc:
             raise CheckpointError(f"{name}: encoder weights do not fit "
                                   f"{checkpoint.config.encoder} ({str(exc)[:200]})") from None
+        except ValueError as exc:  # unknown encoder, or one that needs a weights file
+            raise CheckpointError(f"{name}: cannot build its encoder: {exc}") from None
         return cls(encoder, decoder, checkpoint.vocab, checkpoint.preprocessing, checkpoint.metadata)
 
     def caption(self, images: ImageSource | Sequence[ImageSource], beam_size: int = 3,

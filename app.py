@@ -1,0 +1,224 @@
+"""Streamlit app: caption a photo and see where each word looked.
+
+    streamlit run app.py
+
+UI only: captioning is captioner.Captioner, drawing is captioner.overlay, and the few pure
+helpers (downloads, paths, labels) are in captioner.app_support. The model is loaded once per
+process and shared, read-only, by every session. CAPTIONER_CHECKPOINT=path makes a checkpoint
+file the default model.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from captioner import Captioner, CheckpointError, ImageError, load_image
+from captioner.app_support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, UPLOAD_TYPES,
+                                   caption_json, checkpoint_path, download_stem, env_checkpoint,
+                                   escape_markdown, fit_within, format_timing, grid_png,
+                                   uses_hard_overlay)
+from captioner.inference import MAX_CAPTION_LENGTH
+from captioner.overlay import word_overlays
+
+MODEL_LABELS = {"soft": "Soft attention (shipped)", "hard": "Hard attention (shipped)",
+                CUSTOM_MODEL: "Checkpoint file"}
+LARGE_SIDE = 900  # longest side of the large overlay, in pixels
+TILE_SIDE = 320  # longest side of one grid tile
+GRID_COLUMNS = 5
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def load_captioner(path: str, modified_ns: int) -> Captioner:
+    """One Captioner per checkpoint file (and version of it) per process, shared by sessions."""
+    return Captioner.from_checkpoint(path)
+
+
+def remember_source(source: str) -> None:
+    st.session_state["source"] = source  # the photo source the user touched last wins
+
+
+def model_choice() -> tuple[str, Path | None]:
+    """The model radio and path box in the sidebar: (choice, checkpoint file or None)."""
+    env_path = env_checkpoint()
+    st.sidebar.header("Model")
+    choice = st.sidebar.radio("Model", MODEL_CHOICES, format_func=MODEL_LABELS.get,
+                              index=MODEL_CHOICES.index(CUSTOM_MODEL if env_path else "soft"),
+                              label_visibility="collapsed")
+    custom = st.sidebar.text_input("Checkpoint path", value=env_path,
+                                   disabled=choice != CUSTOM_MODEL,
+                                   placeholder="runs/soft/best.pt",
+                                   help="Path of a captioner checkpoint (.pt) on the server.")
+    return choice, checkpoint_path(choice, custom)
+
+
+def load_model(choice: str, path: Path | None) -> tuple[Captioner, str, int]:
+    """The cached model; stops the page with an error saying what to do when it cannot load."""
+    if path is None:
+        st.error("Enter the path of a checkpoint file in the sidebar, or choose a shipped model.")
+        st.stop()
+    if choice != CUSTOM_MODEL and not path.exists():
+        st.error(f"The shipped {choice}-attention model is not installed yet ({path} is "
+                 "missing). Choose **Checkpoint file** in the sidebar and enter the path of a "
+                 "trained checkpoint (or start the app with CAPTIONER_CHECKPOINT=path), or "
+                 "install the shipped weights in captioner/weights/.")
+        st.stop()
+    try:
+        modified = path.stat().st_mtime_ns if path.is_file() else 0
+        return load_captioner(str(path), modified), str(path), modified
+    except CheckpointError as exc:
+        st.error(f"Cannot load the model: {exc}. Choose another model or checkpoint file in "
+                 "the sidebar.")
+    st.stop()
+
+
+def describe_model(captioner: Captioner) -> str:
+    config = captioner.config
+    grid = config.image_size // 32
+    return (f"{config.attention} attention · {config.encoder} · {grid}×{grid} grid · "
+            f"{len(captioner.vocab):,} words")
+
+
+def choose_photo(limit_mb: int) -> tuple[bytes, str] | None:
+    """The upload or the example photo the user picked last, as (bytes, name)."""
+    upload_column, example_column = st.columns([3, 2])
+    uploaded = upload_column.file_uploader(
+        f"Upload a photo (JPEG, PNG, WebP, BMP or GIF; up to {limit_mb} MB)",
+        type=list(UPLOAD_TYPES), key="upload", on_change=remember_source, args=("upload",))
+    example = example_column.segmented_control(
+        "…or try an example", list(EXAMPLE_PHOTOS), key="example",
+        on_change=remember_source, args=("example",))
+    if example and (st.session_state.get("source") == "example" or uploaded is None):
+        path = EXAMPLE_PHOTOS[example]
+        return path.read_bytes(), path.name
+    if uploaded is not None:
+        return uploaded.getvalue(), uploaded.name
+    return None
+
+
+def decoded_photo(data: bytes, name: str):
+    """The upright RGB photo; decoded once per distinct file per session. Raises ImageError."""
+    digest = hashlib.sha256(data).hexdigest()
+    saved = st.session_state.get("photo")
+    if saved is None or saved[0] != digest:
+        photo = load_image(data, name)
+        saved = (digest, photo, fit_within(photo, LARGE_SIDE), fit_within(photo, TILE_SIDE))
+        st.session_state["photo"] = saved
+    return saved
+
+
+def captioned(captioner: Captioner, key: tuple, photo, beam: int, max_length: int):
+    """Caption once per photo, model and decoding settings; display changes reuse it."""
+    saved = st.session_state.get("caption")
+    if saved is None or saved[0] != key:
+        with st.spinner("Captioning…"):
+            caption = captioner.caption(photo, beam_size=beam, n_best=beam,
+                                        max_length=max_length)[0]
+        saved = (key, caption)
+        st.session_state["caption"] = saved
+    return saved[1]
+
+
+def show_caption(caption, model_path: str, image_name: str, photo, draw: dict) -> None:
+    with st.container(key="caption"):
+        st.header(escape_markdown(caption.text) if caption.words else "(empty caption)",
+                  anchor=False)
+        st.markdown(f"Score **{caption.score:.3f}** · log-probability {caption.log_prob:.3f} · "
+                    f"{len(caption.words)} words")
+    if len(caption.alternatives) > 1:
+        with st.container(key="alternatives"):
+            st.markdown("**Other beam hypotheses**")
+            st.markdown("\n".join(
+                f"{rank}. `{alt.score:.3f}` {escape_markdown(alt.text) or '(empty)'}"
+                for rank, alt in enumerate(caption.alternatives[1:], start=2)))
+    st.caption(f"Timing: {format_timing(caption.timing)}")
+    stem = download_stem(image_name)
+    left, right = st.columns(2)
+    left.download_button(
+        "Overlay grid (PNG)", key="download_grid", on_click="ignore", mime="image/png",
+        file_name=f"{stem}.attention.png",
+        data=lambda: grid_png(photo, caption, draw["hard"], draw["smooth"], draw["opacity"]))
+    right.download_button(
+        "Caption + maps (JSON)", key="download_json", on_click="ignore",
+        mime="application/json", file_name=f"{stem}.caption.json",
+        data=caption_json(caption, image_name, model_path))
+
+
+def show_attention(caption, large, draw: dict) -> None:
+    words = caption.words
+    index = 0
+    if len(words) > 1:
+        # Numbered labels: the slider's front end cannot tell apart two options with the same
+        # label, and captions repeat words ("a dog and a cat").
+        index = st.select_slider("Word", options=range(len(words)),
+                                 format_func=lambda i: f"{i + 1}. {words[i]}")
+    [picked] = word_overlays(large, caption.alphas[index:index + 1], **draw)
+    st.image(picked, width="stretch",
+             caption=f"“{words[index]}” (word {index + 1} of {len(words)})",
+             output_format="JPEG")
+
+
+def show_grid(caption, tile, draw: dict) -> None:
+    st.subheader("Where each word looked", anchor=False)
+    tiles = list(zip(caption.words, word_overlays(tile, caption.alphas, **draw)))
+    for start in range(0, len(tiles), GRID_COLUMNS):
+        for column, (word, image) in zip(st.columns(GRID_COLUMNS),
+                                         tiles[start:start + GRID_COLUMNS]):
+            column.image(image, caption=word, width="stretch", output_format="JPEG")
+
+
+def main() -> None:
+    st.set_page_config(page_title="Show, attend and tell", layout="wide")
+    st.title("Show, attend and tell", anchor=False)
+    st.markdown("Caption a photo and see where the model looked for every word.")
+
+    # Every input first, so a model that fails to load keeps the photo and settings.
+    choice, path = model_choice()
+    model_info = st.sidebar.container()
+    st.sidebar.header("Decoding")
+    beam = st.sidebar.slider("Beam size", 1, 10, 3, key="beam",
+                             help="1 = greedy decoding; larger beams also list more hypotheses.")
+    max_length = st.sidebar.slider("Maximum caption length (words)", 1, MAX_CAPTION_LENGTH, 20,
+                                   key="max_length")
+    st.sidebar.header("Display")
+    smooth_box = st.sidebar.container()
+    opacity = st.sidebar.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="opacity")
+    chosen = choose_photo(int(st.get_option("server.maxUploadSize")))
+
+    captioner, model_path, modified = load_model(choice, path)
+    model_info.caption(describe_model(captioner))
+    hard = uses_hard_overlay(captioner.config)
+    smooth = smooth_box.toggle("Smooth attention maps", value=True, key="smooth", disabled=hard,
+                               help="Soft attention only: blur the grid like the paper's "
+                                    "figures; off shows the cells the model really sees.")
+    if hard:
+        smooth_box.caption("Hard attention: the outlined cell is where the model looked; the "
+                           "faint map is its distribution over cells.")
+    draw = {"hard": hard, "smooth": smooth, "opacity": opacity}
+
+    if chosen is None:
+        st.info("Upload a photo or pick an example to caption it.")
+        return
+    data, name = chosen
+    try:
+        digest, photo, large, tile = decoded_photo(data, name)
+    except ImageError as exc:
+        st.error(f"Cannot use this file. {exc}. Upload another photo (JPEG, PNG, WebP, BMP or "
+                 "GIF).")
+        return
+    caption = captioned(captioner, (digest, model_path, modified, beam, max_length), photo, beam,
+                        max_length)
+
+    picture, text = st.columns([3, 2], gap="large")
+    with text:
+        show_caption(caption, model_path, name, photo, draw)
+    if not caption.words:
+        picture.image(large, caption=name, width="stretch")
+        return
+    with picture:
+        show_attention(caption, large, draw)
+    show_grid(caption, tile, draw)
+
+
+main()

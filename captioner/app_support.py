@@ -1,0 +1,95 @@
+"""Small pure helpers behind the Streamlit app (app.py): no Streamlit, no drawing of our own.
+
+Everything here is a plain function over library objects, so the app file stays UI only and
+these pieces are testable without a browser.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+from typing import Mapping
+
+from PIL import Image
+
+from .config import ModelConfig
+from .inference import DEFAULT_CHECKPOINTS, Caption, Timing, default_checkpoint
+from .overlay import overlay_grid
+
+# Set CAPTIONER_CHECKPOINT to a checkpoint file to make it the app's default model.
+CHECKPOINT_ENV = "CAPTIONER_CHECKPOINT"
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+# Label shown in the app -> example photo (see examples/LICENSES.md).
+EXAMPLE_PHOTOS = {
+    "Cat": EXAMPLES_DIR / "chelsea.jpg",
+    "Coffee": EXAMPLES_DIR / "coffee.jpg",
+    "Astronaut": EXAMPLES_DIR / "astronaut.jpg",
+    "Rocket": EXAMPLES_DIR / "rocket.jpg",
+}
+# What the uploader accepts (GIF and WebP: the first frame is captioned).
+UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
+CUSTOM_MODEL = "file"  # the model choice that reads a checkpoint path instead of a shipped model
+MODEL_CHOICES = (*DEFAULT_CHECKPOINTS, CUSTOM_MODEL)
+
+
+def env_checkpoint(environ: Mapping[str, str] = os.environ) -> str:
+    """The checkpoint path from CAPTIONER_CHECKPOINT, or "" when it is not set."""
+    return environ.get(CHECKPOINT_ENV, "").strip()
+
+
+def checkpoint_path(choice: str, custom_path: str) -> Path | None:
+    """The file for a model choice: a shipped default, or the typed path (None when empty)."""
+    if choice == CUSTOM_MODEL:
+        custom_path = custom_path.strip()
+        return Path(custom_path).expanduser() if custom_path else None
+    return default_checkpoint(choice)
+
+
+def uses_hard_overlay(config: ModelConfig) -> bool:
+    """Hard attention decoded at its argmax location: draw the chosen cell, not a heat map."""
+    return config.attention == "hard" and config.hard_inference == "argmax"
+
+
+def fit_within(photo: Image.Image, max_side: int) -> Image.Image:
+    """The photo scaled down (never up) so its longer side is at most max_side; same aspect."""
+    scale = max_side / max(photo.size)
+    if scale >= 1:
+        return photo
+    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+    return photo.resize(size, Image.BICUBIC, reducing_gap=3.0)
+
+
+def grid_png(photo: Image.Image, caption: Caption, hard: bool, smooth: bool,
+             opacity: float) -> bytes:
+    """The photo and one titled overlay per word, as PNG bytes (the grid download)."""
+    sheet = overlay_grid(photo, caption.words, caption.alphas, hard=hard, smooth=smooth,
+                         opacity=opacity)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def caption_json(caption: Caption, image_name: str, checkpoint: str) -> bytes:
+    """Words, scores, alternatives and attention maps as JSON (the caption download)."""
+    record = {"image": image_name, "checkpoint": checkpoint, **caption.to_dict()}
+    return json.dumps(record, indent=1).encode("utf-8")
+
+
+def download_stem(image_name: str) -> str:
+    """A safe file-name stem for downloads: "My photo (1).JPG" -> "My_photo_1"."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(image_name).stem).strip("._")
+    return stem[:80] or "photo"
+
+
+def format_timing(timing: Timing | None) -> str:
+    if timing is None:
+        return ""
+    return (f"encoder {timing.encoder_ms:.0f} ms · decoder {timing.decoder_ms:.0f} ms · "
+            f"preprocessing {timing.preprocess_ms:.0f} ms")
+
+
+def escape_markdown(text: str) -> str:
+    """Show text literally in Streamlit markdown (captions come from a model's vocabulary)."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~$:])", r"\\\1", text)

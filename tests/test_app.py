@@ -1,0 +1,297 @@
+"""The Streamlit app (app.py) through streamlit.testing's AppTest, plus its pure helpers.
+
+The app is pointed at random-weights fixture checkpoints with CAPTIONER_CHECKPOINT, so the
+captions are nonsense words; every test compares the page with what Captioner itself says.
+"""
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from captioner import Captioner, Vocabulary, inference
+from captioner.app_support import (CHECKPOINT_ENV, CUSTOM_MODEL, EXAMPLE_PHOTOS, caption_json,
+                                   checkpoint_path, download_stem, escape_markdown, fit_within,
+                                   grid_png)
+
+from conftest import EXAMPLES, WORDS, photo, write_checkpoint
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+CHELSEA = (EXAMPLES / "chelsea.jpg").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("app_checkpoints")
+    torch.manual_seed(0)  # the same random weights whichever test runs first
+    vocab = Vocabulary.build(WORDS, min_count=1)
+    return {kind: write_checkpoint(folder / f"{kind}.pt", vocab, kind) for kind in ("soft", "hard")}
+
+
+@pytest.fixture(scope="module")
+def expected(checkpoints):
+    """What Captioner says for a photo, with the app's decoding settings (n-best = beam)."""
+    models = {kind: Captioner.from_checkpoint(path) for kind, path in checkpoints.items()}
+
+    def caption(image, kind="soft", beam=3, max_length=20):
+        return models[kind].caption(image, beam_size=beam, n_best=beam, max_length=max_length)[0]
+    return caption
+
+
+def start_app(monkeypatch, checkpoint: Path | None) -> AppTest:
+    if checkpoint is None:
+        monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    else:
+        monkeypatch.setenv(CHECKPOINT_ENV, str(checkpoint))
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    return app.run()
+
+
+def upload(app: AppTest, name: str, data: bytes, mime: str = "image/jpeg") -> AppTest:
+    app.file_uploader(key="upload").set_value((name, data, mime))
+    return app.run()
+
+
+def shown_caption(app: AppTest) -> str:
+    return app.main.header[0].value
+
+
+def text(caption) -> str:
+    """A caption as the page shows it (a model may end a caption before any word)."""
+    return caption.text or "(empty caption)"
+
+
+def grid_words(app: AppTest) -> list[str]:
+    """The titles of the per-word grid tiles (the first image is the large overlay)."""
+    return [image.captions[0] for image in app.image[1:]]
+
+
+def assert_no_problem(app: AppTest) -> None:
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+
+
+def test_upload_shows_caption_scores_overlays_timing_and_downloads(monkeypatch, checkpoints,
+                                                                    expected):
+    app = start_app(monkeypatch, checkpoints["soft"])
+    assert_no_problem(app)
+    assert "Upload a photo or pick an example" in app.info[0].value
+    assert "up to 20 MB" in app.file_uploader(key="upload").label
+    app = upload(app, "chelsea.jpg", CHELSEA)
+    assert_no_problem(app)
+    want = expected(CHELSEA)
+    assert len(want.words) >= 2  # the fixture model says something for the cat
+    assert shown_caption(app) == text(want)
+    assert f"Score **{want.score:.3f}**" in app.markdown[1].value
+    others = next(m.value for m in app.markdown if m.value.startswith("2. "))
+    assert others.splitlines() == [f"{rank}. `{alt.score:.3f}` {alt.text}" for rank, alt
+                                   in enumerate(want.alternatives[1:], start=2)]
+    assert len(want.alternatives) == 3
+    # One titled overlay per word, and a selector over the words that drives the large one.
+    assert grid_words(app) == want.words
+    assert len(app.image) == len(want.words) + 1
+    selector = app.select_slider[0]
+    assert selector.options == [f"{i}. {word}" for i, word in enumerate(want.words, start=1)]
+    last = len(want.words) - 1
+    selector.set_value(last).run()
+    assert app.image[0].captions[0].startswith(f"“{want.words[last]}” (word {last + 1} of")
+    timing = app.caption[0].value
+    assert "encoder" in timing and "decoder" in timing and " ms" in timing
+    assert {b.label for b in app.get("download_button")} == {"Overlay grid (PNG)",
+                                                             "Caption + maps (JSON)"}
+
+
+def test_display_changes_reuse_the_caption(monkeypatch, checkpoints):
+    app = upload(start_app(monkeypatch, checkpoints["soft"]), "chelsea.jpg", CHELSEA)
+    timing = app.caption[0].value
+    app.slider(key="opacity").set_value(0.3).run()
+    app.toggle(key="smooth").set_value(False).run()
+    assert_no_problem(app)
+    assert app.caption[0].value == timing  # not captioned again: same measured timing
+    assert len(app.image) > 1
+
+
+def test_hard_attention_model_draws_the_chosen_region(monkeypatch, checkpoints, expected):
+    app = upload(start_app(monkeypatch, checkpoints["hard"]), "chelsea.jpg", CHELSEA)
+    assert_no_problem(app)
+    want = expected(CHELSEA, "hard")
+    assert shown_caption(app) == text(want)
+    assert grid_words(app) == want.words
+    assert app.toggle(key="smooth").disabled  # smoothing does not apply to the outlined cell
+
+
+def truncated_jpeg() -> bytes:
+    return CHELSEA[: len(CHELSEA) // 3]
+
+
+def huge_png() -> bytes:
+    """A valid 1x1 PNG whose header claims 10000x5000 pixels (over MAX_PIXELS)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = bytearray(data[12:29])  # b"IHDR" + 13 bytes of header data
+    ihdr[4:12] = struct.pack(">II", 10000, 5000)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(ihdr))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("notes.jpg", b"these are not the pixels you are looking for", "not an image file"),
+    ("cut.jpg", truncated_jpeg(), "cannot decode image"),
+    ("empty.png", b"", "file is empty"),
+    ("huge.png", huge_png(), "the limit is 40,000,000 pixels"),
+])
+def test_bad_upload_shows_an_error_and_the_next_upload_works(monkeypatch, checkpoints,
+                                                             expected, name, data, message):
+    app = upload(start_app(monkeypatch, checkpoints["soft"]), name, data)
+    assert not app.exception
+    [error] = app.error
+    assert name in error.value and message in error.value
+    assert not app.main.header  # no caption shown
+    good = photo(seed=4)
+    buffer = io.BytesIO()
+    good.save(buffer, format="PNG")
+    app = upload(app, "good.png", buffer.getvalue(), "image/png")
+    assert_no_problem(app)
+    assert shown_caption(app) == text(expected(good))
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_every_accepted_format_and_exif_orientation(monkeypatch, checkpoints, expected):
+    app = start_app(monkeypatch, checkpoints["soft"])
+    frames = [photo(seed=7), photo(seed=8)]
+    uploads = [
+        ("p.png", encoded(photo(seed=5), "PNG"), "image/png"),
+        ("p.webp", encoded(photo(seed=6), "WEBP", lossless=True), "image/webp"),
+        ("p.bmp", encoded(photo(seed=6), "BMP"), "image/bmp"),
+        ("p.gif", encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+         "image/gif"),
+    ]
+    for name, data, mime in uploads:
+        app = upload(app, name, data, mime)
+        assert_no_problem(app)
+        assert shown_caption(app) == text(expected(data))
+    # A phone photo stored sideways with EXIF orientation 6: captioned and drawn upright.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    app = upload(app, "phone.jpg", encoded(photo(160, 120, seed=9), "JPEG", exif=exif))
+    assert_no_problem(app)
+    _, upright, large, tile = app.session_state["photo"]  # overlays are drawn on large, tile
+    assert upright.size == (120, 160)
+    assert large.height > large.width and tile.height > tile.width
+
+
+def test_changing_beam_size_and_length_reruns(monkeypatch, checkpoints, expected):
+    app = upload(start_app(monkeypatch, checkpoints["soft"]), "chelsea.jpg", CHELSEA)
+    app.slider(key="beam").set_value(1).run()
+    assert_no_problem(app)
+    greedy = expected(CHELSEA, beam=1)
+    assert shown_caption(app) == text(greedy)
+    assert not any(m.value.startswith("2. ") for m in app.markdown)  # one hypothesis: no list
+    app.slider(key="beam").set_value(5).run()
+    app.slider(key="max_length").set_value(4).run()
+    assert_no_problem(app)
+    want = expected(CHELSEA, beam=5, max_length=4)
+    assert shown_caption(app) == text(want)
+    assert len(want.words) <= 4 and grid_words(app) == want.words
+    others = next(m.value for m in app.markdown if m.value.startswith("2. "))
+    assert len(others.splitlines()) == 4
+
+
+def test_example_photo_and_the_last_chosen_source_wins(monkeypatch, checkpoints, expected):
+    app = start_app(monkeypatch, checkpoints["soft"])
+    app.segmented_control(key="example").set_value("Astronaut").run()
+    assert_no_problem(app)
+    assert shown_caption(app) == text(expected(EXAMPLE_PHOTOS["Astronaut"]))
+    app = upload(app, "chelsea.jpg", CHELSEA)
+    assert shown_caption(app) == text(expected(CHELSEA))
+    app.segmented_control(key="example").set_value("Rocket").run()
+    assert_no_problem(app)
+    want = expected(EXAMPLE_PHOTOS["Rocket"])
+    assert shown_caption(app) == text(want)
+    if not want.words:  # no word, no maps: the photo itself is shown
+        assert [image.captions for image in app.image] == [["rocket.jpg"]]
+
+
+def test_missing_shipped_model_tells_the_user_what_to_do(monkeypatch, tmp_path, checkpoints,
+                                                       expected):
+    monkeypatch.setitem(inference.DEFAULT_CHECKPOINTS, "soft", tmp_path / "soft_flickr8k.pt")
+    app = upload(start_app(monkeypatch, None), "chelsea.jpg", CHELSEA)
+    assert not app.exception
+    [error] = app.error
+    assert "not installed yet" in error.value and "Checkpoint file" in error.value
+    assert not app.main.header
+    # Following the advice works, and the photo uploaded meanwhile is still there.
+    app.sidebar.radio[0].set_value(CUSTOM_MODEL).run()
+    assert "Enter the path of a checkpoint file" in app.error[0].value
+    app.text_input[0].input(str(checkpoints["soft"])).run()
+    assert_no_problem(app)
+    assert shown_caption(app) == text(expected(CHELSEA))
+
+
+@pytest.mark.parametrize("contents, message", [
+    (None, "no such checkpoint file"),
+    (b"PK\x03\x04 definitely not torch", "not a readable PyTorch checkpoint"),
+])
+def test_bad_checkpoint_shows_an_error_not_a_crash(monkeypatch, tmp_path, contents, message):
+    path = tmp_path / "model.pt"
+    if contents is not None:
+        path.write_bytes(contents)
+    app = start_app(monkeypatch, path)
+    assert not app.exception
+    [error] = app.error
+    assert "Cannot load the model" in error.value and message in error.value
+    assert str(path) in error.value
+
+
+def test_model_loads_once_and_is_shared_by_sessions(monkeypatch, tmp_path):
+    path = write_checkpoint(tmp_path / "shared.pt", Vocabulary.build(WORDS, min_count=1))
+    loads = []
+    load = Captioner.from_checkpoint.__func__
+
+    def counting_load(cls, checkpoint=None, encoder_weights=None):
+        loads.append(str(checkpoint))
+        return load(cls, checkpoint, encoder_weights)
+    monkeypatch.setattr(Captioner, "from_checkpoint", classmethod(counting_load))
+    for _ in range(2):  # two sessions, one after the other, in one server process
+        app = upload(start_app(monkeypatch, path), "chelsea.jpg", CHELSEA)
+        assert_no_problem(app)
+    assert loads == [str(path)]
+
+
+# --- the pure helpers in captioner/app_support.py ------------------------------------------
+
+def test_downloads_are_a_png_grid_and_json_with_maps(expected):
+    image = photo(320, 200, seed=2)
+    caption = expected(image)
+    sheet = Image.open(io.BytesIO(grid_png(image, caption, hard=False, smooth=True, opacity=0.6)))
+    assert sheet.format == "PNG" and sheet.width > 256
+    record = json.loads(caption_json(caption, "cat.jpg", "model.pt"))
+    assert record["image"] == "cat.jpg" and record["checkpoint"] == "model.pt"
+    assert record["words"] == caption.words
+    assert np.asarray(record["attention"]).shape == caption.alphas.shape
+    assert [a["caption"] for a in record["alternatives"]] == [a.text for a in caption.alternatives]
+
+
+def test_small_helpers():
+    assert fit_within(photo(1000, 500), 400).size == (400, 200)
+    small = photo(100, 50)
+    assert fit_within(small, 400) is small
+    assert download_stem("My photo (1).JPG") == "My_photo_1"
+    assert download_stem("...") == "photo"
+    assert escape_markdown("a *b* [c](d) #1") == r"a \*b\* \[c\]\(d\) \#1"
+    assert checkpoint_path(CUSTOM_MODEL, "  ") is None
+    assert checkpoint_path(CUSTOM_MODEL, " runs/x.pt ") == Path("runs/x.pt")
+    assert checkpoint_path("hard", "ignored") == inference.DEFAULT_CHECKPOINTS["hard"]
