@@ -1,0 +1,54 @@
+"""Recompute the README's Flickr8k results table from the shipped checkpoints.
+
+    python -m benchmarks.results_table --data ../shared/data/flickr8k [--cache-dir cache]
+
+Runs `training.evaluate` for each shipped model (soft, hard) at beam 1, 3 and 5 on the test
+split, writes each result JSON to results/, and prints a Markdown table next to the paper's
+Table 1 Flickr8k rows (Xu et al. 2015; they report no ROUGE-L or CIDEr there).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from captioner.inference import DEFAULT_CHECKPOINTS
+
+KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+PAPER = {
+    "paper: soft attention (VGG)": (67, 44.8, 29.9, 19.5, 18.93, None, None),
+    "paper: hard attention (VGG)": (67, 45.7, 31.4, 21.3, 20.30, None, None),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--cache-dir", default="cache")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--beams", default="1,3,5")
+    parser.add_argument("--results-dir", default="results")
+    args = parser.parse_args()
+    rows = dict((name, values) for name, values in PAPER.items())
+    for kind, checkpoint in DEFAULT_CHECKPOINTS.items():
+        for beam in map(int, args.beams.split(",")):
+            out = Path(args.results_dir) / f"{kind}_{args.split}_beam{beam}.json"
+            subprocess.run([sys.executable, "-m", "training.evaluate", "--checkpoint",
+                            str(checkpoint), "--data", args.data, "--split", args.split,
+                            "--beam", str(beam), "--cache-dir", args.cache_dir,
+                            "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+            metrics = json.loads(out.read_text())["metrics"]
+            rows[f"ours: {kind}, beam {beam}"] = tuple(
+                None if metrics[k] is None else 100 * metrics[k] for k in KEYS)
+    print("| model | " + " | ".join(KEYS) + " |")
+    print("|" + " --- |" * (len(KEYS) + 1))
+    for name, values in rows.items():
+        cells = ["" if v is None else f"{v:.1f}" if k != "METEOR" else f"{v:.2f}"
+                 for k, v in zip(KEYS, values)]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
