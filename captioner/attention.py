@@ -16,6 +16,10 @@ from torch import nn
 class AttentionOutput(NamedTuple):
     context: torch.Tensor  # (B, D) the context vector z_t fed to the LSTM
     weights: torch.Tensor  # (B, L) alpha_t, sums to 1 over L
+    # (B, L) how z_t mixes the annotations: z_t = sum_i mix_i a_i. alpha_t for soft attention,
+    # one-hot at s_t for a hard location. Any linear map of z_t is then the same mix of that
+    # map applied to the a_i, which lets decoding precompute those maps once per image.
+    mix: torch.Tensor
     # (B,) log alpha_t[s_t] of the sampled location; None for soft attention and at inference.
     # Rows where the expected context replaced the sample hold 0 (no REINFORCE signal).
     log_prob: torch.Tensor | None = None
@@ -51,8 +55,7 @@ class SoftAttention(nn.Module):
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
                 hidden: torch.Tensor) -> AttentionOutput:
         alpha = self.scorer(projected, hidden)  # (B, L)
-        context = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # (B, D)
-        return AttentionOutput(context, alpha)
+        return AttentionOutput(_mix(alpha, features), alpha, alpha)
 
 
 class HardAttention(nn.Module):
@@ -77,24 +80,27 @@ class HardAttention(nn.Module):
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
                 hidden: torch.Tensor) -> AttentionOutput:
         alpha = self.scorer(projected, hidden)  # (B, L)
-        expected = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # (B, D)
         if not self.training:
             if self.inference == "expectation":
-                return AttentionOutput(expected, alpha)
-            location = alpha.argmax(dim=1)  # (B,)
-            return AttentionOutput(_gather(features, location), alpha)
+                return AttentionOutput(_mix(alpha, features), alpha, alpha)
+            mix = _one_hot(alpha.argmax(dim=1), alpha)  # one region per word
+            return AttentionOutput(_mix(mix, features), alpha, mix)
         location = torch.multinomial(alpha.detach(), 1).squeeze(1)  # (B,)
-        sampled = _gather(features, location)  # (B, D)
         use_expectation = torch.rand(alpha.shape[0], device=alpha.device) < self.expectation_prob
-        context = torch.where(use_expectation.unsqueeze(1), expected, sampled)
+        # Sampled rows take a_{s_t} (no gradient through alpha: REINFORCE trains it);
+        # expectation rows take sum_i alpha_i a_i, trained by backprop.
+        mix = torch.where(use_expectation.unsqueeze(1), alpha, _one_hot(location, alpha))
         log_prob = alpha.gather(1, location.unsqueeze(1)).squeeze(1).clamp_min(1e-12).log()
         log_prob = log_prob.masked_fill(use_expectation, 0.0)
-        return AttentionOutput(context, alpha, log_prob)
+        return AttentionOutput(_mix(mix, features), alpha, mix, log_prob)
 
 
-def _gather(features: torch.Tensor, location: torch.Tensor) -> torch.Tensor:
-    index = location.view(-1, 1, 1).expand(-1, 1, features.shape[2])  # (B, 1, D)
-    return features.gather(1, index).squeeze(1)  # (B, D)
+def _mix(mix: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    return torch.bmm(mix.unsqueeze(1), features).squeeze(1)  # (B, L) x (B, L, D) -> (B, D)
+
+
+def _one_hot(location: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like).scatter_(1, location.unsqueeze(1), 1.0)
 
 
 def build_attention(kind: str, encoder_dim: int, hidden_dim: int, attention_dim: int,

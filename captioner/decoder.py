@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .attention import AttentionOutput, build_attention
 from .config import ModelConfig
@@ -20,9 +21,15 @@ class Memory(NamedTuple):
 
     features: torch.Tensor  # (B, L, D) annotation vectors
     projected: torch.Tensor  # (B, L, A) W_a a_i, so each step only adds W_h h
+    # For decoding only: the context's linear maps applied to every a_i, (B, L, 4n) for the
+    # LSTM gates and (B, L, m) for the deep output. A step then mixes these rows (a (B, L)
+    # product) instead of multiplying z_t by 10 MB of weights, which at beam-search batch
+    # sizes is bound by memory bandwidth. None in training, where captions outnumber images.
+    gate_rows: torch.Tensor | None = None
+    out_rows: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> "Memory":
-        return Memory(self.features.index_select(0, rows), self.projected.index_select(0, rows))
+        return Memory(*(None if x is None else x.index_select(0, rows) for x in self))
 
 
 class DecoderState(NamedTuple):
@@ -64,10 +71,12 @@ class Decoder(nn.Module):
                                          config.hard_inference)
         gate_width = {"scalar": 1, "channel": d, "none": 0}[config.gate]
         self.gate = nn.Linear(n, gate_width) if gate_width else None  # f_beta
-        # The LSTM's affine map T_{D+m+n, 4n} of [E y_{t-1}; z_t; h_{t-1}], split so the word
-        # part can be computed for all time steps at once during teacher forcing.
+        # The LSTM's affine map T_{D+m+n, 4n} of [E y_{t-1}; z_t; h_{t-1}], split by input: the
+        # word part is computed for all time steps at once during teacher forcing, the context
+        # part once per image location when decoding (Memory.gate_rows).
         self.word_gates = nn.Linear(m, 4 * n)
-        self.recurrent_gates = nn.Linear(d + n, 4 * n, bias=False)
+        self.context_gates = nn.Linear(d, 4 * n, bias=False)
+        self.hidden_gates = nn.Linear(n, 4 * n, bias=False)
         self.dropout = nn.Dropout(config.dropout)
         # Deep output layer: p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t))
         self.out_hidden = nn.Linear(n, m)  # L_h
@@ -76,9 +85,16 @@ class Decoder(nn.Module):
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         with torch.no_grad():  # forget-gate bias 1: remember by default early in training
             self.word_gates.bias[n:2 * n].fill_(1.0)
+        self._register_load_state_dict_pre_hook(_split_recurrent_gates)
 
-    def prepare(self, features: torch.Tensor) -> Memory:
-        return Memory(features, self.attention.project(features))
+    def prepare(self, features: torch.Tensor, decoding: bool = False) -> Memory:
+        """Per-image work done once; decoding=True also precomputes the context's linear
+        maps for every location (exact for scalar and no gates, which commute with them)."""
+        memory = Memory(features, self.attention.project(features))
+        if decoding and self.config.gate != "channel":
+            memory = memory._replace(gate_rows=self.context_gates(features),
+                                     out_rows=F.linear(features, self.out_context.weight))
+        return memory
 
     def init_state(self, memory: Memory) -> DecoderState:
         mean = memory.features.mean(dim=1)  # (B, D)
@@ -87,27 +103,43 @@ class Decoder(nn.Module):
     def step(self, tokens: torch.Tensor, state: DecoderState, memory: Memory) -> StepOutput:
         """Read word y_{t-1} (B,), attend with h_{t-1}, update the LSTM, score word y_t."""
         embedded = self.embedding(tokens)  # (B, m)
+        beta = self._gate(state.h)
         state, attended, context = self.advance(self.word_gates(embedded), state, memory)
-        return StepOutput(self.readout(embedded, state.h, context), state, attended)
+        if memory.out_rows is not None:  # L_z (beta z_t) + b as a mix of precomputed rows
+            context_out = torch.bmm(attended.mix.unsqueeze(1), memory.out_rows).squeeze(1)
+            context_out = (context_out if beta is None else beta * context_out) + self.out_context.bias
+        else:
+            context_out = self.out_context(context)
+        return StepOutput(self.readout(embedded, state.h, context_out), state, attended)
+
+    def _gate(self, h: torch.Tensor) -> torch.Tensor | None:
+        """beta_t = sigmoid(f_beta(h_{t-1})), (B, 1) or (B, D); None without a gate."""
+        return torch.sigmoid(self.gate(h)) if self.gate is not None else None
 
     def advance(self, word_gates: torch.Tensor, state: DecoderState, memory: Memory
                 ) -> tuple[DecoderState, AttentionOutput, torch.Tensor]:
-        """Attend with h_{t-1}, gate the context, run the LSTM cell. word_gates: (B, 4n)."""
+        """Attend with h_{t-1}, gate the context, run the LSTM cell. word_gates: (B, 4n).
+        Returns the new state, the attention and the gated context beta_t * z_t."""
         attended = self.attention(memory.features, memory.projected, state.h)
-        context = attended.context  # (B, D)
-        if self.gate is not None:
-            context = torch.sigmoid(self.gate(state.h)) * context  # beta_t * z_t
-        gates = word_gates + self.recurrent_gates(torch.cat([context, state.h], dim=1))
+        beta = self._gate(state.h)
+        context = attended.context if beta is None else beta * attended.context  # (B, D)
+        if memory.gate_rows is not None:  # W_c (beta z_t) = beta * sum_i mix_i (W_c a_i)
+            context_gates = torch.bmm(attended.mix.unsqueeze(1), memory.gate_rows).squeeze(1)
+            if beta is not None:
+                context_gates = beta * context_gates
+        else:
+            context_gates = self.context_gates(context)
+        gates = word_gates + context_gates + self.hidden_gates(state.h)
         i, f, g, o = gates.chunk(4, dim=1)  # (B, n) each
         c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return DecoderState(h, c), attended, context
 
-    def readout(self, embedded: torch.Tensor, h: torch.Tensor, context: torch.Tensor
+    def readout(self, embedded: torch.Tensor, h: torch.Tensor, context_out: torch.Tensor
                 ) -> torch.Tensor:
-        """Deep output layer over (..., m), (..., n), (..., D) -> logits (..., V)."""
+        """Deep output layer over (..., m), (..., n) and L_z z (..., m) -> logits (..., V)."""
         # tanh on the sum follows the authors' code (arctic-captions).
-        deep = torch.tanh(embedded + self.out_hidden(self.dropout(h)) + self.out_context(context))
+        deep = torch.tanh(embedded + self.out_hidden(self.dropout(h)) + context_out)
         return self.out(self.dropout(deep))
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor) -> TeacherForcedOutput:
@@ -124,6 +156,15 @@ class Decoder(nn.Module):
             alphas.append(attended.weights)
             if attended.log_prob is not None:
                 log_probs.append(attended.log_prob)
-        logits = self.readout(embedded, torch.stack(hs, 1), torch.stack(contexts, 1))
+        logits = self.readout(embedded, torch.stack(hs, 1), self.out_context(torch.stack(contexts, 1)))
         return TeacherForcedOutput(logits, torch.stack(alphas, 1),
                                    torch.stack(log_probs, 1) if log_probs else None)
+
+
+def _split_recurrent_gates(state_dict, prefix, *args) -> None:
+    """Checkpoints written before the split hold one matrix over [z_t; h_{t-1}]."""
+    old = state_dict.pop(prefix + "recurrent_gates.weight", None)
+    if old is not None and prefix + "context_gates.weight" not in state_dict:
+        hidden = old.shape[0] // 4
+        state_dict[prefix + "context_gates.weight"] = old[:, :-hidden]
+        state_dict[prefix + "hidden_gates.weight"] = old[:, -hidden:]

@@ -25,7 +25,7 @@ class Hypothesis(NamedTuple):
 
 def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = 20) -> list[Hypothesis]:
     """Most likely word at every step. features (B, L, D) -> one hypothesis per image."""
-    memory = decoder.prepare(features)
+    memory = decoder.prepare(features, decoding=True)
     state = decoder.init_state(memory)
     batch = features.shape[0]
     tokens = torch.full((batch,), START, dtype=torch.long, device=features.device)
@@ -49,7 +49,7 @@ def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = 20) -> li
 def sample(decoder: Decoder, features: torch.Tensor, max_length: int = 20,
            temperature: float = 1.0, generator: torch.Generator | None = None) -> list[Hypothesis]:
     """Words drawn from p(y_t | ...)^(1/temperature); log_prob is under the model itself."""
-    memory = decoder.prepare(features)
+    memory = decoder.prepare(features, decoding=True)
     state = decoder.init_state(memory)
     batch = features.shape[0]
     tokens = torch.full((batch,), START, dtype=torch.long, device=features.device)
@@ -80,13 +80,18 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = 3,
     A finished hypothesis stays in the beam and may only be extended by <end> at no cost, so
     every row advances in lockstep. With length_penalty > 0 the final ranking divides each
     log-probability by (number of words + 1) ** length_penalty.
+
+    An image leaves the batch as soon as its result is settled (without length penalty: its
+    n_best-th best finished hypothesis scores at least as high as every live one, which can
+    only lose probability), so the remaining steps run on fewer rows, and the search ends
+    when the last image is settled instead of after max_length steps.
     """
     if beam_size < 1:
         raise ValueError("beam_size must be at least 1")
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size})")
     batch, k, device = features.shape[0], beam_size, features.device
-    memory = decoder.prepare(features).select(
+    memory = decoder.prepare(features, decoding=True).select(
         torch.arange(batch, device=device).repeat_interleave(k))  # (B*k, L, .)
     state = decoder.init_state(memory)
     vocab = decoder.config.vocab_size
@@ -97,15 +102,18 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = 3,
     finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
     end_only = torch.full((vocab,), float("-inf"), device=device)
     end_only[END] = 0.0
-    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)  # (B, 1)
     words = torch.empty(batch * k, 0, dtype=torch.long, device=device)
     alphas = torch.empty(batch * k, 0, memory.features.shape[1], device=device)
+    images = torch.arange(batch, device=device)  # original index of each image still searched
+    results: list[list[Hypothesis] | None] = [None] * batch
     for t in range(max_length + 1):
+        n = len(images)
         out = decoder.step(tokens, state, memory)
-        log_probs = _next_word_log_probs(out.logits, t, max_length)  # (B*k, V)
+        log_probs = _next_word_log_probs(out.logits, t, max_length)  # (n*k, V)
         log_probs = torch.where(finished.unsqueeze(1), end_only, log_probs)
-        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
-        scores, flat = candidates.topk(k, dim=1)  # (B, k) each
+        candidates = (scores.view(-1, 1) + log_probs).view(n, k * vocab)
+        scores, flat = candidates.topk(k, dim=1)  # (n, k) each
+        offsets = (torch.arange(n, device=device) * k).unsqueeze(1)
         rows = (offsets + flat // vocab).view(-1)  # parent row of each new hypothesis
         tokens = (flat % vocab).view(-1)
         words = torch.cat([words.index_select(0, rows), tokens.unsqueeze(1)], dim=1)
@@ -113,13 +121,45 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = 3,
                             out.attention.weights.index_select(0, rows).unsqueeze(1)], dim=1)
         finished = finished.index_select(0, rows) | (tokens == END)
         state = out.state.select(rows)
-        if bool(finished.all()):
-            break
-    log_prob = scores.view(-1)
+        settled = _settled(scores, finished.view(n, k), n_best, length_penalty)
+        if t == max_length:
+            settled = torch.ones_like(settled)
+        if bool(settled.any()):
+            done = settled.nonzero().squeeze(1)
+            done_rows = (done.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
+            for image, hyps in zip(images[done].tolist(),
+                                   _rank(words[done_rows], alphas[done_rows],
+                                         scores[done].view(-1), k, n_best, length_penalty)):
+                results[image] = hyps
+            if bool(settled.all()):
+                break
+            keep = (~settled).nonzero().squeeze(1)
+            keep_rows = (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
+            images, scores = images[keep], scores[keep]
+            tokens, finished = tokens[keep_rows], finished[keep_rows]
+            words, alphas = words[keep_rows], alphas[keep_rows]
+            state, memory = state.select(keep_rows), memory.select(keep_rows)
+    return results
+
+
+def _settled(scores: torch.Tensor, finished: torch.Tensor, n_best: int, length_penalty: float
+             ) -> torch.Tensor:
+    """(n,) True where no further step can change an image's n_best result."""
+    if length_penalty:  # a longer caption may still overtake: wait until every beam ends
+        return finished.all(dim=1)
+    finished_scores = scores.masked_fill(~finished, float("-inf"))
+    nth_finished = finished_scores.topk(n_best, dim=1).values[:, -1]
+    best_live = scores.masked_fill(finished, float("-inf")).max(dim=1).values
+    return finished.all(dim=1) | (nth_finished >= best_live)
+
+
+def _rank(words: torch.Tensor, alphas: torch.Tensor, log_prob: torch.Tensor, k: int,
+          n_best: int, length_penalty: float) -> list[list[Hypothesis]]:
+    """Rows of n images x k beams -> each image's n_best hypotheses, best first."""
     lengths = _lengths(words).float() + 1.0
     ranking = log_prob / lengths.pow(length_penalty) if length_penalty else log_prob
     hypotheses = _collect(words, alphas, ranking, log_prob)
-    order = ranking.view(batch, k).argsort(dim=1, descending=True)[:, :n_best].tolist()
+    order = ranking.view(-1, k).argsort(dim=1, descending=True)[:, :n_best].tolist()
     return [[hypotheses[n * k + j] for j in row] for n, row in enumerate(order)]
 
 

@@ -1,7 +1,7 @@
 """Training objectives of Show, Attend and Tell (paper sections 4.1 and 4.2).
 
 Terms are computed per sentence, as in the paper, so their relative weights (lambda) mean
-what the paper's mean; the total is divided by the mean caption length only to keep the
+what the paper's mean; their sum is divided by the number of words only to keep the
 gradient scale of a per-token cross-entropy.
 """
 from __future__ import annotations
@@ -25,8 +25,15 @@ class LossTerms(NamedTuple):
 
 def caption_loss(out: TeacherForcedOutput, targets: torch.Tensor, mask: torch.Tensor,
                  doubly_stochastic: float = 1.0, entropy_weight: float = 0.0,
-                 reinforce_weight: float = 1.0, baseline: float = 0.0) -> LossTerms:
+                 reinforce_weight: float = 1.0, baseline: float = 0.0,
+                 words_per_process: float | None = None) -> LossTerms:
     """targets, mask: (B, T) word ids and 1 for real words (the <end> included), 0 for padding.
+
+    The summed per-sentence loss is divided by the number of words, which keeps the gradient
+    scale of a per-token cross-entropy. Data-parallel training passes words_per_process = the
+    global batch's words / number of processes, so that averaging the processes' gradients
+    (what DistributedDataParallel does) gives exactly one process's gradient over the whole
+    global batch, even when the processes' batches differ in size or length.
 
     Soft attention:  -log p(y|a) + lambda * sum_i (1 - sum_t alpha_ti)^2
     Hard attention adds the REINFORCE term of the variational lower bound: the sampled
@@ -50,9 +57,8 @@ def caption_loss(out: TeacherForcedOutput, targets: torch.Tensor, mask: torch.Te
     else:
         reinforce = torch.zeros_like(sentence_ll)
     words = mask.sum()
-    mean_length = words / mask.shape[0]
     return LossTerms(
-        loss=per_sentence.mean() / mean_length,
+        loss=per_sentence.sum() / (words if words_per_process is None else words_per_process),
         cross_entropy=-(token_log_probs * mask).sum() / words,
         doubly_stochastic=regulariser.mean(),
         reinforce=reinforce.mean(),

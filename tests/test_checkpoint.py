@@ -1,5 +1,6 @@
 """Checkpoints carry everything needed to caption, and bad files fail clearly."""
 import os
+import random
 import pickle
 
 import pytest
@@ -52,9 +53,11 @@ def test_missing_file_and_directory(tmp_path):
 
 def test_random_bytes_and_truncated_file(tmp_path, checkpoint_path):
     junk = tmp_path / "junk.pt"
-    junk.write_bytes(os.urandom(4096))
-    with pytest.raises(CheckpointError, match="junk.pt: not a readable PyTorch checkpoint"):
-        load_checkpoint(junk)
+    rng = random.Random(0)
+    for size in [1, 7, 64, 4096] * 10:  # garbage reaches different corners of the unpickler
+        junk.write_bytes(bytes(rng.randrange(256) for _ in range(size)))
+        with pytest.raises(CheckpointError, match="junk.pt: not a readable PyTorch checkpoint"):
+            load_checkpoint(junk)
     cut = tmp_path / "cut.pt"
     cut.write_bytes(checkpoint_path.read_bytes()[: checkpoint_path.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="cut.pt: .*truncated"):

@@ -78,6 +78,39 @@ def test_gate_options(vocab, gate):
     assert len(greedy(decoder, _features(), max_length=5)) == 3
 
 
+@pytest.mark.parametrize("gate", ["scalar", "channel", "none"])
+def test_decoding_steps_equal_teacher_forcing(vocab, attention_kind, gate):
+    """step() on precomputed per-location rows (decoding) == forward() on z_t (training)."""
+    torch.manual_seed(1)
+    decoder = Decoder(tiny_config(vocab, attention_kind, gate=gate)).eval()
+    for p in decoder.parameters():  # weights large enough that a wrong term would show
+        torch.nn.init.normal_(p, std=0.3)
+    features = _features(batch=3)
+    captions = torch.tensor([vocab.encode(c) for c in
+                             (["a", "red", "square"], ["two", "dogs", "run"], ["a", "man", "rides"])])
+    with torch.inference_mode():
+        forced = decoder(features, captions)
+        memory = decoder.prepare(features, decoding=True)
+        assert memory.gate_rows is not None or gate == "channel"
+        state = decoder.init_state(memory)
+        for t in range(captions.shape[1] - 1):
+            out = decoder.step(captions[:, t], state, memory)
+            assert torch.allclose(out.logits, forced.logits[:, t], atol=1e-4), t
+            assert torch.allclose(out.attention.weights, forced.alphas[:, t], atol=1e-5)
+            state = out.state
+
+
+def test_checkpoints_with_one_recurrent_matrix_still_load(vocab):
+    decoder = Decoder(tiny_config(vocab))
+    state = decoder.state_dict()
+    state["recurrent_gates.weight"] = torch.cat([state.pop("context_gates.weight"),
+                                                 state.pop("hidden_gates.weight")], dim=1)
+    loaded = Decoder(tiny_config(vocab))
+    loaded.load_state_dict(state, strict=True)
+    for name, value in decoder.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+
+
 @pytest.fixture
 def decoder(vocab, attention_kind):
     return Decoder(tiny_config(vocab, attention_kind)).eval()
@@ -103,6 +136,21 @@ def test_beam_search_batched_equals_one_image_at_a_time(decoder):
     for b_hyps, s_hyps in zip(batched, single):
         assert [h.tokens for h in b_hyps] == [h.tokens for h in s_hyps]
         assert [h.score for h in b_hyps] == pytest.approx([h.score for h in s_hyps], abs=1e-4)
+
+
+def test_settled_images_leave_early_without_changing_results(decoder, monkeypatch):
+    """Stopping an image once no live beam can overtake its n-best gives what running every
+    beam to its <end> gives."""
+    import captioner.decoding as decoding
+
+    features = _features(batch=6)
+    with torch.inference_mode():
+        early = beam_search(decoder, features, beam_size=4, max_length=15, n_best=2)
+        monkeypatch.setattr(decoding, "_settled", lambda scores, finished, *_: finished.all(1))
+        full = beam_search(decoder, features, beam_size=4, max_length=15, n_best=2)
+    for e_hyps, f_hyps in zip(early, full):
+        assert [h.tokens for h in e_hyps] == [h.tokens for h in f_hyps]
+        assert [h.log_prob for h in e_hyps] == pytest.approx([h.log_prob for h in f_hyps], abs=1e-5)
 
 
 def test_beam_search_n_best_is_sorted_distinct_with_attention_per_word(decoder):

@@ -36,7 +36,7 @@ class TrainConfig:
     lr: float = 4e-4
     weight_decay: float = 0.0
     grad_clip: float = 5.0
-    batch_size: int = 64
+    batch_size: int = 64  # per process: the global batch is batch_size x processes
     epochs: int = 20
     lr_patience: int = 1  # validation epochs without improvement before the LR is halved
     lr_factor: float = 0.5
@@ -51,8 +51,12 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 200  # steps between `last.pt` writes (also written at epoch end)
     resume: bool = False
-    threads: int = 2
-    device: str = "cpu"
+    # where and how it runs (under torchrun, one process per device)
+    threads: int = 2  # torch CPU threads per process
+    device: str = "auto"  # auto | cpu | cuda (auto: CUDA when a GPU is visible)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler, CUDA only)
+    compile: bool = False  # torch.compile the decoder's training forward
+    loader_workers: int = 0  # DataLoader processes reading batches from the cache
 
     def model_config(self, vocab_size: int, encoder_dim: int) -> ModelConfig:
         names = {f.name for f in fields(ModelConfig)}
@@ -64,6 +68,8 @@ class TrainConfig:
             raise ValueError("--data is required")
         if self.optimizer not in ("adam", "rmsprop"):
             raise ValueError("--optimizer must be adam or rmsprop")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError("--precision must be fp32, bf16 or fp16")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("--batch-size and --epochs must be positive")
         self.model_config(vocab_size=5, encoder_dim=1)  # validates the model fields

@@ -17,10 +17,13 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from captioner.data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
@@ -35,6 +38,7 @@ from captioner.vocab import Vocabulary
 
 from .cache import ensure_cache
 from .config import TrainConfig, config_to_dict, parse_config
+from .distributed import Runtime, setup, teardown
 
 MIN_FREE_BYTES = 200 * 2**20
 
@@ -43,10 +47,13 @@ class TrainingError(RuntimeError):
     """A run that must stop; the message says why and what was kept."""
 
 
-@dataclass
-class Batch:
+class Batch(NamedTuple):  # a NamedTuple, so DataLoader's pin_memory pins both tensors
     features: torch.Tensor  # (B, L, D)
     captions: torch.Tensor  # (B, T+1) <start> w1 .. wn <end> <pad>...
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(self.features.to(device, non_blocking=True),
+                     self.captions.to(device, non_blocking=True))
 
 
 @dataclass
@@ -72,49 +79,102 @@ def caption_table(records: list[ImageRecord], cache: FeatureCache, vocab: Vocabu
     return [(row, vocab.encode(caption)) for row, r in zip(rows, records) for caption in r.captions]
 
 
-def bucketed_batches(table: list[tuple[int, list[int]]], batch_size: int, seed: int, epoch: int
-                     ) -> list[list[int]]:
+def bucketed_batches(table: list[tuple[int, list[int]]], batch_size: int, seed: int, epoch: int,
+                     processes: int = 1) -> list[list[int]]:
     """Batches of captions of similar length (little padding), in a seeded random order.
 
-    The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    The order depends only on (seed, epoch), so a resumed run sees the same batches. With
+    several processes, each global batch of batch_size x processes captions is cut into one
+    batch per process, consecutive in the list, so a DistributedSampler (rank r takes items
+    r, r + processes, ...) hands each process its part of every global batch, and a run on
+    one process with batch_size x processes sees exactly the same global batches.
     """
     rng = random.Random(seed * 100_003 + epoch)
     order = sorted(range(len(table)), key=lambda i: (len(table[i][1]), rng.random()))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    rng.shuffle(batches)
-    return batches
+    size = batch_size * processes
+    global_batches = [order[i:i + size] for i in range(0, len(order), size)]
+    rng.shuffle(global_batches)
+    return [part for batch in global_batches
+            for part in (batch[r * batch_size:(r + 1) * batch_size] for r in range(processes))
+            if part]
 
 
-def make_batch(table, indices: list[int], cache: FeatureCache, device: torch.device) -> Batch:
+def make_batch(table, indices: list[int], cache: FeatureCache) -> Batch:
     rows = [table[i][0] for i in indices]
     captions = [table[i][1] for i in indices]
     padded = torch.zeros(len(captions), max(map(len, captions)), dtype=torch.long)
     for i, ids in enumerate(captions):
         padded[i, :len(ids)] = torch.tensor(ids)
-    return Batch(cache.batch(rows).to(device), padded.to(device))
+    return Batch(cache.batch(rows), padded)
+
+
+class BatchReader(Dataset):
+    """Item i is batch i, read from the memory-mapped cache (in DataLoader workers if any)."""
+
+    def __init__(self, table, batches: list[list[int]], cache: FeatureCache):
+        self.table, self.batches, self.cache = table, batches, cache
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Batch:
+        return make_batch(self.table, self.batches[i], self.cache)
+
+
+def epoch_loader(table, cache: FeatureCache, config: TrainConfig, runtime: Runtime,
+                 epoch: int, skip: int) -> tuple[DataLoader, int]:
+    """This process's batches of `epoch` after the first `skip`, and how many it has in all.
+
+    DistributedSampler pads the list by repeating batches so that every process takes the
+    same number of steps (DDP needs every process in every all-reduce).
+    """
+    batches = bucketed_batches(table, config.batch_size, config.seed, epoch, runtime.world_size)
+    reader = BatchReader(table, batches, cache)
+    sampler = DistributedSampler(reader, num_replicas=runtime.world_size, rank=runtime.rank,
+                                 shuffle=False)
+    mine = list(sampler)
+    # Its own generator: a DataLoader otherwise draws a seed from the global RNG, and a
+    # resumed run (which creates its loader mid-epoch) would then diverge from an
+    # uninterrupted one.
+    loader = DataLoader(torch.utils.data.Subset(reader, mine[skip:]), batch_size=None,
+                        num_workers=config.loader_workers,
+                        pin_memory=runtime.device.type == "cuda",
+                        generator=torch.Generator().manual_seed(config.seed + epoch))
+    return loader, len(mine)
 
 
 # ---------------------------------------------------------------------------------------------
 # training and validation
 
-def train_step(decoder: Decoder, batch: Batch, optimizer, config: TrainConfig,
-               progress: Progress) -> dict[str, float]:
-    decoder.train()
-    out = decoder(batch.features, batch.captions)
+def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: TrainConfig,
+               progress: Progress, runtime: Runtime, scaler: torch.amp.GradScaler
+               ) -> dict[str, float]:
+    """One optimisation step. `model` is the decoder, or its DistributedDataParallel wrapper,
+    whose backward averages the gradients of all processes."""
+    model.train()
     targets = batch.captions[:, 1:]
-    terms = caption_loss(out, targets, targets != Vocabulary.pad_id,
-                         doubly_stochastic=config.doubly_stochastic,
+    mask = targets != Vocabulary.pad_id
+    # Every process divides by the same global word count (see caption_loss).
+    words, sentences = runtime.sum(float(mask.sum()), float(len(targets)))
+    with runtime.autocast():
+        out = model(batch.features, batch.captions)
+    terms = caption_loss(out, targets, mask, doubly_stochastic=config.doubly_stochastic,
                          entropy_weight=config.entropy_weight,
-                         reinforce_weight=config.reinforce_weight, baseline=progress.baseline)
+                         reinforce_weight=config.reinforce_weight, baseline=progress.baseline,
+                         words_per_process=words / runtime.world_size)
     if not torch.isfinite(terms.loss):
         raise TrainingError(f"loss became {terms.loss.item()} at step {progress.step + 1} "
                             f"(epoch {progress.epoch + 1})")
     optimizer.zero_grad(set_to_none=True)
-    terms.loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), config.grad_clip)
-    optimizer.step()
-    # b <- 0.9 b + 0.1 log p(y|s,a); the first batch initialises it instead of pulling from 0.
-    ll = terms.log_likelihood.item()
+    scaler.scale(terms.loss).backward()
+    scaler.unscale_(optimizer)  # clip the true gradients (a no-op unless fp16)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    # b <- 0.9 b + 0.1 log p(y|s,a), over the global batch so every process keeps the same b;
+    # the first batch initialises it instead of pulling from 0.
+    (ll_sum,) = runtime.sum(terms.log_likelihood.item() * len(targets))
+    ll = ll_sum / sentences
     if progress.baseline_ready:
         progress.baseline = config.baseline_decay * progress.baseline + (1 - config.baseline_decay) * ll
     else:
@@ -155,14 +215,16 @@ def model_checkpoint(decoder: Decoder, vocab: Vocabulary, config: TrainConfig,
                       metadata=metadata)
 
 
-def save_last(path: Path, decoder, vocab, config, dataset, progress, optimizer, scheduler) -> None:
+def save_last(path: Path, decoder, vocab, config, dataset, progress, optimizer, scheduler,
+              scaler, rng_states: list[dict], world_size: int) -> None:
     checkpoint = model_checkpoint(decoder, vocab, config, dataset, progress)
     checkpoint.training = {
         "progress": vars(progress).copy(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "python_rng": random.getstate(),
+        "grad_scaler": scaler.state_dict(),
+        "rng": rng_states,  # one per process, in rank order
+        "world_size": world_size,
     }
     save_checkpoint(checkpoint, path)
 
@@ -226,13 +288,30 @@ class RunLog:
 # ---------------------------------------------------------------------------------------------
 
 def train(config: TrainConfig) -> Path:
-    """Run (or resume) training; returns the path of the best checkpoint."""
+    """Run (or resume) training; returns the path of the best checkpoint.
+
+    Under torchrun every process runs this function; rank 0 alone validates and writes.
+    """
     torch.set_num_threads(config.threads)
-    device = torch.device(config.device)
+    runtime = setup(config.device, config.precision)
+    try:
+        return _train(config, runtime)
+    finally:
+        teardown()
+
+
+def _train(config: TrainConfig, runtime: Runtime) -> Path:
+    device = runtime.device
     out = Path(config.out)
-    check_output_dir(out)
+    if runtime.is_main:
+        check_output_dir(out)
     dataset = load_karpathy(config.data, config.images or None)
-    cache = ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
+    # Rank 0 builds (or resumes) the cache while the others wait, then everyone opens it.
+    if runtime.is_main:
+        cache = ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
+    runtime.barrier()
+    if not runtime.is_main:
+        cache = ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
     train_records, val_records = dataset.split("train"), dataset.split("val")
     if not train_records or not val_records:
         raise DatasetError(f"{config.data}: needs both train and val images "
@@ -254,7 +333,7 @@ def train(config: TrainConfig) -> Path:
             raise TrainingError(f"{last_path} exists: pass --resume to continue that run, or "
                                 "choose another --out")
         random.seed(config.seed)
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # the same initial weights in every process
         vocab = Vocabulary.build((c for r in train_records for c in r.captions),
                                  config.min_word_count)
         model_config = config.model_config(len(vocab), encoder_spec(config.encoder).dim)
@@ -265,37 +344,61 @@ def train(config: TrainConfig) -> Path:
                                      weight_decay=config.weight_decay))
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience)
+    scaler = runtime.grad_scaler()
     progress = Progress()
     if resumed is not None:
         decoder.load_state_dict(resumed.decoder)
         optimizer.load_state_dict(resumed.training["optimizer"])
         scheduler.load_state_dict(resumed.training["scheduler"])
-        torch.set_rng_state(resumed.training["torch_rng"])
-        random.setstate(_as_tuple(resumed.training["python_rng"]))
+        if "grad_scaler" in resumed.training:
+            scaler.load_state_dict(resumed.training["grad_scaler"])
         progress = Progress(**resumed.training["progress"])
-        log.truncate_after(progress.step)
-        print(f"resumed {last_path} at epoch {progress.epoch + 1}, step {progress.step}",
-              file=sys.stderr)
+        restore_rng(resumed.training, runtime, config.seed)
+        progress.batch_in_epoch = rescale_position(
+            progress.batch_in_epoch, resumed.training.get("world_size", 1), runtime.world_size)
+        if runtime.is_main:
+            log.truncate_after(progress.step)
+            print(f"resumed {last_path} at epoch {progress.epoch + 1}, step {progress.step}",
+                  file=sys.stderr)
+    else:
+        # Different sampling noise (hard attention, dropout) in each process.
+        torch.manual_seed(config.seed + runtime.rank)
+
+    # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
+    model = (DistributedDataParallel(decoder, device_ids=[device] if device.type == "cuda" else None)
+             if runtime.distributed else decoder)
+    if config.compile:
+        # The step cell, not the whole forward: its Python loop over time steps would make
+        # one graph per caption length.
+        decoder.advance = torch.compile(decoder.advance, dynamic=True)
 
     table = caption_table(train_records, cache, vocab)
-    print(f"{dataset.name}: {len(train_records)} train images, {len(table)} captions, "
-          f"{len(val_records)} val images, vocabulary {len(vocab)}, grid {cache.grid}, "
-          f"{sum(p.numel() for p in decoder.parameters()):,} decoder parameters",
-          file=sys.stderr)
+    if runtime.is_main:
+        print(f"{dataset.name}: {len(train_records)} train images, {len(table)} captions, "
+              f"{len(val_records)} val images, vocabulary {len(vocab)}, grid {cache.grid}, "
+              f"{sum(p.numel() for p in decoder.parameters()):,} decoder parameters, "
+              f"{runtime.world_size} process(es) on {device.type}, {config.precision}",
+              file=sys.stderr)
 
     def checkpoint_last() -> None:
-        save_last(last_path, decoder, vocab, config, dataset, progress, optimizer, scheduler)
+        # Every process's RNG state is gathered (a collective: all processes call this).
+        rng_states = runtime.gather(rng_state(device))
+        if runtime.is_main:
+            save_last(last_path, decoder, vocab, config, dataset, progress, optimizer,
+                      scheduler, scaler, rng_states, runtime.world_size)
+        runtime.barrier()
 
     window_start, window_captions = time.perf_counter(), 0
     while progress.epoch < config.epochs:
-        batches = bucketed_batches(table, config.batch_size, config.seed, progress.epoch)
-        for indices in batches[progress.batch_in_epoch:]:
-            stats = train_step(decoder, make_batch(table, indices, cache, device), optimizer,
-                               config, progress)
+        loader, steps_in_epoch = epoch_loader(table, cache, config, runtime, progress.epoch,
+                                              progress.batch_in_epoch)
+        for batch in loader:
+            stats = train_step(model, batch.to(device), optimizer, config, progress, runtime,
+                               scaler)
             progress.step += 1
             progress.batch_in_epoch += 1
-            window_captions += len(indices)
-            if progress.step % config.log_every == 0:
+            window_captions += len(batch.captions) * runtime.world_size
+            if progress.step % config.log_every == 0 and runtime.is_main:
                 elapsed = time.perf_counter() - window_start
                 log.write({"type": "train", "step": progress.step, "epoch": progress.epoch + 1,
                            **stats, "lr": optimizer.param_groups[0]["lr"],
@@ -305,33 +408,70 @@ def train(config: TrainConfig) -> Path:
                 checkpoint_last()
             if config.max_steps and progress.step >= config.max_steps:
                 break
-        epoch_done = progress.batch_in_epoch >= len(batches)
-        bleu4 = validate(decoder, val_records, cache, vocab, config, device)
+        epoch_done = progress.batch_in_epoch >= steps_in_epoch
+        bleu4 = validate(decoder, val_records, cache, vocab, config, device) if runtime.is_main else 0.0
+        bleu4 = runtime.broadcast(bleu4)  # every process steps its scheduler and stops alike
         improved = bleu4 > progress.best_bleu4
         if improved:
             progress.best_bleu4, progress.bad_epochs = bleu4, 0
         else:
             progress.bad_epochs += 1
         scheduler.step(bleu4)
-        log.write({"type": "val", "step": progress.step, "epoch": progress.epoch + 1,
-                   "bleu4": bleu4, "best_bleu4": progress.best_bleu4,
-                   "lr": optimizer.param_groups[0]["lr"]})
-        print(f"epoch {progress.epoch + 1} step {progress.step}: val BLEU-4 {100 * bleu4:.2f} "
-              f"(best {100 * progress.best_bleu4:.2f})", file=sys.stderr)
-        if improved:
-            save_checkpoint(model_checkpoint(decoder, vocab, config, dataset, progress), best_path)
+        if runtime.is_main:
+            log.write({"type": "val", "step": progress.step, "epoch": progress.epoch + 1,
+                       "bleu4": bleu4, "best_bleu4": progress.best_bleu4,
+                       "lr": optimizer.param_groups[0]["lr"]})
+            print(f"epoch {progress.epoch + 1} step {progress.step}: val BLEU-4 "
+                  f"{100 * bleu4:.2f} (best {100 * progress.best_bleu4:.2f})", file=sys.stderr)
+            if improved:
+                save_checkpoint(model_checkpoint(decoder, vocab, config, dataset, progress),
+                                best_path)
         if epoch_done:
             progress.epoch += 1
             progress.batch_in_epoch = 0
         checkpoint_last()
-        log.plot()
+        if runtime.is_main:
+            log.plot()
         if config.max_steps and progress.step >= config.max_steps:
             break
         if progress.bad_epochs >= config.early_stop_patience:
-            print(f"early stop: no improvement for {progress.bad_epochs} validations",
-                  file=sys.stderr)
+            if runtime.is_main:
+                print(f"early stop: no improvement for {progress.bad_epochs} validations",
+                      file=sys.stderr)
             break
     return best_path
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(training: dict, runtime: Runtime, seed: int) -> None:
+    """Each process continues its own random stream; with a different number of processes
+    than the run was saved with, the streams are re-seeded (the data order stays exact)."""
+    states = training.get("rng")
+    if states is None:  # checkpoints written before multi-process training
+        states = [{"torch": training["torch_rng"], "python": training["python_rng"]}]
+    if len(states) != runtime.world_size:
+        random.seed(seed + runtime.rank)
+        torch.manual_seed(seed + runtime.rank + 1_000_003 * len(states))
+        return
+    state = states[runtime.rank]
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    if "cuda" in state and runtime.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], runtime.device)
+
+
+def rescale_position(batch_in_epoch: int, saved_world: int, world: int) -> int:
+    """Batches per process already trained, when resuming with another number of processes:
+    the global batches done stay done (the batch size per process is the same)."""
+    if saved_world == world:
+        return batch_in_epoch
+    return batch_in_epoch * saved_world // world
 
 
 def _as_tuple(value):
