@@ -38,8 +38,11 @@ class AdditiveScorer(nn.Module):
         return self.image_proj(features)  # (B, L, A): computed once, reused at every step
 
     def forward(self, projected: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        energy = torch.tanh(projected + self.hidden_proj(hidden).unsqueeze(1))  # (B, L, A)
-        return self.score(energy).squeeze(2).softmax(dim=1)  # (B, L)
+        """projected (B, L, A), hidden (B*k, n) -> alpha (B*k, L); rows n*k.. read image n."""
+        images, locations, dim = projected.shape
+        query = self.hidden_proj(hidden).view(images, -1, 1, dim)  # (B, k, 1, A)
+        energy = torch.tanh(projected.unsqueeze(1) + query)  # (B, k, L, A)
+        return self.score(energy).squeeze(-1).softmax(dim=-1).view(-1, locations)
 
 
 class SoftAttention(nn.Module):
@@ -54,8 +57,9 @@ class SoftAttention(nn.Module):
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
                 hidden: torch.Tensor) -> AttentionOutput:
-        alpha = self.scorer(projected, hidden)  # (B, L)
-        return AttentionOutput(_mix(alpha, features), alpha, alpha)
+        """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image."""
+        alpha = self.scorer(projected, hidden)  # (B*k, L)
+        return AttentionOutput(mix_rows(alpha, features), alpha, alpha)
 
 
 class HardAttention(nn.Module):
@@ -79,12 +83,13 @@ class HardAttention(nn.Module):
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
                 hidden: torch.Tensor) -> AttentionOutput:
-        alpha = self.scorer(projected, hidden)  # (B, L)
+        """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image."""
+        alpha = self.scorer(projected, hidden)  # (B*k, L)
         if not self.training:
             if self.inference == "expectation":
-                return AttentionOutput(_mix(alpha, features), alpha, alpha)
+                return AttentionOutput(mix_rows(alpha, features), alpha, alpha)
             mix = _one_hot(alpha.argmax(dim=1), alpha)  # one region per word
-            return AttentionOutput(_mix(mix, features), alpha, mix)
+            return AttentionOutput(mix_rows(mix, features), alpha, mix)
         location = torch.multinomial(alpha.detach(), 1).squeeze(1)  # (B,)
         use_expectation = torch.rand(alpha.shape[0], device=alpha.device) < self.expectation_prob
         # Sampled rows take a_{s_t} (no gradient through alpha: REINFORCE trains it);
@@ -92,11 +97,17 @@ class HardAttention(nn.Module):
         mix = torch.where(use_expectation.unsqueeze(1), alpha, _one_hot(location, alpha))
         log_prob = alpha.gather(1, location.unsqueeze(1)).squeeze(1).clamp_min(1e-12).log()
         log_prob = log_prob.masked_fill(use_expectation, 0.0)
-        return AttentionOutput(_mix(mix, features), alpha, mix, log_prob)
+        return AttentionOutput(mix_rows(mix, features), alpha, mix, log_prob)
 
 
-def _mix(mix: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    return torch.bmm(mix.unsqueeze(1), features).squeeze(1)  # (B, L) x (B, L, D) -> (B, D)
+def mix_rows(mix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """sum_i mix_i rows_i: mix (B*k, L), rows (B, L, X) -> (B*k, X), rows n*k.. mixing image n.
+
+    Beam search keeps one copy of each image's tensors for its k beams instead of k copies:
+    less memory traffic, which is what a decoding step on a CPU waits for.
+    """
+    images, locations, dim = rows.shape
+    return torch.bmm(mix.view(images, -1, locations), rows).view(-1, dim)
 
 
 def _one_hot(location: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

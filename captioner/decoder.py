@@ -12,12 +12,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import AttentionOutput, build_attention
+from .attention import AttentionOutput, build_attention, mix_rows
 from .config import ModelConfig
 
 
 class Memory(NamedTuple):
-    """What the decoder attends over, prepared once per image."""
+    """What the decoder attends over, prepared once per image. The decoder's rows may
+    outnumber the images k to 1 (beam search): rows n*k .. n*k+k-1 all read image n."""
 
     features: torch.Tensor  # (B, L, D) annotation vectors
     projected: torch.Tensor  # (B, L, A) W_a a_i, so each step only adds W_h h
@@ -28,8 +29,8 @@ class Memory(NamedTuple):
     gate_rows: torch.Tensor | None = None
     out_rows: torch.Tensor | None = None
 
-    def select(self, rows: torch.Tensor) -> "Memory":
-        return Memory(*(None if x is None else x.index_select(0, rows) for x in self))
+    def select(self, images: torch.Tensor) -> "Memory":
+        return Memory(*(None if x is None else x.index_select(0, images) for x in self))
 
 
 class DecoderState(NamedTuple):
@@ -106,7 +107,7 @@ class Decoder(nn.Module):
         beta = self._gate(state.h)
         state, attended, context = self.advance(self.word_gates(embedded), state, memory)
         if memory.out_rows is not None:  # L_z (beta z_t) + b as a mix of precomputed rows
-            context_out = torch.bmm(attended.mix.unsqueeze(1), memory.out_rows).squeeze(1)
+            context_out = mix_rows(attended.mix, memory.out_rows)
             context_out = (context_out if beta is None else beta * context_out) + self.out_context.bias
         else:
             context_out = self.out_context(context)
@@ -124,7 +125,7 @@ class Decoder(nn.Module):
         beta = self._gate(state.h)
         context = attended.context if beta is None else beta * attended.context  # (B, D)
         if memory.gate_rows is not None:  # W_c (beta z_t) = beta * sum_i mix_i (W_c a_i)
-            context_gates = torch.bmm(attended.mix.unsqueeze(1), memory.gate_rows).squeeze(1)
+            context_gates = mix_rows(attended.mix, memory.gate_rows)
             if beta is not None:
                 context_gates = beta * context_gates
         else:

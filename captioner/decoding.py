@@ -91,9 +91,9 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = 3,
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size})")
     batch, k, device = features.shape[0], beam_size, features.device
-    memory = decoder.prepare(features, decoding=True).select(
-        torch.arange(batch, device=device).repeat_interleave(k))  # (B*k, L, .)
-    state = decoder.init_state(memory)
+    memory = decoder.prepare(features, decoding=True)  # one copy per image for its k beams
+    state = decoder.init_state(memory).select(
+        torch.arange(batch, device=device).repeat_interleave(k))  # (B*k, n)
     vocab = decoder.config.vocab_size
     tokens = torch.full((batch * k,), START, dtype=torch.long, device=device)
     # Only beam 0 is alive at the start; the others would duplicate it.
@@ -103,7 +103,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = 3,
     end_only = torch.full((vocab,), float("-inf"), device=device)
     end_only[END] = 0.0
     words = torch.empty(batch * k, 0, dtype=torch.long, device=device)
-    alphas = torch.empty(batch * k, 0, memory.features.shape[1], device=device)
+    alphas = torch.empty(batch * k, 0, features.shape[1], device=device)
     images = torch.arange(batch, device=device)  # original index of each image still searched
     results: list[list[Hypothesis] | None] = [None] * batch
     for t in range(max_length + 1):
@@ -138,7 +138,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = 3,
             images, scores = images[keep], scores[keep]
             tokens, finished = tokens[keep_rows], finished[keep_rows]
             words, alphas = words[keep_rows], alphas[keep_rows]
-            state, memory = state.select(keep_rows), memory.select(keep_rows)
+            state, memory = state.select(keep_rows), memory.select(keep)
     return results
 
 

@@ -32,7 +32,7 @@ class TrainConfig:
     reinforce_weight: float = 1.0  # lambda_r, weight of the REINFORCE term
     baseline_decay: float = 0.9  # b <- decay * b + (1 - decay) * log p(y | s, a)
     # optimisation
-    optimizer: str = "adam"  # adam | rmsprop
+    optimizer: str = "adam"  # adam | rmsprop | sgd (momentum 0.9)
     lr: float = 4e-4
     weight_decay: float = 0.0
     grad_clip: float = 5.0
@@ -66,8 +66,8 @@ class TrainConfig:
     def validate(self) -> None:
         if not self.data:
             raise ValueError("--data is required")
-        if self.optimizer not in ("adam", "rmsprop"):
-            raise ValueError("--optimizer must be adam or rmsprop")
+        if self.optimizer not in ("adam", "rmsprop", "sgd"):
+            raise ValueError("--optimizer must be adam, rmsprop or sgd")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError("--precision must be fp32, bf16 or fp16")
         if self.batch_size < 1 or self.epochs < 1:

@@ -94,9 +94,11 @@ def bucketed_batches(table: list[tuple[int, list[int]]], batch_size: int, seed: 
     size = batch_size * processes
     global_batches = [order[i:i + size] for i in range(0, len(order), size)]
     rng.shuffle(global_batches)
-    return [part for batch in global_batches
-            for part in (batch[r * batch_size:(r + 1) * batch_size] for r in range(processes))
-            if part]
+    # The last global batch may be short: it is shared out evenly (the loss is normalised by
+    # the global batch, so unequal parts are exact), or dropped when it has fewer captions
+    # than there are processes (DDP needs every process to take every step).
+    return [batch[len(batch) * r // processes:len(batch) * (r + 1) // processes]
+            for batch in global_batches if len(batch) >= processes for r in range(processes)]
 
 
 def make_batch(table, indices: list[int], cache: FeatureCache) -> Batch:
@@ -338,10 +340,7 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
                                  config.min_word_count)
         model_config = config.model_config(len(vocab), encoder_spec(config.encoder).dim)
     decoder = Decoder(model_config).to(device)
-    optimizer = (torch.optim.Adam(decoder.parameters(), config.lr, weight_decay=config.weight_decay)
-                 if config.optimizer == "adam" else
-                 torch.optim.RMSprop(decoder.parameters(), config.lr,
-                                     weight_decay=config.weight_decay))
+    optimizer = make_optimizer(decoder.parameters(), config)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience)
     scaler = runtime.grad_scaler()
@@ -440,6 +439,14 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
                       file=sys.stderr)
             break
     return best_path
+
+
+def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(parameters, config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(parameters, config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(parameters, config.lr, momentum=0.9, weight_decay=config.weight_decay)
 
 
 def rng_state(device: torch.device) -> dict:
