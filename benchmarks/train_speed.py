@@ -1,9 +1,13 @@
-"""Training throughput (captions/s) for soft and hard attention at the default model size.
+"""Training throughput (captions/s) of the real training step, on any device and precision.
 
-    python -m benchmarks.train_speed [--batch-size 128] [--steps 10]
+    python -m benchmarks.train_speed                        # CPU, Flickr8k shapes (7x7 grid)
+    python -m benchmarks.train_speed --device cuda --grid 14 --batch-size 256 \
+        --precision fp32,bf16 [--compile]                   # a GPU, COCO at 448 px
 
-Random features stand in for the cache (same shapes as Flickr8k at 224 px: 49 x 1280), so
-this measures the decoder's forward + backward + Adam step alone.
+Random features stand in for the cache (same shapes as the real one), so this measures
+training.train.train_step alone: forward, loss, backward, clipping and the optimizer step.
+Prints the epoch time this implies for Flickr8k (30,000 captions) and COCO (Karpathy
+train + restval: 113,287 images, 566,747 captions) and the peak GPU memory.
 """
 from __future__ import annotations
 
@@ -13,34 +17,41 @@ import time
 import torch
 
 from captioner import Decoder, ModelConfig
-from captioner.losses import caption_loss
+from training.config import TrainConfig
+from training.distributed import Runtime
+from training.train import Batch, Progress, make_optimizer, train_step
 
 from .common import machine
 
-FLICKR8K_TRAIN_CAPTIONS = 30_000
+EPOCH_CAPTIONS = {"Flickr8k": 30_000, "COCO": 566_747}
 
 
-def captions_per_second(attention: str, batch_size: int, steps: int, length: int = 13,
-                        locations: int = 49, vocab: int = 2541) -> float:
+def captions_per_second(attention: str, batch_size: int, steps: int, device: torch.device,
+                        precision: str = "fp32", grid: int = 7, length: int = 13,
+                        vocab: int = 2541, compile: bool = False) -> float:
     torch.manual_seed(0)
-    decoder = Decoder(ModelConfig(vocab_size=vocab, attention=attention)).train()
-    optimizer = torch.optim.Adam(decoder.parameters(), 4e-4)
-    features = torch.randn(batch_size, locations, 1280)
+    config = TrainConfig(data="-", attention=attention, batch_size=batch_size)
+    decoder = Decoder(config.model_config(vocab, 1280)).to(device)
+    if compile:
+        decoder.advance = torch.compile(decoder.advance, dynamic=True)
+    optimizer = make_optimizer([{"params": decoder.parameters()}], config)
+    runtime = Runtime(device, precision=precision)
+    scaler = runtime.grad_scaler()
+    progress = Progress()
     captions = torch.randint(4, vocab, (batch_size, length + 1))
     captions[:, 0] = 1
+    batch = Batch(torch.randn(batch_size, grid * grid, 1280), captions).to(device)
 
-    def step():
-        out = decoder(features, captions)
-        targets = captions[:, 1:]
-        terms = caption_loss(out, targets, targets != 0, entropy_weight=0.002, baseline=-40.0)
-        optimizer.zero_grad()
-        terms.loss.backward()
-        optimizer.step()
-    for _ in range(2):
-        step()
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    for _ in range(3):  # warm-up (and compilation)
+        train_step(decoder, batch, optimizer, config, progress, runtime, scaler)
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
-        step()
+        train_step(decoder, batch, optimizer, config, progress, runtime, scaler)
+    sync()
     return batch_size * steps / (time.perf_counter() - start)
 
 
@@ -49,14 +60,28 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", help="comma-separated: fp32,bf16,fp16")
+    parser.add_argument("--grid", type=int, default=7, help="7 (224 px input) or 14 (448 px)")
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}")
-    for attention in ("soft", "hard"):
-        rate = captions_per_second(attention, args.batch_size, args.steps)
-        print(f"{attention}: {rate:6.1f} captions/s (batch {args.batch_size}, 13 words, 7x7 grid) "
-              f"-> one Flickr8k epoch ({FLICKR8K_TRAIN_CAPTIONS:,} captions) in "
-              f"{FLICKR8K_TRAIN_CAPTIONS / rate / 60:.1f} min")
+    device = torch.device(args.device)
+    print(f"machine: {machine()}"
+          + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
+    for precision in args.precision.split(","):
+        for attention in ("soft", "hard"):
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            rate = captions_per_second(attention, args.batch_size, args.steps, device, precision,
+                                       args.grid, compile=args.compile)
+            epochs = ", ".join(f"{name} epoch {n / rate / 60:.1f} min"
+                               for name, n in EPOCH_CAPTIONS.items())
+            memory = (f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+                      if device.type == "cuda" else "")
+            print(f"{attention} {precision}{' compiled' if args.compile else ''}: {rate:8.1f} "
+                  f"captions/s (batch {args.batch_size}, 13 words, {args.grid}x{args.grid} grid) "
+                  f"-> {epochs}{memory}")
 
 
 if __name__ == "__main__":

@@ -185,6 +185,22 @@ def build_encoder(name: str, weights_path: str | None = None,
     return encoder
 
 
+def top_blocks(encoder: Encoder, n: int) -> list[nn.Module]:
+    """The last n blocks of the backbone (those fine-tuning trains), output side last.
+
+    EfficientNet-Lite: its last n stages plus the 1x1 head convolution that makes the
+    1280-d annotations. ResNet/VGG: the last n parameterised layers of the feature stack.
+    """
+    if n < 1:
+        raise ValueError("the number of blocks to fine-tune must be at least 1")
+    backbone = encoder.backbone
+    if isinstance(backbone, _TimmFeatures):
+        model = backbone.model
+        return [*list(model.blocks)[-n:], model.conv_head, model.bn2]
+    layers = [m for m in backbone.children() if any(True for _ in m.parameters())]
+    return layers[-n:]
+
+
 def preprocessing_for(name: str, image_size: int):
     """The preprocessing preset an encoder was trained with, at the given input side."""
     from .preprocessing import Preprocessing

@@ -1,10 +1,13 @@
 """Feature cache: the frozen encoder runs once per image; training reads the grids from disk.
 
 Layout of a cache folder:
-    manifest.json   encoder, weights identity, input size, grid, dim, image list
+    manifest.json   encoder, weights identity, input size, grid, dim, image list, shard size
     progress        how many rows are written (rewritten after every batch)
-    features.f16    float16 array (N, L, D), memory-mapped, so a COCO-size cache (123k x 196 x
-                    1280 = 62 GB) never has to fit in RAM
+    features-00000.f16, features-00001.f16, ...
+                    float16 shards of `shard_rows` images each, (rows, L, D), memory-mapped, so
+                    a COCO-size cache (123k x 196 x 1280 = 62 GB) never has to fit in RAM and
+                    is made of files that can be copied, checked and replaced one by one
+                    (version-1 caches: one features.f16 file, still read)
 
 A manifest that does not match the requested encoder/weights/size/images is detected and the
 cache rebuilt. Progress is saved as batches finish, so a killed caching run resumes.
@@ -27,8 +30,48 @@ from .encoder import build_encoder, encoder_spec, preprocessing_for
 from .images import ImageError, load_image
 from .preprocessing import Preprocessing
 
-MANIFEST, ARRAY, PROGRESS = "manifest.json", "features.f16", "progress"
-CACHE_VERSION = 1
+MANIFEST, PROGRESS = "manifest.json", "progress"
+CACHE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+SHARD_ROWS = 8192  # images per shard: 1.3 GB at 7x7, 5 GB at 14x14 for 1280-d features
+
+
+class ShardedArray:
+    """(N, L, D) float16 rows over memory-mapped shard files of `shard_rows` rows each."""
+
+    def __init__(self, folder: Path, manifest: dict, mode: str = "r"):
+        n, locations, dim = manifest["shape"]
+        self.shape = (n, locations, dim)
+        self.shard_rows = manifest.get("shard_rows", n) or 1
+        self.shards = [np.memmap(folder / _shard_name(manifest, k), dtype=np.float16, mode=mode,
+                                 shape=(min(self.shard_rows, n - start), locations, dim))
+                       for k, start in enumerate(range(0, n, self.shard_rows))]
+
+    def __getitem__(self, index) -> np.ndarray:
+        """Rows by index array or slice, gathered shard by shard into one array."""
+        rows = (np.arange(*index.indices(self.shape[0])) if isinstance(index, slice)
+                else np.asarray(index))
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.float16)
+        shard_of = rows // self.shard_rows
+        for k in np.unique(shard_of):
+            where = shard_of == k
+            out[where] = self.shards[k][rows[where] - k * self.shard_rows]
+        return out
+
+    def write(self, start: int, values: np.ndarray) -> None:
+        """Rows start .. start+len(values), which may cross into the next shard."""
+        for offset in range(len(values)):
+            row = start + offset
+            k, local = divmod(row, self.shard_rows)
+            self.shards[k][local] = values[offset]
+
+    def flush(self) -> None:
+        for shard in self.shards:
+            shard.flush()
+
+
+def _shard_name(manifest: dict, k: int) -> str:
+    return "features.f16" if manifest["version"] == 1 else f"features-{k:05d}.f16"
 
 
 @dataclass(frozen=True)
@@ -44,7 +87,7 @@ class CacheKey:
 @dataclass
 class FeatureCache:
     folder: Path
-    features: np.ndarray  # (N, L, D) float16 memmap, read-only
+    features: ShardedArray  # (N, L, D) float16, memory-mapped shards, read-only
     grid: tuple[int, int]
     index: dict[str, int]  # image path -> row
 
@@ -78,15 +121,15 @@ def open_cache(folder: str | os.PathLike, key: CacheKey | None = None) -> Featur
         return None
     if key is not None and manifest.get("key") != asdict(key):
         return None
-    shape = tuple(manifest["shape"])
-    features = np.memmap(folder / ARRAY, dtype=np.float16, mode="r", shape=shape)
+    features = ShardedArray(folder, manifest)
     return FeatureCache(folder, features, tuple(manifest["grid"]),
                         {p: i for i, p in enumerate(manifest["images"])})
 
 
 def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str], encoder: str,
                 image_size: int, weights_path: str | None = None, batch_size: int = 32,
-                workers: int = 2, progress: Callable[[int], None] | None = None) -> FeatureCache:
+                workers: int = 2, progress: Callable[[int], None] | None = None,
+                shard_rows: int = SHARD_ROWS) -> FeatureCache:
     """Open the cache in `folder`, (re)building or resuming it as needed."""
     folder = Path(folder)
     key = cache_key(encoder, image_size, paths, weights_path)
@@ -99,18 +142,21 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
     manifest = _read_manifest(folder)
     if manifest is None or manifest.get("key") != asdict(key) or tuple(manifest["shape"]) != shape:
         manifest = {"version": CACHE_VERSION, "key": asdict(key), "shape": list(shape),
-                    "grid": list(grid), "images": list(paths)}
+                    "grid": list(grid), "images": list(paths), "shard_rows": shard_rows}
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / ARRAY).unlink(missing_ok=True)
+        for old in folder.glob("features*.f16"):
+            old.unlink()
         _write_atomic(folder / PROGRESS, "0")
-        np.memmap(folder / ARRAY, dtype=np.float16, mode="w+", shape=shape).flush()
+        for k, start in enumerate(range(0, shape[0], shard_rows)):
+            np.memmap(folder / _shard_name(manifest, k), dtype=np.float16, mode="w+",
+                      shape=(min(shard_rows, shape[0] - start), *shape[1:])).flush()
         _write_atomic(folder / MANIFEST, json.dumps(manifest))
     start = _written(folder)
     model = build_encoder(encoder, weights_path)
     preprocessing = preprocessing_for(encoder, image_size)
     loader = DataLoader(_ImageFiles(image_root, paths[start:], preprocessing),
                         batch_size=batch_size, num_workers=workers, collate_fn=_collate)
-    array = np.memmap(folder / ARRAY, dtype=np.float16, mode="r+", shape=shape)
+    array = ShardedArray(folder, manifest, mode="r+")
     failures: list[str] = []
     row = start
     with torch.inference_mode():
@@ -119,7 +165,7 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
             if failures:
                 break
             out = model(pixels).features  # (B, L, D)
-            array[row:row + len(out)] = out.numpy().astype(np.float16)
+            array.write(row, out.numpy().astype(np.float16))
             row += len(out)
             if progress:
                 progress(len(out))
@@ -160,7 +206,7 @@ def _read_manifest(folder: Path) -> dict | None:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return manifest if manifest.get("version") == CACHE_VERSION else None
+    return manifest if manifest.get("version") in READABLE_VERSIONS else None
 
 
 def _written(folder: Path) -> int:

@@ -12,7 +12,7 @@ import torch
 
 from captioner import Captioner, load_checkpoint
 from captioner.data import DatasetError, load_karpathy
-from captioner.features import open_cache
+from captioner.features import build_cache, open_cache
 from training import train as train_module
 from training.cache import cache_folder, ensure_cache
 from training.config import parse_config
@@ -150,6 +150,34 @@ def test_interrupted_cache_resumes(shapes, tmp_path):
     assert open_cache(cache.folder) is None  # partial caches are never used
     resumed = ensure_cache(dataset, tmp_path / "c", "efficientnet_lite0", 64)
     assert (resumed.features[:] == expected).all()
+
+
+def test_sharded_cache_equals_one_shard_resumes_across_shards_and_reads_version_1(shapes,
+                                                                                tmp_path):
+    data, _ = shapes
+    dataset = load_karpathy(data)
+    paths = [r.path for r in dataset.images]
+    whole = ensure_cache(dataset, tmp_path / "whole", "efficientnet_lite0", 64)
+    sharded = build_cache(tmp_path / "sharded", dataset.image_root, paths, "efficientnet_lite0",
+                          64, batch_size=4, workers=0, shard_rows=5)
+    assert sorted(p.name for p in sharded.folder.glob("*.f16")) == \
+        ["features-00000.f16", "features-00001.f16", "features-00002.f16"]  # 12 = 5 + 5 + 2
+    assert (sharded.features[:] == whole.features[:]).all()
+    assert (sharded.batch([11, 0, 6, 5]) == whole.batch([11, 0, 6, 5])).all()
+    (sharded.folder / "progress").write_text("7")  # killed in the middle of shard 1
+    resumed = build_cache(sharded.folder, dataset.image_root, paths, "efficientnet_lite0", 64,
+                          batch_size=4, workers=0, shard_rows=5)
+    assert (resumed.features[:] == whole.features[:]).all()
+    # A version-1 cache (one features.f16) is still read.
+    old = tmp_path / "old"
+    old.mkdir()
+    manifest = json.loads((whole.folder / "manifest.json").read_text())
+    del manifest["shard_rows"]
+    manifest["version"] = 1
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    (old / "progress").write_text(str(len(paths)))
+    (old / "features.f16").write_bytes((whole.folder / "features-00000.f16").read_bytes())
+    assert (open_cache(old).features[:] == whole.features[:]).all()
 
 
 def test_missing_images_and_bad_json_are_reported_up_front(shapes, tmp_path):

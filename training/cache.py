@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from captioner.data import CaptionDataset, DatasetError, check_image_files, load_karpathy
 from captioner.encoder import ENCODERS
-from captioner.features import FeatureCache, build_cache
+from captioner.features import SHARD_ROWS, FeatureCache, build_cache
 from captioner.images import ImageError
 
 
@@ -25,8 +25,8 @@ def cache_folder(cache_dir: str | Path, dataset: CaptionDataset, encoder: str,
 
 
 def ensure_cache(dataset: CaptionDataset, cache_dir: str | Path, encoder: str, image_size: int,
-                 weights_path: str | None = None, batch_size: int = 32, workers: int = 2
-                 ) -> FeatureCache:
+                 weights_path: str | None = None, batch_size: int = 8, workers: int = 2,
+                 shard_rows: int = SHARD_ROWS) -> FeatureCache:
     """The dataset's feature cache, built (or resumed, or rebuilt on mismatch) if needed."""
     paths = [record.path for record in dataset.images]
     folder = cache_folder(cache_dir, dataset, encoder, image_size)
@@ -41,7 +41,7 @@ def ensure_cache(dataset: CaptionDataset, cache_dir: str | Path, encoder: str, i
     check_image_files(dataset, dataset.images)
     try:
         return build_cache(folder, dataset.image_root, paths, encoder, image_size, weights_path,
-                           batch_size, workers, progress)
+                           batch_size, workers, progress, shard_rows)
     finally:
         if bar is not None:
             bar.close()
@@ -56,16 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder-weights", help="weights file (resnet101 / vgg19 only)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--cache-dir", default="cache")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="images per encoder call (small batches stay in the CPU's cache)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding JPEGs")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the encoder")
+    parser.add_argument("--shard-rows", type=int, default=SHARD_ROWS, help="images per shard file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
         dataset = load_karpathy(args.data, args.images)
         started = time.perf_counter()
         cache = ensure_cache(dataset, args.cache_dir, args.encoder, args.image_size,
-                             args.encoder_weights, args.batch_size, args.workers)
+                             args.encoder_weights, args.batch_size, args.workers,
+                             args.shard_rows)
     except (DatasetError, ImageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

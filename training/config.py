@@ -75,19 +75,34 @@ class TrainConfig:
         self.model_config(vocab_size=5, encoder_dim=1)  # validates the model fields
 
 
-def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m training.train"
-                 ) -> TrainConfig:
-    """Flags generated from TrainConfig's fields; unknown flags are an error (argparse's)."""
-    parser = argparse.ArgumentParser(prog=prog, description="Train a Show, Attend and Tell "
-                                     "captioner on cached encoder features.")
-    for f in fields(TrainConfig):
+@dataclass
+class FinetuneConfig(TrainConfig):
+    """Second stage: the encoder's top blocks and the decoder, end to end from images.
+    The model fields above are ignored: the model comes from --init."""
+
+    init: str = ""  # checkpoint to start from (a first-stage best.pt); not needed to --resume
+    encoder_lr: float = 1e-5  # the fine-tuned encoder blocks' learning rate
+    finetune_blocks: int = 2  # how many top blocks of the encoder are trained
+    out: str = "runs/finetune"
+    lr: float = 1e-4  # the decoder's, lower than in the first stage
+    batch_size: int = 32
+    epochs: int = 3
+    loader_workers: int = 2  # decoding JPEGs is now part of every step
+
+
+def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m training.train",
+                 cls: type[TrainConfig] = TrainConfig, description: str = "Train a Show, "
+                 "Attend and Tell captioner on cached encoder features.") -> TrainConfig:
+    """Flags generated from the config's fields; unknown flags are an error (argparse's)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    for f in fields(cls):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         else:
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
             parser.add_argument(flag, type=kind, default=f.default, metavar=f.name.upper())
-    config = TrainConfig(**vars(parser.parse_args(argv)))
+    config = cls(**vars(parser.parse_args(argv)))
     try:
         config.validate()
     except ValueError as exc:

@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -101,17 +101,16 @@ def bucketed_batches(table: list[tuple[int, list[int]]], batch_size: int, seed: 
             for batch in global_batches if len(batch) >= processes for r in range(processes)]
 
 
-def make_batch(table, indices: list[int], cache: FeatureCache) -> Batch:
-    rows = [table[i][0] for i in indices]
-    captions = [table[i][1] for i in indices]
+def pad_captions(captions: list[list[int]]) -> torch.Tensor:
     padded = torch.zeros(len(captions), max(map(len, captions)), dtype=torch.long)
     for i, ids in enumerate(captions):
         padded[i, :len(ids)] = torch.tensor(ids)
-    return Batch(cache.batch(rows), padded)
+    return padded
 
 
-class BatchReader(Dataset):
-    """Item i is batch i, read from the memory-mapped cache (in DataLoader workers if any)."""
+class CachedBatches(Dataset):
+    """Item i is batch i: features read from the memory-mapped cache (in DataLoader workers
+    if any), captions padded."""
 
     def __init__(self, table, batches: list[list[int]], cache: FeatureCache):
         self.table, self.batches, self.cache = table, batches, cache
@@ -120,25 +119,27 @@ class BatchReader(Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int) -> Batch:
-        return make_batch(self.table, self.batches[i], self.cache)
+        rows = [self.table[j][0] for j in self.batches[i]]
+        return Batch(self.cache.batch(rows), pad_captions([self.table[j][1] for j in self.batches[i]]))
 
 
-def epoch_loader(table, cache: FeatureCache, config: TrainConfig, runtime: Runtime,
-                 epoch: int, skip: int) -> tuple[DataLoader, int]:
+def epoch_loader(table, reader: Callable[[list[list[int]]], Dataset], config: TrainConfig,
+                 runtime: Runtime, epoch: int, skip: int) -> tuple[DataLoader, int]:
     """This process's batches of `epoch` after the first `skip`, and how many it has in all.
 
+    `reader` turns the epoch's batches (lists of table rows) into a Dataset of Batches.
     DistributedSampler pads the list by repeating batches so that every process takes the
     same number of steps (DDP needs every process in every all-reduce).
     """
-    batches = bucketed_batches(table, config.batch_size, config.seed, epoch, runtime.world_size)
-    reader = BatchReader(table, batches, cache)
-    sampler = DistributedSampler(reader, num_replicas=runtime.world_size, rank=runtime.rank,
+    batches = reader(bucketed_batches(table, config.batch_size, config.seed, epoch,
+                                      runtime.world_size))
+    sampler = DistributedSampler(batches, num_replicas=runtime.world_size, rank=runtime.rank,
                                  shuffle=False)
     mine = list(sampler)
     # Its own generator: a DataLoader otherwise draws a seed from the global RNG, and a
     # resumed run (which creates its loader mid-epoch) would then diverge from an
     # uninterrupted one.
-    loader = DataLoader(torch.utils.data.Subset(reader, mine[skip:]), batch_size=None,
+    loader = DataLoader(torch.utils.data.Subset(batches, mine[skip:]), batch_size=None,
                         num_workers=config.loader_workers,
                         pin_memory=runtime.device.type == "cuda",
                         generator=torch.Generator().manual_seed(config.seed + epoch))
@@ -187,17 +188,18 @@ def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: TrainCon
             "baseline": progress.baseline, "grad_norm": float(grad_norm)}
 
 
-def validate(decoder: Decoder, records: list[ImageRecord], cache: FeatureCache, vocab: Vocabulary,
-             config: TrainConfig, device: torch.device) -> float:
-    """Corpus BLEU-4 of beam-search captions (no teacher forcing) against the references."""
+def validate(decoder: Decoder, records: list[ImageRecord],
+             features_of: Callable[[list[ImageRecord]], torch.Tensor], vocab: Vocabulary,
+             config: TrainConfig, chunk_size: int = 250) -> float:
+    """Corpus BLEU-4 of beam-search captions (no teacher forcing) against the references.
+    features_of(records) gives their annotation grids (from the cache, or the encoder)."""
     decoder.eval()
     predictions, references = {}, {}
     with torch.inference_mode():
-        for start in range(0, len(records), 250):
-            chunk = records[start:start + 250]
-            features = cache.batch(cache.rows([r.path for r in chunk])).to(device)
-            for record, hyps in zip(chunk, beam_search(decoder, features, config.val_beam,
-                                                       config.max_length)):
+        for start in range(0, len(records), chunk_size):
+            chunk = records[start:start + chunk_size]
+            for record, hyps in zip(chunk, beam_search(decoder, features_of(chunk),
+                                                       config.val_beam, config.max_length)):
                 predictions[record.path] = " ".join(vocab.decode(hyps[0].tokens))
                 references[record.path] = [" ".join(c) for c in record.captions]
     return corpus_bleu4(predictions, references)
@@ -206,25 +208,28 @@ def validate(decoder: Decoder, records: list[ImageRecord], cache: FeatureCache, 
 # ---------------------------------------------------------------------------------------------
 # checkpoints, logs
 
-def model_checkpoint(decoder: Decoder, vocab: Vocabulary, config: TrainConfig,
+def model_checkpoint(stage: "Stage", vocab: Vocabulary, config: TrainConfig,
                      dataset: CaptionDataset, progress: Progress) -> Checkpoint:
     metadata = {"dataset": dataset.name, "epoch": progress.epoch, "step": progress.step,
                 "val_bleu4": progress.best_bleu4, "train_config": config_to_dict(config),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    decoder = stage.decoder
+    encoder = (None if stage.encoder is None else
+               {k: v.detach().cpu() for k, v in stage.encoder.backbone.state_dict().items()})
     return Checkpoint(decoder.config, vocab,
                       preprocessing_for(decoder.config.encoder, decoder.config.image_size),
                       {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
-                      metadata=metadata)
+                      encoder=encoder, metadata=metadata)
 
 
-def save_last(path: Path, decoder, vocab, config, dataset, progress, optimizer, scheduler,
-              scaler, rng_states: list[dict], world_size: int) -> None:
-    checkpoint = model_checkpoint(decoder, vocab, config, dataset, progress)
+def save_last(path: Path, stage: "Stage", vocab, config, dataset, progress, rng_states: list[dict],
+              world_size: int) -> None:
+    checkpoint = model_checkpoint(stage, vocab, config, dataset, progress)
     checkpoint.training = {
         "progress": vars(progress).copy(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "grad_scaler": scaler.state_dict(),
+        "optimizer": stage.optimizer.state_dict(),
+        "scheduler": stage.scheduler.state_dict(),
+        "grad_scaler": stage.scaler.state_dict(),
         "rng": rng_states,  # one per process, in rank order
         "world_size": world_size,
     }
@@ -289,6 +294,22 @@ class RunLog:
 
 # ---------------------------------------------------------------------------------------------
 
+@dataclass
+class Stage:
+    """One training stage as the shared loop (`fit`) sees it: training on cached features,
+    or fine-tuning the encoder's top blocks from images (training.finetune)."""
+
+    model: torch.nn.Module  # train_step calls model(batch.features, batch.captions)
+    decoder: Decoder
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scaler: torch.amp.GradScaler
+    table: list[tuple[int, list[int]]]  # (image row, word ids) of every training caption
+    reader: Callable[[list[list[int]]], Dataset]  # an epoch's batches -> Dataset of Batches
+    features_of: Callable[[list[ImageRecord]], torch.Tensor]  # validation images' grids
+    encoder: torch.nn.Module | None = None  # trained too: saved into the checkpoints
+
+
 def train(config: TrainConfig) -> Path:
     """Run (or resume) training; returns the path of the best checkpoint.
 
@@ -303,54 +324,98 @@ def train(config: TrainConfig) -> Path:
 
 
 def _train(config: TrainConfig, runtime: Runtime) -> Path:
-    device = runtime.device
-    out = Path(config.out)
-    if runtime.is_main:
-        check_output_dir(out)
-    dataset = load_karpathy(config.data, config.images or None)
+    dataset, train_records, val_records = load_data(config, runtime)
     # Rank 0 builds (or resumes) the cache while the others wait, then everyone opens it.
     if runtime.is_main:
-        cache = ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
+        ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
     runtime.barrier()
-    if not runtime.is_main:
-        cache = ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
+    cache = ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
+    resumed = find_resumable(config)
+    if resumed is not None:
+        vocab, model_config = resumed.vocab, resumed.config
+    else:
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)  # the same initial weights in every process
+        vocab = Vocabulary.build((c for r in train_records for c in r.captions),
+                                 config.min_word_count)
+        model_config = config.model_config(len(vocab), encoder_spec(config.encoder).dim)
+    decoder = Decoder(model_config).to(runtime.device)
+    if resumed is not None:
+        decoder.load_state_dict(resumed.decoder)
+    table = caption_table(train_records, cache, vocab)
+    stage = make_stage(decoder, decoder, [{"params": decoder.parameters()}], config, runtime,
+                       table, lambda batches: CachedBatches(table, batches, cache),
+                       lambda records: cache.batch(cache.rows([r.path for r in records]))
+                       .to(runtime.device))
+    if runtime.is_main:
+        print(f"{dataset.name}: {len(train_records)} train images, {len(table)} captions, "
+              f"{len(val_records)} val images, vocabulary {len(vocab)}, grid {cache.grid}, "
+              f"{sum(p.numel() for p in decoder.parameters()):,} decoder parameters, "
+              f"{runtime.world_size} process(es) on {runtime.device.type}, {config.precision}",
+              file=sys.stderr)
+    return fit(stage, config, runtime, dataset, vocab, val_records, resumed)
+
+
+def load_data(config: TrainConfig, runtime: Runtime
+              ) -> tuple[CaptionDataset, list[ImageRecord], list[ImageRecord]]:
+    """The dataset and its train / val records; the output folder checked first."""
+    if runtime.is_main:
+        check_output_dir(Path(config.out))
+    dataset = load_karpathy(config.data, config.images or None)
     train_records, val_records = dataset.split("train"), dataset.split("val")
     if not train_records or not val_records:
         raise DatasetError(f"{config.data}: needs both train and val images "
                            f"(found {len(train_records)} train, {len(val_records)} val)")
     if config.val_images:
         val_records = val_records[:config.val_images]
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    log = RunLog(out)
+    return dataset, train_records, val_records
 
-    resumed = None
-    if config.resume and last_path.exists():
-        resumed = load_checkpoint(last_path)
-        if resumed.training is None:
-            raise TrainingError(f"{last_path}: has no training state to resume from")
-        vocab = resumed.vocab
-        model_config = resumed.config
-    else:
-        if last_path.exists() and not config.resume:
-            raise TrainingError(f"{last_path} exists: pass --resume to continue that run, or "
-                                "choose another --out")
-        random.seed(config.seed)
-        torch.manual_seed(config.seed)  # the same initial weights in every process
-        vocab = Vocabulary.build((c for r in train_records for c in r.captions),
-                                 config.min_word_count)
-        model_config = config.model_config(len(vocab), encoder_spec(config.encoder).dim)
-    decoder = Decoder(model_config).to(device)
-    optimizer = make_optimizer(decoder.parameters(), config)
+
+def find_resumable(config: TrainConfig) -> Checkpoint | None:
+    """last.pt to continue from with --resume; refuses to overwrite a run without it."""
+    last_path = Path(config.out) / "last.pt"
+    if not last_path.exists():
+        return None
+    if not config.resume:
+        raise TrainingError(f"{last_path} exists: pass --resume to continue that run, or "
+                            "choose another --out")
+    resumed = load_checkpoint(last_path)
+    if resumed.training is None:
+        raise TrainingError(f"{last_path}: has no training state to resume from")
+    return resumed
+
+
+def make_stage(module: torch.nn.Module, decoder: Decoder, param_groups: list[dict],
+               config: TrainConfig, runtime: Runtime, table, reader, features_of,
+               encoder: torch.nn.Module | None = None) -> Stage:
+    """Optimizer, LR schedule and loss scaler for `module`, wrapped in DDP when distributed."""
+    optimizer = make_optimizer(param_groups, config)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience)
-    scaler = runtime.grad_scaler()
+    if config.compile:
+        # The step cell, not the whole forward: its Python loop over time steps would make
+        # one graph per caption length.
+        decoder.advance = torch.compile(decoder.advance, dynamic=True)
+    # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
+    model = (DistributedDataParallel(module, device_ids=[runtime.device]
+                                     if runtime.device.type == "cuda" else None)
+             if runtime.distributed else module)
+    return Stage(model, decoder, optimizer, scheduler, runtime.grad_scaler(), table, reader,
+                 features_of, encoder)
+
+
+def fit(stage: Stage, config: TrainConfig, runtime: Runtime, dataset: CaptionDataset,
+        vocab: Vocabulary, val_records: list[ImageRecord], resumed: Checkpoint | None) -> Path:
+    """The loop shared by every stage: epochs of train_step, validation, checkpoints, logs."""
+    out = Path(config.out)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    log = RunLog(out)
     progress = Progress()
     if resumed is not None:
-        decoder.load_state_dict(resumed.decoder)
-        optimizer.load_state_dict(resumed.training["optimizer"])
-        scheduler.load_state_dict(resumed.training["scheduler"])
+        stage.optimizer.load_state_dict(resumed.training["optimizer"])
+        stage.scheduler.load_state_dict(resumed.training["scheduler"])
         if "grad_scaler" in resumed.training:
-            scaler.load_state_dict(resumed.training["grad_scaler"])
+            stage.scaler.load_state_dict(resumed.training["grad_scaler"])
         progress = Progress(**resumed.training["progress"])
         restore_rng(resumed.training, runtime, config.seed)
         progress.batch_in_epoch = rescale_position(
@@ -363,37 +428,22 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
         # Different sampling noise (hard attention, dropout) in each process.
         torch.manual_seed(config.seed + runtime.rank)
 
-    # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
-    model = (DistributedDataParallel(decoder, device_ids=[device] if device.type == "cuda" else None)
-             if runtime.distributed else decoder)
-    if config.compile:
-        # The step cell, not the whole forward: its Python loop over time steps would make
-        # one graph per caption length.
-        decoder.advance = torch.compile(decoder.advance, dynamic=True)
-
-    table = caption_table(train_records, cache, vocab)
-    if runtime.is_main:
-        print(f"{dataset.name}: {len(train_records)} train images, {len(table)} captions, "
-              f"{len(val_records)} val images, vocabulary {len(vocab)}, grid {cache.grid}, "
-              f"{sum(p.numel() for p in decoder.parameters()):,} decoder parameters, "
-              f"{runtime.world_size} process(es) on {device.type}, {config.precision}",
-              file=sys.stderr)
-
     def checkpoint_last() -> None:
         # Every process's RNG state is gathered (a collective: all processes call this).
-        rng_states = runtime.gather(rng_state(device))
+        rng_states = runtime.gather(rng_state(runtime.device))
         if runtime.is_main:
-            save_last(last_path, decoder, vocab, config, dataset, progress, optimizer,
-                      scheduler, scaler, rng_states, runtime.world_size)
+            save_last(last_path, stage, vocab, config, dataset, progress, rng_states,
+                      runtime.world_size)
         runtime.barrier()
 
+    optimizer = stage.optimizer
     window_start, window_captions = time.perf_counter(), 0
     while progress.epoch < config.epochs:
-        loader, steps_in_epoch = epoch_loader(table, cache, config, runtime, progress.epoch,
-                                              progress.batch_in_epoch)
+        loader, steps_in_epoch = epoch_loader(stage.table, stage.reader, config, runtime,
+                                              progress.epoch, progress.batch_in_epoch)
         for batch in loader:
-            stats = train_step(model, batch.to(device), optimizer, config, progress, runtime,
-                               scaler)
+            stats = train_step(stage.model, batch.to(runtime.device), optimizer, config,
+                               progress, runtime, stage.scaler)
             progress.step += 1
             progress.batch_in_epoch += 1
             window_captions += len(batch.captions) * runtime.world_size
@@ -408,14 +458,15 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
             if config.max_steps and progress.step >= config.max_steps:
                 break
         epoch_done = progress.batch_in_epoch >= steps_in_epoch
-        bleu4 = validate(decoder, val_records, cache, vocab, config, device) if runtime.is_main else 0.0
+        bleu4 = (validate(stage.decoder, val_records, stage.features_of, vocab, config)
+                 if runtime.is_main else 0.0)
         bleu4 = runtime.broadcast(bleu4)  # every process steps its scheduler and stops alike
         improved = bleu4 > progress.best_bleu4
         if improved:
             progress.best_bleu4, progress.bad_epochs = bleu4, 0
         else:
             progress.bad_epochs += 1
-        scheduler.step(bleu4)
+        stage.scheduler.step(bleu4)
         if runtime.is_main:
             log.write({"type": "val", "step": progress.step, "epoch": progress.epoch + 1,
                        "bleu4": bleu4, "best_bleu4": progress.best_bleu4,
@@ -423,7 +474,7 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
             print(f"epoch {progress.epoch + 1} step {progress.step}: val BLEU-4 "
                   f"{100 * bleu4:.2f} (best {100 * progress.best_bleu4:.2f})", file=sys.stderr)
             if improved:
-                save_checkpoint(model_checkpoint(decoder, vocab, config, dataset, progress),
+                save_checkpoint(model_checkpoint(stage, vocab, config, dataset, progress),
                                 best_path)
         if epoch_done:
             progress.epoch += 1
@@ -441,12 +492,14 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
     return best_path
 
 
-def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(param_groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
+    """config.lr is the default; a group may carry its own (the encoder's, when fine-tuning)."""
     if config.optimizer == "adam":
-        return torch.optim.Adam(parameters, config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(param_groups, config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(parameters, config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(parameters, config.lr, momentum=0.9, weight_decay=config.weight_decay)
+        return torch.optim.RMSprop(param_groups, config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(param_groups, config.lr, momentum=0.9,
+                           weight_decay=config.weight_decay)
 
 
 def rng_state(device: torch.device) -> dict:
@@ -490,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_config(argv)
     try:
         best = train(config)
-    except (DatasetError, ImageError, CheckpointError, TrainingError) as exc:
+    except (DatasetError, ImageError, CheckpointError, TrainingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"best checkpoint: {best}")

@@ -1,0 +1,89 @@
+"""Second-stage throughput: encoder top blocks + decoder trained end to end from pixels.
+
+    python -m benchmarks.finetune_speed [--device cuda] [--image-size 448] [--blocks 2] \
+        [--precision fp32,bf16] [--batch-size 32]
+
+Random pixels stand in for decoded JPEGs (decoding runs in DataLoader workers, beside the
+step), so this measures the training step of training.finetune: encoder forward (the
+frozen blocks without autograd), decoder, backward into the top blocks, optimizer step.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from captioner import Decoder
+from captioner.encoder import build_encoder, top_blocks
+from training.config import FinetuneConfig
+from training.distributed import Runtime
+from training.finetune import EncoderDecoder
+from training.train import Batch, Progress, make_optimizer, train_step
+
+from .common import machine
+
+COCO_CAPTIONS = 566_747
+
+
+def captions_per_second(attention: str, image_size: int, blocks: int, batch_size: int,
+                        steps: int, device: torch.device, precision: str) -> float:
+    torch.manual_seed(0)
+    config = FinetuneConfig(data="-", attention=attention, batch_size=batch_size,
+                            image_size=image_size, finetune_blocks=blocks)
+    encoder = build_encoder(config.encoder).to(device)
+    trained = top_blocks(encoder, blocks)
+    for block in trained:
+        block.requires_grad_(True)
+    decoder = Decoder(config.model_config(2541, 1280)).to(device)
+    model = EncoderDecoder(encoder, decoder)
+    optimizer = make_optimizer(
+        [{"params": decoder.parameters()},
+         {"params": [p for b in trained for p in b.parameters()], "lr": config.encoder_lr}], config)
+    runtime = Runtime(device, precision=precision)
+    scaler, progress = runtime.grad_scaler(), Progress()
+    captions = torch.randint(4, 2541, (batch_size, 14))
+    captions[:, 0] = 1
+    batch = Batch(torch.randn(batch_size, 3, image_size, image_size), captions).to(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    for _ in range(2):
+        train_step(model, batch, optimizer, config, progress, runtime, scaler)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, batch, optimizer, config, progress, runtime, scaler)
+    sync()
+    return batch_size * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"machine: {machine()}"
+          + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
+    for precision in args.precision.split(","):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        rate = captions_per_second("soft", args.image_size, args.blocks, args.batch_size,
+                                   args.steps, device, precision)
+        memory = (f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+                  if device.type == "cuda" else "")
+        print(f"fine-tune {args.blocks} block(s) at {args.image_size} px, {precision}: "
+              f"{rate:7.1f} captions/s (batch {args.batch_size}) -> COCO epoch "
+              f"{COCO_CAPTIONS / rate / 60:.1f} min{memory}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Second stage: fine-tuning the encoder's top blocks from images, on the generated dataset."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from captioner import Captioner, load_checkpoint
+from captioner.encoder import build_encoder, top_blocks
+from training.finetune import main as finetune_main
+from training.train import main as train_main
+
+from fixture_data import make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = ["--min-word-count", "1", "--dropout", "0", "--log-every", "1", "--val-beam", "2",
+          "--threads", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def first_stage(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    data = make_dataset(root)
+    out = root / "stage1"
+    assert train_main(["--data", str(data), "--cache-dir", str(root / "cache"), "--out", str(out),
+                       "--image-size", "64", "--embed-dim", "16", "--hidden-dim", "32",
+                       "--attention-dim", "16", "--batch-size", "4", "--max-steps", "4",
+                       *COMMON]) == 0
+    return data, out / "best.pt"
+
+
+def test_finetuning_trains_only_the_top_blocks_and_ships_them(first_stage, tmp_path, capsys):
+    data, init = first_stage
+    out = tmp_path / "ft"
+    code = finetune_main(["--data", str(data), "--init", str(init), "--out", str(out),
+                          "--finetune-blocks", "1", "--encoder-lr", "0.01", "--lr", "0.001",
+                          "--batch-size", "4", "--max-steps", "3", "--loader-workers", "0",
+                          "--checkpoint-every", "1", *COMMON])
+    assert code == 0, capsys.readouterr().err
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint.training["progress"]["step"] == 3
+    assert checkpoint.encoder is not None
+    pretrained = build_encoder("efficientnet_lite0").backbone.state_dict()
+    tuned = build_encoder("efficientnet_lite0", state_dict=checkpoint.encoder)
+    top = {id(p) for block in top_blocks(tuned, 1) for p in block.parameters()}
+    changed, unchanged = [], []
+    for name, param in tuned.backbone.named_parameters():
+        (changed if not torch.equal(param, pretrained[name]) else unchanged).append(
+            (name, id(param) in top))
+    assert changed and all(in_top for _, in_top in changed)  # only the top block moved
+    assert any(not in_top for _, in_top in unchanged)
+    # Batch-norm statistics stay the pretrained ones.
+    assert all(torch.equal(v, pretrained[k]) for k, v in checkpoint.encoder.items()
+               if k.endswith("running_mean"))
+    # Inference uses the fine-tuned encoder the checkpoint carries.
+    captioner = Captioner.from_checkpoint(out / "last.pt")
+    for name, value in captioner.encoder.backbone.state_dict().items():
+        assert torch.equal(value, checkpoint.encoder[name].to(value.dtype)), name
+    assert captioner.caption(data.parent / "images" / "000_red_circle.png")[0].words
+
+
+def test_finetuning_resumes_and_needs_a_starting_checkpoint(first_stage, tmp_path):
+    data, init = first_stage
+    out = tmp_path / "ft"
+    args = ["--data", str(data), "--out", str(out), "--finetune-blocks", "1",
+            "--batch-size", "4", "--loader-workers", "1", "--checkpoint-every", "1", *COMMON]
+    missing = subprocess.run([sys.executable, "-m", "training.finetune", *args, "--max-steps", "1"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "--init is required" in missing.stderr
+    assert finetune_main([*args, "--init", str(init), "--max-steps", "2"]) == 0
+    assert finetune_main([*args, "--resume", "--max-steps", "4"]) == 0
+    assert load_checkpoint(out / "last.pt").training["progress"]["step"] == 4

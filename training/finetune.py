@@ -1,0 +1,141 @@
+"""Second training stage: fine-tune the encoder's top blocks with the decoder, from images.
+
+    python -m training.finetune --init runs/soft/best.pt \
+        --data ../shared/data/flickr8k/dataset_flickr8k.json --out runs/soft-ft \
+        --finetune-blocks 2 --encoder-lr 1e-5 --lr 1e-4 --device auto --precision bf16
+
+The first stage (training.train) trains the decoder on cached features of a frozen encoder;
+here gradients also flow into the encoder's last blocks, with their own lower learning
+rate, so images are decoded and encoded at every step (no cache). Batch-norm statistics
+stay frozen: the batches are too small to re-estimate them. The checkpoints carry the
+fine-tuned encoder weights, which Captioner loads instead of the pretrained ones. Same
+loop, logs, resume and torchrun support as the first stage.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from captioner.checkpoint import CheckpointError, load_checkpoint
+from captioner.data import DatasetError, ImageRecord, check_image_files
+from captioner.decoder import Decoder, TeacherForcedOutput
+from captioner.encoder import Encoder, build_encoder, top_blocks
+from captioner.images import ImageError, load_image
+from captioner.inference import build_decoder
+from captioner.preprocessing import Preprocessing
+
+from .config import FinetuneConfig, parse_config
+from .distributed import Runtime, setup, teardown
+from .train import (Batch, TrainingError, find_resumable, fit, load_data, make_stage,
+                    pad_captions)
+
+
+class EncoderDecoder(nn.Module):
+    """images (B, 3, S, S), captions (B, T+1) -> the decoder's teacher-forced output."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(self, images: torch.Tensor, captions: torch.Tensor) -> TeacherForcedOutput:
+        return self.decoder(self.encoder(images).features, captions)
+
+    def train(self, mode: bool = True) -> "EncoderDecoder":
+        super().train(mode)
+        self.encoder.eval()  # frozen batch-norm statistics (and no encoder dropout)
+        return self
+
+
+class ImageBatches(Dataset):
+    """Item i is batch i: its photos decoded and preprocessed (in a DataLoader worker)."""
+
+    def __init__(self, table, batches: list[list[int]], records: list[ImageRecord], root: Path,
+                 preprocessing: Preprocessing):
+        self.table, self.batches, self.records = table, batches, records
+        self.root, self.preprocessing = root, preprocessing
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Batch:
+        rows = [self.table[j] for j in self.batches[i]]
+        pixels = self.preprocessing.batch(
+            [load_image(self.root / self.records[image].path) for image, _ in rows])
+        return Batch(pixels, pad_captions([ids for _, ids in rows]))
+
+
+def finetune(config: FinetuneConfig) -> Path:
+    torch.set_num_threads(config.threads)
+    runtime = setup(config.device, config.precision)
+    try:
+        return _finetune(config, runtime)
+    finally:
+        teardown()
+
+
+def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
+    dataset, train_records, val_records = load_data(config, runtime)
+    check_image_files(dataset, train_records + val_records)  # missing photos: now, not later
+    resumed = find_resumable(config)
+    source = resumed
+    if source is None:
+        if not config.init:
+            raise TrainingError("--init is required: the first-stage checkpoint to fine-tune")
+        source = load_checkpoint(config.init)
+    name = str(config.init or Path(config.out) / "last.pt")
+    decoder = build_decoder(source, name).to(runtime.device)
+    try:
+        encoder = build_encoder(source.config.encoder, state_dict=source.encoder)
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{name}: cannot build its encoder ({str(exc)[:200]})") from None
+    encoder = encoder.to(runtime.device)
+    trained = top_blocks(encoder, config.finetune_blocks)
+    for block in trained:
+        block.requires_grad_(True)
+    model = EncoderDecoder(encoder, decoder)
+    vocab, preprocessing = source.vocab, source.preprocessing
+    table = [(i, vocab.encode(caption)) for i, record in enumerate(train_records)
+             for caption in record.captions]
+
+    def features_of(records: list[ImageRecord]) -> torch.Tensor:
+        pixels = preprocessing.batch([load_image(dataset.image_root / r.path) for r in records])
+        with runtime.autocast():
+            return encoder(pixels.to(runtime.device)).features.float()
+
+    encoder_params = [p for block in trained for p in block.parameters()]
+    stage = make_stage(
+        model, decoder,
+        [{"params": decoder.parameters()}, {"params": encoder_params, "lr": config.encoder_lr}],
+        config, runtime, table,
+        lambda batches: ImageBatches(table, batches, train_records, dataset.image_root,
+                                     preprocessing),
+        features_of, encoder=encoder)
+    if runtime.is_main:
+        print(f"fine-tuning {name} ({source.config.attention} attention, "
+              f"{source.config.encoder}@{source.config.image_size}): last "
+              f"{config.finetune_blocks} encoder block(s), "
+              f"{sum(p.numel() for p in encoder_params):,} encoder parameters at lr "
+              f"{config.encoder_lr}; {len(table)} captions of {len(train_records)} images; "
+              f"{runtime.world_size} process(es) on {runtime.device.type}, {config.precision}",
+              file=sys.stderr)
+    return fit(stage, config, runtime, dataset, vocab, val_records, resumed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(argv, "python -m training.finetune", FinetuneConfig,
+                          "Fine-tune the encoder's top blocks and the decoder from images.")
+    try:
+        best = finetune(config)
+    except (DatasetError, ImageError, CheckpointError, TrainingError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
