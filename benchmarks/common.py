@@ -33,3 +33,22 @@ def median_ms(fn: Callable[[], object], runs: int = 10, warmup: int = 2) -> floa
         fn()
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
+
+
+def per_second(step: Callable[[], object], items_per_step: int, steps: int, device,
+               warmup: int = 2) -> float:
+    """Items per second over `steps` calls of step() after `warmup` calls, waiting for the
+    GPU's queued work (if any) before reading the clock."""
+    import torch
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    for _ in range(warmup):
+        step()
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return items_per_step * steps / (time.perf_counter() - start)

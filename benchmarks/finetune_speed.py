@@ -10,7 +10,6 @@ frozen blocks without autograd), decoder, backward into the top blocks, optimize
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
@@ -21,7 +20,7 @@ from training.distributed import Runtime
 from training.finetune import EncoderDecoder
 from training.train import Batch, Progress, make_optimizer, train_step
 
-from .common import machine
+from .common import machine, per_second
 
 COCO_CAPTIONS = 566_747
 
@@ -46,17 +45,9 @@ def captions_per_second(attention: str, image_size: int, blocks: int, batch_size
     captions[:, 0] = 1
     batch = Batch(torch.randn(batch_size, 3, image_size, image_size), captions).to(device)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    for _ in range(2):
-        train_step(model, batch, optimizer, config, progress, runtime, scaler)
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        train_step(model, batch, optimizer, config, progress, runtime, scaler)
-    sync()
-    return batch_size * steps / (time.perf_counter() - start)
+    return per_second(
+        lambda: train_step(model, batch, optimizer, config, progress, runtime, scaler),
+        batch_size, steps, device, warmup=2)
 
 
 def main() -> None:

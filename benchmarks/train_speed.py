@@ -12,7 +12,6 @@ train + restval: 113,287 images, 566,747 captions) and the peak GPU memory.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
@@ -21,7 +20,7 @@ from training.config import TrainConfig
 from training.distributed import Runtime
 from training.train import Batch, Progress, make_optimizer, train_step
 
-from .common import machine
+from .common import machine, per_second
 
 EPOCH_CAPTIONS = {"Flickr8k": 30_000, "COCO": 566_747}
 
@@ -42,17 +41,9 @@ def captions_per_second(attention: str, batch_size: int, steps: int, device: tor
     captions[:, 0] = 1
     batch = Batch(torch.randn(batch_size, grid * grid, 1280), captions).to(device)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    for _ in range(3):  # warm-up (and compilation)
-        train_step(decoder, batch, optimizer, config, progress, runtime, scaler)
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        train_step(decoder, batch, optimizer, config, progress, runtime, scaler)
-    sync()
-    return batch_size * steps / (time.perf_counter() - start)
+    return per_second(
+        lambda: train_step(decoder, batch, optimizer, config, progress, runtime, scaler),
+        batch_size, steps, device, warmup=3)
 
 
 def main() -> None:

@@ -108,7 +108,9 @@ class Decoder(nn.Module):
         state, attended, context = self.advance(self.word_gates(embedded), state, memory)
         if memory.out_rows is not None:  # L_z (beta z_t) + b as a mix of precomputed rows
             context_out = mix_rows(attended.mix, memory.out_rows)
-            context_out = (context_out if beta is None else beta * context_out) + self.out_context.bias
+            if beta is not None:
+                context_out = beta * context_out
+            context_out = context_out + self.out_context.bias
         else:
             context_out = self.out_context(context)
         return StepOutput(self.readout(embedded, state.h, context_out), state, attended)
@@ -157,7 +159,8 @@ class Decoder(nn.Module):
             alphas.append(attended.weights)
             if attended.log_prob is not None:
                 log_probs.append(attended.log_prob)
-        logits = self.readout(embedded, torch.stack(hs, 1), self.out_context(torch.stack(contexts, 1)))
+        context_out = self.out_context(torch.stack(contexts, 1))  # (B, T, m)
+        logits = self.readout(embedded, torch.stack(hs, 1), context_out)
         return TeacherForcedOutput(logits, torch.stack(alphas, 1),
                                    torch.stack(log_probs, 1) if log_probs else None)
 

@@ -6,7 +6,7 @@ once, at the end. Callers put the decoder in eval mode and, for speed, in infere
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -25,6 +25,21 @@ class Hypothesis(NamedTuple):
 
 def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = 20) -> list[Hypothesis]:
     """Most likely word at every step. features (B, L, D) -> one hypothesis per image."""
+    return _walk(decoder, features, max_length, lambda log_probs: log_probs.argmax(dim=-1))
+
+
+def sample(decoder: Decoder, features: torch.Tensor, max_length: int = 20,
+           temperature: float = 1.0, generator: torch.Generator | None = None) -> list[Hypothesis]:
+    """Words drawn from p(y_t | ...)^(1/temperature); log_prob is under the model itself."""
+    def draw(log_probs: torch.Tensor) -> torch.Tensor:
+        probs = (log_probs / temperature).softmax(dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return _walk(decoder, features, max_length, draw)
+
+
+def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
+          choose: Callable[[torch.Tensor], torch.Tensor]) -> list[Hypothesis]:
+    """One word per image per step, picked by choose(log_probs (B, V)) -> (B,) word ids."""
     memory = decoder.prepare(features, decoding=True)
     state = decoder.init_state(memory)
     batch = features.shape[0]
@@ -35,34 +50,8 @@ def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = 20) -> li
     for t in range(max_length + 1):  # room for max_length words and the closing <end>
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (B, V)
-        tokens = log_probs.argmax(dim=-1).masked_fill(finished, END)
+        tokens = choose(log_probs).masked_fill(finished, END)
         total += log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
-        words.append(tokens)
-        alphas.append(out.attention.weights)
-        finished = finished | (tokens == END)
-        state = out.state
-        if bool(finished.all()):
-            break
-    return _collect(torch.stack(words, 1), torch.stack(alphas, 1), total, total)
-
-
-def sample(decoder: Decoder, features: torch.Tensor, max_length: int = 20,
-           temperature: float = 1.0, generator: torch.Generator | None = None) -> list[Hypothesis]:
-    """Words drawn from p(y_t | ...)^(1/temperature); log_prob is under the model itself."""
-    memory = decoder.prepare(features, decoding=True)
-    state = decoder.init_state(memory)
-    batch = features.shape[0]
-    tokens = torch.full((batch,), START, dtype=torch.long, device=features.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=features.device)
-    total = torch.zeros(batch, device=features.device)
-    words, alphas = [], []
-    for t in range(max_length + 1):
-        out = decoder.step(tokens, state, memory)
-        log_probs = _next_word_log_probs(out.logits, t, max_length)
-        probs = (log_probs / temperature).softmax(dim=-1)
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1).masked_fill(finished, END)
-        chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
-        total += chosen.masked_fill(finished, 0.0)
         words.append(tokens)
         alphas.append(out.attention.weights)
         finished = finished | (tokens == END)

@@ -1,4 +1,5 @@
 """Second stage: fine-tuning the encoder's top blocks from images, on the generated dataset."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import torch
 
 from captioner import Captioner, load_checkpoint
 from captioner.encoder import build_encoder, top_blocks
+from training.evaluate import main as evaluate_main
 from training.finetune import main as finetune_main
 from training.train import main as train_main
 
@@ -58,6 +60,16 @@ def test_finetuning_trains_only_the_top_blocks_and_ships_them(first_stage, tmp_p
     for name, value in captioner.encoder.backbone.state_dict().items():
         assert torch.equal(value, checkpoint.encoder[name].to(value.dtype)), name
     assert captioner.caption(data.parent / "images" / "000_red_circle.png")[0].words
+    # Evaluation encodes the images with the fine-tuned encoder, not a pretrained cache.
+    result_path = tmp_path / "test.json"
+    assert evaluate_main(["--checkpoint", str(out / "last.pt"), "--data", str(data),
+                          "--split", "test", "--beam", "2", "--cache-dir", str(tmp_path / "c"),
+                          "--out", str(result_path)]) == 0
+    result = json.loads(result_path.read_text())
+    for row in result["captions"]:
+        expected = captioner.caption(data.parent / "images" / row["image"], beam_size=2)[0]
+        assert row["caption"] == expected.text
+    assert not (tmp_path / "c").exists()  # no feature cache was built for it
 
 
 def test_finetuning_resumes_and_needs_a_starting_checkpoint(first_stage, tmp_path):

@@ -17,6 +17,7 @@ from training import train as train_module
 from training.cache import cache_folder, ensure_cache
 from training.config import parse_config
 from training.train import TrainingError, train
+from training.train import main as train_main
 
 from fixture_data import make_dataset
 
@@ -236,6 +237,20 @@ def test_unwritable_output_is_refused_at_start(shapes, tmp_path):
     blocker.write_text("x")
     with pytest.raises(TrainingError, match="not writable"):
         train(parse_config(tiny_args(shapes, blocker / "out")))
+
+
+def test_a_soft_model_warm_starts_hard_attention(shapes, tmp_path):
+    soft = tmp_path / "soft"
+    assert train_main(tiny_args(shapes, soft, "--max-steps", "3")) == 0
+    hard = tmp_path / "hard"
+    assert train_main(tiny_args(shapes, hard, "--init", str(soft / "last.pt"), "--attention",
+                                "hard", "--max-steps", "1", "--optimizer", "sgd",
+                                "--lr", "0")) == 0
+    started, warm = load_checkpoint(soft / "last.pt"), load_checkpoint(hard / "last.pt")
+    assert warm.config.attention == "hard" and warm.vocab.itos == started.vocab.itos
+    assert all(torch.equal(v, started.decoder[k]) for k, v in warm.decoder.items())
+    assert train_main(tiny_args(shapes, tmp_path / "other", "--init", str(soft / "last.pt"),
+                                "--image-size", "96", "--max-steps", "1")) == 2
 
 
 def test_unknown_flags_are_an_error():

@@ -16,6 +16,9 @@ class TrainConfig:
     images: str = ""  # image folder; default <data dir>/images
     cache_dir: str = "cache"  # feature caches live here, one folder per dataset/encoder/size
     out: str = "runs/soft"  # checkpoints, log.jsonl and curves.png
+    # start from this checkpoint's weights, vocabulary and sizes (only --attention may differ:
+    # a soft model is a warm start for hard attention, whose parameters are the same)
+    init: str = ""
     min_word_count: int = 5
     # model (copied into ModelConfig, which the checkpoints carry)
     encoder: str = "efficientnet_lite0"
@@ -80,7 +83,7 @@ class FinetuneConfig(TrainConfig):
     """Second stage: the encoder's top blocks and the decoder, end to end from images.
     The model fields above are ignored: the model comes from --init."""
 
-    init: str = ""  # checkpoint to start from (a first-stage best.pt); not needed to --resume
+    init: str = ""  # first-stage checkpoint to start from (required unless --resume)
     encoder_lr: float = 1e-5  # the fine-tuned encoder blocks' learning rate
     finetune_blocks: int = 2  # how many top blocks of the encoder are trained
     out: str = "runs/finetune"

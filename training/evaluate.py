@@ -13,14 +13,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from captioner.checkpoint import CheckpointError
-from captioner.data import CaptionDataset, DatasetError, load_karpathy
+from captioner.checkpoint import CheckpointError, load_checkpoint
+from captioner.data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
 from captioner.features import FeatureCache, cache_key, open_cache
-from captioner.images import ImageError
+from captioner.images import ImageError, load_image
 from captioner.inference import Captioner, default_checkpoint
 from captioner.metrics import score_captions
 
@@ -41,7 +42,25 @@ def split_features(dataset: CaptionDataset, split: str, cache_dir: str, encoder:
     return ensure_cache(subset, cache_dir, encoder, image_size)
 
 
-def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, cache: FeatureCache,
+Features = Callable[[list[ImageRecord]], tuple[torch.Tensor, tuple[int, int]]]
+
+
+def cached(cache: FeatureCache) -> Features:
+    return lambda records: (cache.batch(cache.rows([r.path for r in records])), cache.grid)
+
+
+def encoded(captioner: Captioner, dataset: CaptionDataset) -> Features:
+    """Features from the images through the checkpoint's own encoder: a fine-tuned encoder's
+    annotations differ from the pretrained one's, so a cache of those would be wrong."""
+    def encode(records: list[ImageRecord]) -> tuple[torch.Tensor, tuple[int, int]]:
+        photos = [load_image(dataset.image_root / r.path) for r in records]
+        with torch.inference_mode():
+            out = captioner.encoder(captioner.preprocessing.batch(photos))
+        return out.features, out.grid
+    return encode
+
+
+def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features_of: Features,
              beam: int = 3, max_length: int = 20, length_penalty: float = 0.0,
              batch_size: int = 100) -> dict:
     records = dataset.split(split)
@@ -52,9 +71,9 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, cache: F
     for start in tqdm(range(0, len(records), batch_size), desc=f"captioning {split}",
                       unit="batch", file=sys.stderr):
         chunk = records[start:start + batch_size]
-        features = cache.batch(cache.rows([r.path for r in chunk]))
+        features, grid = features_of(chunk)
         for record, caption in zip(chunk, captioner.caption_features(
-                features, cache.grid, beam_size=beam, max_length=max_length,
+                features, grid, beam_size=beam, max_length=max_length,
                 length_penalty=length_penalty)):
             predictions[record.path] = caption.text
             captions.append({"image": record.path, "caption": caption.text,
@@ -93,13 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        captioner = Captioner.from_checkpoint(args.checkpoint)
+        path = args.checkpoint or default_checkpoint()
+        checkpoint = load_checkpoint(path)
+        captioner = Captioner.from_parts(checkpoint, name=str(path))
         dataset = load_karpathy(args.data, args.images)
         config = captioner.config
-        cache = split_features(dataset, args.split, args.cache_dir, config.encoder,
-                               config.image_size)
-        result = evaluate(captioner, dataset, args.split, cache, args.beam, args.max_length,
-                          args.length_penalty)
+        if checkpoint.encoder is not None:  # fine-tuned (or user-supplied) encoder weights
+            features_of = encoded(captioner, dataset)
+        else:
+            features_of = cached(split_features(dataset, args.split, args.cache_dir,
+                                                config.encoder, config.image_size))
+        result = evaluate(captioner, dataset, args.split, features_of, args.beam,
+                          args.max_length, args.length_penalty)
     except (CheckpointError, DatasetError, ImageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,17 +21,17 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from captioner.checkpoint import CheckpointError, load_checkpoint
-from captioner.data import DatasetError, ImageRecord, check_image_files
+from captioner.data import ImageRecord, check_image_files
 from captioner.decoder import Decoder, TeacherForcedOutput
 from captioner.encoder import Encoder, build_encoder, top_blocks
-from captioner.images import ImageError, load_image
+from captioner.images import load_image
 from captioner.inference import build_decoder
 from captioner.preprocessing import Preprocessing
 
 from .config import FinetuneConfig, parse_config
 from .distributed import Runtime, setup, teardown
 from .train import (Batch, TrainingError, find_resumable, fit, load_data, make_stage,
-                    pad_captions)
+                    pad_captions, run_command)
 
 
 class EncoderDecoder(nn.Module):
@@ -126,15 +126,9 @@ def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_config(argv, "python -m training.finetune", FinetuneConfig,
-                          "Fine-tune the encoder's top blocks and the decoder from images.")
-    try:
-        best = finetune(config)
-    except (DatasetError, ImageError, CheckpointError, TrainingError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"best checkpoint: {best}")
-    return 0
+    return run_command(finetune, parse_config(
+        argv, "python -m training.finetune", FinetuneConfig,
+        "Fine-tune the encoder's top blocks and the decoder from images."))
 
 
 if __name__ == "__main__":

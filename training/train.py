@@ -3,6 +3,7 @@
     python -m training.train --data ../shared/data/flickr8k/dataset_flickr8k.json \
         --attention soft --out runs/soft
     python -m training.train ... --resume        # continue from runs/soft/last.pt
+    torchrun --nproc_per_node=4 -m training.train ... --device cuda --precision bf16
 
 Writes to --out: last.pt (every --checkpoint-every steps and at each epoch end, atomically,
 with optimizer/scheduler/RNG/data position), best.pt (best validation BLEU-4), log.jsonl
@@ -10,9 +11,10 @@ with optimizer/scheduler/RNG/data position), best.pt (best validation BLEU-4), l
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import random
+import os
 import shutil
 import sys
 import time
@@ -119,8 +121,9 @@ class CachedBatches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int) -> Batch:
-        rows = [self.table[j][0] for j in self.batches[i]]
-        return Batch(self.cache.batch(rows), pad_captions([self.table[j][1] for j in self.batches[i]]))
+        rows = [self.table[j] for j in self.batches[i]]
+        return Batch(self.cache.batch([image for image, _ in rows]),
+                     pad_captions([ids for _, ids in rows]))
 
 
 def epoch_loader(table, reader: Callable[[list[list[int]]], Dataset], config: TrainConfig,
@@ -179,7 +182,8 @@ def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: TrainCon
     (ll_sum,) = runtime.sum(terms.log_likelihood.item() * len(targets))
     ll = ll_sum / sentences
     if progress.baseline_ready:
-        progress.baseline = config.baseline_decay * progress.baseline + (1 - config.baseline_decay) * ll
+        decay = config.baseline_decay
+        progress.baseline = decay * progress.baseline + (1 - decay) * ll
     else:
         progress.baseline, progress.baseline_ready = ll, True
     return {"loss": terms.loss.item(), "ce": terms.cross_entropy.item(),
@@ -331,8 +335,17 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
     runtime.barrier()
     cache = ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
     resumed = find_resumable(config)
+    init = load_checkpoint(config.init) if config.init and resumed is None else None
     if resumed is not None:
         vocab, model_config = resumed.vocab, resumed.config
+    elif init is not None:
+        if (init.config.encoder, init.config.image_size) != (config.encoder, config.image_size):
+            raise TrainingError(f"{config.init}: made for {init.config.encoder} at "
+                                f"{init.config.image_size} px; pass --encoder "
+                                f"{init.config.encoder} --image-size {init.config.image_size}")
+        torch.manual_seed(config.seed)
+        vocab = init.vocab
+        model_config = dataclasses.replace(init.config, attention=config.attention)
     else:
         random.seed(config.seed)
         torch.manual_seed(config.seed)  # the same initial weights in every process
@@ -340,8 +353,8 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
                                  config.min_word_count)
         model_config = config.model_config(len(vocab), encoder_spec(config.encoder).dim)
     decoder = Decoder(model_config).to(runtime.device)
-    if resumed is not None:
-        decoder.load_state_dict(resumed.decoder)
+    if resumed is not None or init is not None:
+        decoder.load_state_dict((resumed or init).decoder)
     table = caption_table(train_records, cache, vocab)
     stage = make_stage(decoder, decoder, [{"params": decoder.parameters()}], config, runtime,
                        table, lambda batches: CachedBatches(table, batches, cache),
@@ -362,7 +375,8 @@ def load_data(config: TrainConfig, runtime: Runtime
     if runtime.is_main:
         check_output_dir(Path(config.out))
     dataset = load_karpathy(config.data, config.images or None)
-    train_records, val_records = dataset.split("train"), dataset.split("val")
+    # COCO's Karpathy split also trains on "restval" (the 30k val2014 images not held out).
+    train_records, val_records = dataset.split("train", "restval"), dataset.split("val")
     if not train_records or not val_records:
         raise DatasetError(f"{config.data}: needs both train and val images "
                            f"(found {len(train_records)} train, {len(val_records)} val)")
@@ -539,15 +553,20 @@ def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def main(argv: list[str] | None = None) -> int:
-    config = parse_config(argv)
+def run_command(stage: Callable[[TrainConfig], Path], config: TrainConfig) -> int:
+    """A training command's exit status: 2 with one line for a problem the user can fix."""
     try:
-        best = train(config)
+        best = stage(config)
     except (DatasetError, ImageError, CheckpointError, TrainingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"best checkpoint: {best}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+        print(f"best checkpoint: {best}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(train, parse_config(argv))
 
 
 if __name__ == "__main__":
