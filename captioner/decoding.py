@@ -14,6 +14,7 @@ from .decoder import Decoder
 from .vocab import Vocabulary
 
 START, END, PAD = Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id
+UNK = Vocabulary.unk_id
 
 
 class Hypothesis(NamedTuple):
@@ -153,13 +154,14 @@ def _rank(words: torch.Tensor, alphas: torch.Tensor, log_prob: torch.Tensor, k: 
 
 
 def _next_word_log_probs(logits: torch.Tensor, step: int, max_length: int) -> torch.Tensor:
-    """log p(y_t) (R, V) with <pad>/<start> forbidden, and only <end> allowed after max_length words."""
+    """log p(y_t) (R, V): <pad>, <start> and <unk> forbidden; only <end> after max_length words."""
     log_probs = logits.float().log_softmax(dim=-1)
     if step == max_length:
         return torch.full_like(log_probs, float("-inf")).index_copy_(
             1, torch.tensor([END], device=logits.device), log_probs[:, END:END + 1])
     log_probs[:, PAD] = float("-inf")
     log_probs[:, START] = float("-inf")
+    log_probs[:, UNK] = float("-inf")  # a caption never shows "<unk>" to a user
     return log_probs
 
 

@@ -189,6 +189,18 @@ def test_max_length_is_respected(decoder):
         assert all(len(h.tokens) <= 1 for h in greedy(decoder, _features(), max_length=1))
 
 
+def test_special_words_are_never_emitted_even_when_most_likely(decoder):
+    with torch.no_grad():
+        decoder.out.bias[:4] += 50.0  # <pad>, <start>, <end>, <unk> dominate every step
+        decoder.out.bias[2] -= 100.0  # ... except <end>, so captions run to max_length
+    with torch.inference_mode():
+        hyps = (greedy(decoder, _features(), max_length=6)
+                + [h for hs in beam_search(decoder, _features(), 3, max_length=6) for h in hs]
+                + sample(decoder, _features(), max_length=6))
+    for h in hyps:
+        assert h.tokens and not set(h.tokens) & {0, 1, 2, 3}
+
+
 def test_sampling_is_seeded_and_valid(decoder):
     features = _features(batch=4)
     with torch.inference_mode():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -106,7 +107,10 @@ def setup(device: str = "auto", precision: str = "fp32") -> Runtime:
     if precision == "fp16" and chosen.type != "cuda":
         raise ValueError("--precision fp16 needs a CUDA device (use bf16 or fp32 on CPU)")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+        # Other ranks wait at a barrier while rank 0 builds the feature cache or validates:
+        # allow that longer than the default 10 (nccl) or 30 (gloo) minutes.
+        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo",
+                                timeout=timedelta(hours=2))
     return Runtime(chosen, rank, world_size, precision)
 
 
