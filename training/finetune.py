@@ -86,7 +86,7 @@ def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
         if not config.init:
             raise TrainingError("--init is required: the first-stage checkpoint to fine-tune")
         source = load_checkpoint(config.init)
-    name = str(config.init or Path(config.out) / "last.pt")
+    name = str(Path(config.out) / "last.pt") if resumed is not None else config.init
     decoder = build_decoder(source, name).to(runtime.device)
     try:
         encoder = build_encoder(source.config.encoder, state_dict=source.encoder)
