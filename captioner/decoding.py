@@ -140,7 +140,8 @@ def _settled(scores: torch.Tensor, finished: torch.Tensor, n_best: int, length_p
     finished_scores = scores.masked_fill(~finished, float("-inf"))
     nth_finished = finished_scores.topk(n_best, dim=1).values[:, -1]
     best_live = scores.masked_fill(finished, float("-inf")).max(dim=1).values
-    return finished.all(dim=1) | (nth_finished >= best_live)
+    # Strictly better: a live hypothesis that ties could still end and take the place.
+    return finished.all(dim=1) | (nth_finished > best_live)
 
 
 def _rank(words: torch.Tensor, alphas: torch.Tensor, log_prob: torch.Tensor, k: int,

@@ -168,7 +168,11 @@ def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: TrainCon
                          entropy_weight=config.entropy_weight,
                          reinforce_weight=config.reinforce_weight, baseline=progress.baseline,
                          words_per_process=words / runtime.world_size)
-    if not torch.isfinite(terms.loss):
+    # One all-reduce: the global batch's log-likelihood (baseline) and whether any process's
+    # loss is NaN/inf, so that all processes stop together instead of leaving some waiting.
+    ll_sum, nonfinite = runtime.sum(terms.log_likelihood.item() * len(targets),
+                                    float(not torch.isfinite(terms.loss)))
+    if nonfinite:
         raise TrainingError(f"loss became {terms.loss.item()} at step {progress.step + 1} "
                             f"(epoch {progress.epoch + 1})")
     optimizer.zero_grad(set_to_none=True)
@@ -179,7 +183,6 @@ def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: TrainCon
     scaler.update()
     # b <- 0.9 b + 0.1 log p(y|s,a), over the global batch so every process keeps the same b;
     # the first batch initialises it instead of pulling from 0.
-    (ll_sum,) = runtime.sum(terms.log_likelihood.item() * len(targets))
     ll = ll_sum / sentences
     if progress.baseline_ready:
         decay = config.baseline_decay
@@ -339,6 +342,9 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
     if resumed is not None:
         vocab, model_config = resumed.vocab, resumed.config
     elif init is not None:
+        if init.encoder is not None:
+            raise TrainingError(f"{config.init}: carries a fine-tuned encoder, which cached "
+                                "features do not reflect; continue it with training.finetune")
         if (init.config.encoder, init.config.image_size) != (config.encoder, config.image_size):
             raise TrainingError(f"{config.init}: made for {init.config.encoder} at "
                                 f"{init.config.image_size} px; pass --encoder "
@@ -441,6 +447,11 @@ def fit(stage: Stage, config: TrainConfig, runtime: Runtime, dataset: CaptionDat
     else:
         # Different sampling noise (hard attention, dropout) in each process.
         torch.manual_seed(config.seed + runtime.rank)
+    if config.max_steps and progress.step >= config.max_steps:
+        if runtime.is_main:
+            print(f"{last_path} is already at step {progress.step} (--max-steps "
+                  f"{config.max_steps}): nothing to do", file=sys.stderr)
+        return best_path
 
     def checkpoint_last() -> None:
         # Every process's RNG state is gathered (a collective: all processes call this).
@@ -525,7 +536,7 @@ def rng_state(device: torch.device) -> dict:
 
 def restore_rng(training: dict, runtime: Runtime, seed: int) -> None:
     """Each process continues its own random stream; with a different number of processes
-    than the run was saved with, the streams are re-seeded (the data order stays exact)."""
+    than the run was saved with, the streams are re-seeded."""
     states = training.get("rng")
     if states is None:  # checkpoints written before multi-process training
         states = [{"torch": training["torch_rng"], "python": training["python_rng"]}]
@@ -541,8 +552,12 @@ def restore_rng(training: dict, runtime: Runtime, seed: int) -> None:
 
 
 def rescale_position(batch_in_epoch: int, saved_world: int, world: int) -> int:
-    """Batches per process already trained, when resuming with another number of processes:
-    the global batches done stay done (the batch size per process is the same)."""
+    """Batches per process already trained, when resuming with another number of processes.
+
+    The same fraction of the epoch counts as done. Only approximately the same captions: the
+    global batches (batch_size x processes) and their order change with the process count,
+    so the rest of that epoch may repeat or skip some captions; later epochs are whole.
+    With the same number of processes, resume is exact."""
     if saved_world == world:
         return batch_in_epoch
     return batch_in_epoch * saved_world // world
