@@ -19,3 +19,5 @@ PY
 }
 run no-doubly-stochastic --doubly-stochastic 0
 run dropout-0.3 --dropout 0.3
+run lite1-256 --encoder efficientnet_lite1 --image-size 256  # builds its own 8x8 cache first
+run default  # the reference row, rerun with the current code
