@@ -52,3 +52,12 @@ def per_second(step: Callable[[], object], items_per_step: int, steps: int, devi
         step()
     sync()
     return items_per_step * steps / (time.perf_counter() - start)
+
+
+def gpu_peak_memory(device) -> str:
+    """", peak GPU memory X GiB" on CUDA (since the last reset), "" elsewhere."""
+    import torch
+
+    if device.type != "cuda":
+        return ""
+    return f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"

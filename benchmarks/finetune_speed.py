@@ -20,7 +20,7 @@ from training.distributed import Runtime
 from training.finetune import EncoderDecoder
 from training.train import Batch, Progress, make_optimizer, train_step
 
-from .common import machine, per_second
+from .common import gpu_peak_memory, machine, per_second
 
 COCO_CAPTIONS = 566_747
 
@@ -69,8 +69,7 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats(device)
         rate = captions_per_second("soft", args.image_size, args.blocks, args.batch_size,
                                    args.steps, device, precision)
-        memory = (f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
-                  if device.type == "cuda" else "")
+        memory = gpu_peak_memory(device)
         print(f"fine-tune {args.blocks} block(s) at {args.image_size} px, {precision}: "
               f"{rate:7.1f} captions/s (batch {args.batch_size}) -> COCO epoch "
               f"{COCO_CAPTIONS / rate / 60:.1f} min{memory}")

@@ -20,7 +20,7 @@ from training.config import TrainConfig
 from training.distributed import Runtime
 from training.train import Batch, Progress, make_optimizer, train_step
 
-from .common import machine, per_second
+from .common import gpu_peak_memory, machine, per_second
 
 EPOCH_CAPTIONS = {"Flickr8k": 30_000, "COCO": 566_747}
 
@@ -68,8 +68,7 @@ def main() -> None:
                                        args.grid, compile=args.compile)
             epochs = ", ".join(f"{name} epoch {n / rate / 60:.1f} min"
                                for name, n in EPOCH_CAPTIONS.items())
-            memory = (f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
-                      if device.type == "cuda" else "")
+            memory = gpu_peak_memory(device)
             print(f"{attention} {precision}{' compiled' if args.compile else ''}: {rate:8.1f} "
                   f"captions/s (batch {args.batch_size}, 13 words, {args.grid}x{args.grid} grid) "
                   f"-> {epochs}{memory}")

@@ -29,9 +29,9 @@ from captioner.inference import build_decoder
 from captioner.preprocessing import Preprocessing
 
 from .config import FinetuneConfig, parse_config
-from .distributed import Runtime, setup, teardown
+from .distributed import Runtime
 from .train import (Batch, TrainingError, find_resumable, fit, load_data, make_stage,
-                    pad_captions, run_command)
+                    pad_captions, run_command, run_in_runtime)
 
 
 class EncoderDecoder(nn.Module):
@@ -69,12 +69,7 @@ class ImageBatches(Dataset):
 
 
 def finetune(config: FinetuneConfig) -> Path:
-    torch.set_num_threads(config.threads)
-    runtime = setup(config.device, config.precision)
-    try:
-        return _finetune(config, runtime)
-    finally:
-        teardown()
+    return run_in_runtime(_finetune, config)
 
 
 def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:

@@ -322,10 +322,15 @@ def train(config: TrainConfig) -> Path:
 
     Under torchrun every process runs this function; rank 0 alone validates and writes.
     """
+    return run_in_runtime(_train, config)
+
+
+def run_in_runtime(stage: Callable[[TrainConfig, Runtime], Path], config: TrainConfig) -> Path:
+    """Threads, device, precision and (under torchrun) the process group around a stage."""
     torch.set_num_threads(config.threads)
     runtime = setup(config.device, config.precision)
     try:
-        return _train(config, runtime)
+        return stage(config, runtime)
     finally:
         teardown()
 
