@@ -129,8 +129,9 @@ def open_cache(folder: str | os.PathLike, key: CacheKey | None = None) -> Featur
 def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str], encoder: str,
                 image_size: int, weights_path: str | None = None, batch_size: int = 32,
                 workers: int = 2, progress: Callable[[int], None] | None = None,
-                shard_rows: int = SHARD_ROWS) -> FeatureCache:
-    """Open the cache in `folder`, (re)building or resuming it as needed."""
+                shard_rows: int = SHARD_ROWS, device: torch.device | str = "cpu") -> FeatureCache:
+    """Open the cache in `folder`, (re)building or resuming it as needed (the encoder runs on
+    `device`; the numbers stored are float16 either way)."""
     folder = Path(folder)
     key = cache_key(encoder, image_size, paths, weights_path)
     cache = open_cache(folder, key)
@@ -152,10 +153,11 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
                       shape=(min(shard_rows, shape[0] - start), *shape[1:])).flush()
         _write_atomic(folder / MANIFEST, json.dumps(manifest))
     start = _written(folder)
-    model = build_encoder(encoder, weights_path)
+    model = build_encoder(encoder, weights_path).to(device)
     preprocessing = preprocessing_for(encoder, image_size)
     loader = DataLoader(_ImageFiles(image_root, paths[start:], preprocessing),
-                        batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+                        batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                        pin_memory=torch.device(device).type == "cuda")
     array = ShardedArray(folder, manifest, mode="r+")
     failures: list[str] = []
     row = start
@@ -164,7 +166,7 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
             failures.extend(errors)
             if failures:
                 break
-            out = model(pixels).features  # (B, L, D)
+            out = model(pixels.to(device)).features.cpu()  # (B, L, D)
             array.write(row, out.numpy().astype(np.float16))
             row += len(out)
             if progress:

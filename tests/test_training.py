@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -163,12 +164,18 @@ def test_sharded_cache_equals_one_shard_resumes_across_shards_and_reads_version_
                           64, batch_size=4, workers=0, shard_rows=5)
     assert sorted(p.name for p in sharded.folder.glob("*.f16")) == \
         ["features-00000.f16", "features-00001.f16", "features-00002.f16"]  # 12 = 5 + 5 + 2
-    assert (sharded.features[:] == whole.features[:]).all()
-    assert (sharded.batch([11, 0, 6, 5]) == whole.batch([11, 0, 6, 5])).all()
+    # Same numbers up to float16 rounding: a different batch composition can move an fp32
+    # result across a float16 rounding boundary on some CPUs (one ulp, 0.002 near 4).
+    def same(a, b):
+        return np.allclose(a.astype(np.float32), b.astype(np.float32), rtol=1e-3, atol=1e-3)
+    assert same(sharded.features[:], whole.features[:])
+    assert torch.allclose(sharded.batch([11, 0, 6, 5]), whole.batch([11, 0, 6, 5]),
+                          rtol=1e-3, atol=1e-3)
     (sharded.folder / "progress").write_text("7")  # killed in the middle of shard 1
     resumed = build_cache(sharded.folder, dataset.image_root, paths, "efficientnet_lite0", 64,
                           batch_size=4, workers=0, shard_rows=5)
-    assert (resumed.features[:] == whole.features[:]).all()
+    assert same(resumed.features[:], whole.features[:])
+    assert not same(resumed.features[1:], whole.features[:-1])  # rows are not shifted
     # A version-1 cache (one features.f16) is still read.
     old = tmp_path / "old"
     old.mkdir()

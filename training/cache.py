@@ -26,7 +26,7 @@ def cache_folder(cache_dir: str | Path, dataset: CaptionDataset, encoder: str,
 
 def ensure_cache(dataset: CaptionDataset, cache_dir: str | Path, encoder: str, image_size: int,
                  weights_path: str | None = None, batch_size: int = 8, workers: int = 2,
-                 shard_rows: int = SHARD_ROWS) -> FeatureCache:
+                 shard_rows: int = SHARD_ROWS, device: torch.device | str = "cpu") -> FeatureCache:
     """The dataset's feature cache, built (or resumed, or rebuilt on mismatch) if needed."""
     paths = [record.path for record in dataset.images]
     folder = cache_folder(cache_dir, dataset, encoder, image_size)
@@ -41,7 +41,7 @@ def ensure_cache(dataset: CaptionDataset, cache_dir: str | Path, encoder: str, i
     check_image_files(dataset, dataset.images)
     try:
         return build_cache(folder, dataset.image_root, paths, encoder, image_size, weights_path,
-                           batch_size, workers, progress, shard_rows)
+                           batch_size, workers, progress, shard_rows, device)
     finally:
         if bar is not None:
             bar.close()
@@ -61,14 +61,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding JPEGs")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the encoder")
     parser.add_argument("--shard-rows", type=int, default=SHARD_ROWS, help="images per shard file")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where the encoder runs (on cuda, raise --batch-size and --workers)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("error: --device cuda, but no CUDA GPU is visible", file=sys.stderr)
+            return 2
+        # Full fp32 convolutions: the cached grids should match what the CPU computes for the
+        # same photo at inference, which TF32's 10-bit mantissas would not.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     try:
         dataset = load_karpathy(args.data, args.images)
         started = time.perf_counter()
         cache = ensure_cache(dataset, args.cache_dir, args.encoder, args.image_size,
                              args.encoder_weights, args.batch_size, args.workers,
-                             args.shard_rows)
+                             args.shard_rows, args.device)
     except (DatasetError, ImageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

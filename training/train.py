@@ -339,7 +339,10 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
     dataset, train_records, val_records = load_data(config, runtime)
     # Rank 0 builds (or resumes) the cache while the others wait, then everyone opens it.
     if runtime.is_main:
-        ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
+        gpu = runtime.device.type == "cuda"
+        ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size,
+                     batch_size=64 if gpu else 8, workers=max(2, config.loader_workers),
+                     device=runtime.device)
     runtime.barrier()
     cache = ensure_cache(dataset, config.cache_dir, config.encoder, config.image_size)
     resumed = find_resumable(config)
