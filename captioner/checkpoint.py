@@ -23,6 +23,7 @@ from .vocab import Vocabulary
 FORMAT = "captioner-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "config", "vocab", "preprocessing", "decoder")
+ENCODER_BASES = (None, "pretrained")
 
 
 class CheckpointError(ValueError):
@@ -37,6 +38,9 @@ class Checkpoint:
     decoder: dict[str, torch.Tensor]
     # Encoder weights, only when they are not shipped by a package (fine-tuned or user-supplied).
     encoder: dict[str, torch.Tensor] | None = None
+    # "pretrained": `encoder` holds only the tensors that differ from the encoder package's
+    # pretrained weights (the fine-tuned blocks), which fill in the rest. None: all of them.
+    encoder_base: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # dataset, epoch, scores, date, ...
     # Optimizer, scheduler, RNG and data position: present in training's `last` checkpoints.
     training: dict[str, Any] | None = None
@@ -50,6 +54,7 @@ class Checkpoint:
             "preprocessing": self.preprocessing.to_dict(),
             "decoder": _maybe_half(self.decoder, half),
             "encoder": None if self.encoder is None else _maybe_half(self.encoder, half),
+            "encoder_base": self.encoder_base,
             "metadata": dict(self.metadata),
             "training": self.training,
         }
@@ -137,10 +142,12 @@ def checkpoint_from_dict(raw: Any, name: str = "<checkpoint>") -> Checkpoint:
         rows = None if embedding is None else embedding.shape[0]
         raise CheckpointError(f"{name}: the vocabulary ({len(vocab)} words) does not match the "
                               f"decoder weights (embedding has {rows} rows)")
-    encoder = raw.get("encoder")
+    encoder, encoder_base = raw.get("encoder"), raw.get("encoder_base")
+    if encoder_base not in ENCODER_BASES or (encoder_base is not None and encoder is None):
+        raise CheckpointError(f"{name}: invalid encoder_base {encoder_base!r}")
     return Checkpoint(config, vocab, preprocessing, decoder,
                       None if encoder is None else _float_state(encoder, name, "encoder"),
-                      dict(raw.get("metadata") or {}), raw.get("training"))
+                      encoder_base, dict(raw.get("metadata") or {}), raw.get("training"))
 
 
 def _maybe_half(state: dict[str, torch.Tensor], half: bool) -> dict[str, torch.Tensor]:

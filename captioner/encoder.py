@@ -172,17 +172,42 @@ def encoder_spec(name: str) -> EncoderSpec:
 
 
 def build_encoder(name: str, weights_path: str | None = None,
-                  state_dict: dict[str, torch.Tensor] | None = None) -> Encoder:
-    """A frozen, eval-mode encoder: pretrained weights, or a state dict from a checkpoint."""
+                  state_dict: dict[str, torch.Tensor] | None = None,
+                  over_pretrained: bool = False) -> Encoder:
+    """A frozen, eval-mode encoder: pretrained weights, a checkpoint's full state dict, or
+    (over_pretrained) the pretrained weights with a checkpoint's changed tensors on top."""
     spec = encoder_spec(name)
     backbone = spec.architecture()
-    if state_dict is not None:
-        backbone.load_state_dict(state_dict, strict=True)
-    else:
+    if state_dict is None or over_pretrained:
         spec.load_pretrained(backbone, weights_path)
+    if state_dict is not None:
+        if over_pretrained:
+            unknown = sorted(set(state_dict) - set(backbone.state_dict()))
+            if unknown:
+                raise RuntimeError(f"unexpected key(s) in state_dict: {', '.join(unknown[:3])}")
+        # Shape mismatches raise either way; only missing keys are allowed over_pretrained.
+        backbone.load_state_dict(state_dict, strict=not over_pretrained)
     encoder = Encoder(spec, backbone)
     encoder.eval().requires_grad_(False)
     return encoder
+
+
+def changed_tensors(name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of a full backbone state dict that differ from the packaged pretrained
+    weights at float16 precision (what shipped checkpoints store): after fine-tuning the top
+    blocks, only those need to travel in a checkpoint (build_encoder(over_pretrained=True))."""
+    spec = encoder_spec(name)
+    if spec.needs_weights_file:
+        raise ValueError(f"{name}: no package ships its weights to compare against")
+    base = spec.architecture()
+    spec.load_pretrained(base, None)
+    reference = base.state_dict()
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+        if a.shape != b.shape:
+            return False
+        return torch.equal(a.half(), b.half()) if a.is_floating_point() else torch.equal(a, b)
+    return {k: v for k, v in state_dict.items() if k not in reference or not same(v, reference[k])}
 
 
 def top_blocks(encoder: Encoder, n: int) -> list[nn.Module]:

@@ -116,7 +116,8 @@ class Captioner:
                    name: str = "<checkpoint>") -> "Captioner":
         decoder = build_decoder(checkpoint, name)
         try:
-            encoder = build_encoder(checkpoint.config.encoder, encoder_weights, checkpoint.encoder)
+            encoder = build_encoder(checkpoint.config.encoder, encoder_weights, checkpoint.encoder,
+                                    over_pretrained=checkpoint.encoder_base == "pretrained")
         except RuntimeError as exc:
             raise CheckpointError(f"{name}: encoder weights do not fit "
                                   f"{checkpoint.config.encoder} ({str(exc)[:200]})") from None

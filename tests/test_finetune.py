@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from captioner import Captioner, load_checkpoint
+from captioner.checkpoint import CheckpointError
 from captioner.encoder import build_encoder, top_blocks
 from training.evaluate import main as evaluate_main
+from training.export import main as export_main
 from training.finetune import main as finetune_main
 from training.train import main as train_main
 
@@ -70,6 +72,26 @@ def test_finetuning_trains_only_the_top_blocks_and_ships_them(first_stage, tmp_p
         expected = captioner.caption(data.parent / "images" / row["image"], beam_size=2)[0]
         assert row["caption"] == expected.text
     assert not (tmp_path / "c").exists()  # no feature cache was built for it
+    # Export ships only the tensors fine-tuning changed; the package's weights fill in the rest.
+    shipped = tmp_path / "shipped.pt"
+    assert export_main(["--checkpoint", str(out / "last.pt"), "--out", str(shipped)]) == 0
+    exported = load_checkpoint(shipped)
+    assert exported.encoder_base == "pretrained"
+    assert 0 < len(exported.encoder) < len(checkpoint.encoder)
+    assert {k for k, _ in changed} <= set(exported.encoder)  # every moved weight travels
+    assert not any(k.endswith("running_mean") for k in exported.encoder)
+    light = Captioner.from_checkpoint(shipped)
+    for name, value in light.encoder.backbone.state_dict().items():
+        assert torch.allclose(value.float(), checkpoint.encoder[name].float(), rtol=1e-3,
+                              atol=1e-3), name
+    photo = data.parent / "images" / "000_red_circle.png"
+    assert light.caption(photo)[0].words == captioner.caption(photo)[0].words
+    # A partial encoder naming a tensor the architecture lacks is refused, not half-loaded.
+    raw = torch.load(shipped, weights_only=True)
+    raw["encoder"]["blocks.99.weight"] = torch.zeros(1)
+    torch.save(raw, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="blocks.99.weight"):
+        Captioner.from_checkpoint(tmp_path / "bad.pt")
 
 
 def test_finetuning_resumes_and_needs_a_starting_checkpoint(first_stage, tmp_path):

@@ -8,7 +8,8 @@ import argparse
 import sys
 
 from captioner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from captioner.inference import build_decoder
+from captioner.encoder import changed_tensors, encoder_spec
+from captioner.inference import Captioner, build_decoder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         checkpoint = load_checkpoint(args.checkpoint)
-        build_decoder(checkpoint, args.checkpoint)  # refuse to ship weights that do not load
+        full = checkpoint.encoder
+        if full is not None and checkpoint.encoder_base is None \
+                and not encoder_spec(checkpoint.config.encoder).needs_weights_file:
+            # A fine-tuned encoder: ship only what fine-tuning changed (the top blocks); the
+            # rest comes from the encoder package at load time, as for any other model.
+            checkpoint.encoder = changed_tensors(checkpoint.config.encoder, full)
+            checkpoint.encoder_base = "pretrained"
+            print(f"encoder: {len(checkpoint.encoder)} of {len(full)} tensors differ from the "
+                  "pretrained weights and are kept")
+        # Refuse to ship weights that do not load.
+        if checkpoint.encoder is not None:
+            Captioner.from_parts(checkpoint, name=args.checkpoint)
+        else:
+            build_decoder(checkpoint, args.checkpoint)
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -84,7 +84,8 @@ def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
     name = str(Path(config.out) / "last.pt") if resumed is not None else config.init
     decoder = build_decoder(source, name).to(runtime.device)
     try:
-        encoder = build_encoder(source.config.encoder, state_dict=source.encoder)
+        encoder = build_encoder(source.config.encoder, state_dict=source.encoder,
+                                over_pretrained=source.encoder_base == "pretrained")
     except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{name}: cannot build its encoder ({str(exc)[:200]})") from None
     encoder = encoder.to(runtime.device)
