@@ -1,4 +1,6 @@
-"""Turn a training checkpoint into a shipped model: no optimizer state, float16 weights.
+"""Turn a training checkpoint into a shipped model: no optimizer state, float16 weights, and
+of a fine-tuned encoder only the tensors that fine-tuning changed (the packaged pretrained
+weights fill in the rest when the model is loaded).
 
     python -m training.export --checkpoint runs/soft/best.pt --out captioner/weights/soft_flickr8k.pt
 """
