@@ -14,6 +14,7 @@ cache rebuilt. Progress is saved as batches finish, so a killed caching run resu
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -161,7 +162,9 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
     array = ShardedArray(folder, manifest, mode="r+")
     failures: list[str] = []
     row = start
-    with torch.inference_mode():
+    # Full float32 convolutions on a GPU: the cached grids should match what the CPU computes
+    # for the same photo at inference, which TF32's 10-bit mantissas would not.
+    with torch.inference_mode(), _no_tf32():
         for pixels, ok, errors in loader:
             failures.extend(errors)
             if failures:
@@ -180,6 +183,16 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
                                           f"(cache kept up to image {row}): {shown}")
     del array
     return open_cache(folder, key)
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
 
 
 class _ImageFiles(Dataset):

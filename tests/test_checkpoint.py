@@ -108,6 +108,13 @@ def test_foreign_dict_wrong_version_and_missing_keys(tmp_path, checkpoint_path):
         load_checkpoint(path)
 
 
+def test_encoder_base_must_be_known_and_come_with_encoder_weights(tmp_path, checkpoint_path):
+    for raw_change in ({"encoder_base": "imagenet"}, {"encoder_base": "pretrained"}):
+        path = _mutated(tmp_path, checkpoint_path, lambda r: r.update(raw_change))
+        with pytest.raises(CheckpointError, match="invalid encoder_base"):
+            load_checkpoint(path)
+
+
 def test_vocabulary_that_does_not_match_the_weights(tmp_path, checkpoint_path):
     def add_word(raw):
         raw["vocab"].append("zebra")

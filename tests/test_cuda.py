@@ -1,9 +1,12 @@
 """CUDA paths: mixed precision training steps, decoding on the GPU, the training CLIs with
 --device cuda. Skipped where no GPU is visible (CI); run on a GPU machine."""
+import numpy as np
 import pytest
 import torch
 
 from captioner import Decoder, beam_search, load_checkpoint
+from captioner.data import load_karpathy
+from captioner.features import build_cache
 from training.config import TrainConfig
 from training.distributed import Runtime, setup
 from training.finetune import main as finetune_main
@@ -67,3 +70,16 @@ def test_train_and_finetune_commands_on_the_gpu(tmp_path):
                           str(tmp_path / "s1" / "best.pt"), "--max-steps", "3"]) == 0
     second = load_checkpoint(tmp_path / "s2" / "last.pt")
     assert second.encoder is not None and second.training["progress"]["step"] == 3
+
+
+def test_caching_on_the_gpu_matches_the_cpu(tmp_path):
+    data = make_dataset(tmp_path)
+    dataset = load_karpathy(data)
+    paths = [r.path for r in dataset.images]
+    on_cpu = build_cache(tmp_path / "cpu", dataset.image_root, paths, "efficientnet_lite0", 64,
+                         workers=0)
+    on_gpu = build_cache(tmp_path / "gpu", dataset.image_root, paths, "efficientnet_lite0", 64,
+                         workers=0, device="cuda")
+    assert np.allclose(on_cpu.features[:].astype(np.float32),
+                       on_gpu.features[:].astype(np.float32), rtol=1e-2, atol=1e-2)
+    assert torch.backends.cudnn.allow_tf32  # the default is back after caching

@@ -69,10 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             print("error: --device cuda, but no CUDA GPU is visible", file=sys.stderr)
             return 2
-        # Full fp32 convolutions: the cached grids should match what the CPU computes for the
-        # same photo at inference, which TF32's 10-bit mantissas would not.
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
     try:
         dataset = load_karpathy(args.data, args.images)
         started = time.perf_counter()
