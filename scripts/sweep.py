@@ -9,6 +9,8 @@ than one after another. Everything after `--` goes to every run. A run starts wh
 it warm-starts from has finished (its best.pt exists); at the deadline the runs still going
 are stopped, keeping the best.pt of their last finished epoch. The table printed at the end
 (also runs-dir/sweep.json) gives each run's best val BLEU-4 (beam 3) and its epoch.
+Build the feature caches first (python -m training.cache --device cuda, once per image
+size): runs that start together would otherwise each try to build the same cache.
 """
 from __future__ import annotations
 
