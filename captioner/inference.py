@@ -115,14 +115,7 @@ class Captioner:
     def from_parts(cls, checkpoint: Checkpoint, encoder_weights: str | None = None,
                    name: str = "<checkpoint>") -> "Captioner":
         decoder = build_decoder(checkpoint, name)
-        try:
-            encoder = build_encoder(checkpoint.config.encoder, encoder_weights, checkpoint.encoder,
-                                    over_pretrained=checkpoint.encoder_base == "pretrained")
-        except RuntimeError as exc:
-            raise CheckpointError(f"{name}: encoder weights do not fit "
-                                  f"{checkpoint.config.encoder} ({str(exc)[:200]})") from None
-        except ValueError as exc:  # unknown encoder, or one that needs a weights file
-            raise CheckpointError(f"{name}: cannot build its encoder: {exc}") from None
+        encoder = build_checkpoint_encoder(checkpoint, name, encoder_weights)
         return cls(encoder, decoder, checkpoint.vocab, checkpoint.preprocessing, checkpoint.metadata)
 
     def caption(self, images: ImageSource | Sequence[ImageSource], beam_size: int = 3,
@@ -170,6 +163,20 @@ class Captioner:
             words=self.vocab.decode(best.tokens), score=best.score, log_prob=best.log_prob,
             alphas=alphas,
             alternatives=[Alternative(self.vocab.decode(h.tokens), h.score) for h in hypotheses])
+
+
+def build_checkpoint_encoder(checkpoint: Checkpoint, name: str = "<checkpoint>",
+                             encoder_weights: str | None = None) -> Encoder:
+    """The checkpoint's encoder: pretrained, its full weights, or its fine-tuned tensors over
+    the pretrained ones (encoder_base "pretrained"); every failure is a CheckpointError."""
+    try:
+        return build_encoder(checkpoint.config.encoder, encoder_weights, checkpoint.encoder,
+                             over_pretrained=checkpoint.encoder_base == "pretrained")
+    except RuntimeError as exc:
+        raise CheckpointError(f"{name}: encoder weights do not fit "
+                              f"{checkpoint.config.encoder} ({str(exc)[:200]})") from None
+    except ValueError as exc:  # unknown encoder, or one that needs a weights file
+        raise CheckpointError(f"{name}: cannot build its encoder: {exc}") from None
 
 
 def build_decoder(checkpoint: Checkpoint, name: str = "<checkpoint>") -> Decoder:

@@ -75,12 +75,13 @@ def launch(run: Run, runs_dir: Path, common: list[str]) -> None:
         flags += ["--init", str(runs_dir / run.after / "best.pt")]
     out = runs_dir / run.name
     out.mkdir(parents=True, exist_ok=True)
-    stderr = open(out / "stderr.log", "w")
     cmd = [sys.executable, "-m", run.module, *common, *flags, "--out", str(out)]
     print(f"[{time.strftime('%H:%M:%S')}] start {run.name}: {' '.join(cmd[1:])}", flush=True)
-    # Own process group: stopping a run also stops its DataLoader workers.
-    run.process = subprocess.Popen(cmd, stdout=stderr, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    # Own process group: stopping a run also stops its DataLoader workers. The child keeps
+    # its own handle on the log file.
+    with open(out / "stderr.log", "w") as log:
+        run.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
 
 
 def main(argv: list[str] | None = None) -> int:

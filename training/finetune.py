@@ -20,12 +20,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from captioner.checkpoint import CheckpointError, load_checkpoint
+from captioner.checkpoint import load_checkpoint
 from captioner.data import ImageRecord, check_image_files
 from captioner.decoder import Decoder, TeacherForcedOutput
-from captioner.encoder import Encoder, build_encoder, top_blocks
+from captioner.encoder import Encoder, top_blocks
 from captioner.images import load_image
-from captioner.inference import build_decoder
+from captioner.inference import build_checkpoint_encoder, build_decoder
 from captioner.preprocessing import Preprocessing
 
 from .config import FinetuneConfig, parse_config
@@ -83,12 +83,7 @@ def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
         source = load_checkpoint(config.init)
     name = str(Path(config.out) / "last.pt") if resumed is not None else config.init
     decoder = build_decoder(source, name).to(runtime.device)
-    try:
-        encoder = build_encoder(source.config.encoder, state_dict=source.encoder,
-                                over_pretrained=source.encoder_base == "pretrained")
-    except (RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{name}: cannot build its encoder ({str(exc)[:200]})") from None
-    encoder = encoder.to(runtime.device)
+    encoder = build_checkpoint_encoder(source, name).to(runtime.device)
     trained = top_blocks(encoder, config.finetune_blocks)
     for block in trained:
         block.requires_grad_(True)
