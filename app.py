@@ -19,6 +19,7 @@ from captioner.app_support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, 
                                    caption_json, checkpoint_path, download_stem, env_checkpoint,
                                    escape_markdown, fit_within, format_timing, grid_png,
                                    uses_hard_overlay)
+from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, MAX_LENGTH
 from captioner.inference import MAX_CAPTION_LENGTH
 from captioner.overlay import word_overlays
 
@@ -108,13 +109,14 @@ def decoded_photo(data: bytes, name: str):
     return saved
 
 
-def captioned(captioner: Captioner, key: tuple, photo, beam: int, max_length: int):
+def captioned(captioner: Captioner, key: tuple, photo, beam: int, max_length: int,
+              block_repeats: bool):
     """Caption once per photo, model and decoding settings; display changes reuse it."""
     saved = st.session_state.get("caption")
     if saved is None or saved[0] != key:
         with st.spinner("Captioning…"):
             caption = captioner.caption(photo, beam_size=beam, n_best=beam,
-                                        max_length=max_length)[0]
+                                        max_length=max_length, block_repeats=block_repeats)[0]
         saved = (key, caption)
         st.session_state["caption"] = saved
     return saved[1]
@@ -177,10 +179,13 @@ def main() -> None:
     choice, path = model_choice()
     model_info = st.sidebar.container()
     st.sidebar.header("Decoding")
-    beam = st.sidebar.slider("Beam size", 1, 10, 3, key="beam",
+    beam = st.sidebar.slider("Beam size", 1, 10, BEAM_SIZE, key="beam",
                              help="1 = greedy decoding; larger beams also list more hypotheses.")
-    max_length = st.sidebar.slider("Maximum caption length (words)", 1, MAX_CAPTION_LENGTH, 20,
-                                   key="max_length")
+    max_length = st.sidebar.slider("Maximum caption length (words)", 1, MAX_CAPTION_LENGTH,
+                                   MAX_LENGTH, key="max_length")
+    block_repeats = st.sidebar.toggle("Never repeat a phrase", value=BLOCK_REPEATS,
+                                      key="block_repeats",
+                                      help="No three-word phrase appears twice in a caption.")
     st.sidebar.header("Display")
     smooth_box = st.sidebar.container()
     opacity = st.sidebar.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="opacity")
@@ -207,8 +212,8 @@ def main() -> None:
         st.error(f"Cannot use this file. {exc}. Upload another photo (JPEG, PNG, WebP, BMP or "
                  "GIF).")
         return
-    caption = captioned(captioner, (digest, model_path, modified, beam, max_length), photo, beam,
-                        max_length)
+    caption = captioned(captioner, (digest, model_path, modified, beam, max_length, block_repeats),
+                        photo, beam, max_length, block_repeats)
 
     picture, text = st.columns([3, 2], gap="large")
     with text:

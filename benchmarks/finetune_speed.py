@@ -21,6 +21,7 @@ from training.finetune import EncoderDecoder
 from training.train import Batch, Progress, make_optimizer, train_step
 
 from .common import gpu_peak_memory, machine, per_second
+from .train_speed import CAPTIONS_PER_IMAGE
 
 COCO_CAPTIONS = 566_747
 
@@ -43,7 +44,9 @@ def captions_per_second(attention: str, image_size: int, blocks: int, batch_size
     scaler, progress = runtime.grad_scaler(), Progress()
     captions = torch.randint(4, 2541, (batch_size, 14))
     captions[:, 0] = 1
-    batch = Batch(torch.randn(batch_size, 3, image_size, image_size), captions).to(device)
+    images = -(-batch_size // CAPTIONS_PER_IMAGE)  # as in training: an image's captions together
+    batch = Batch(torch.randn(images, 3, image_size, image_size), captions,
+                  torch.arange(batch_size) // CAPTIONS_PER_IMAGE).to(device)
 
     return per_second(
         lambda: train_step(model, batch, optimizer, config, progress, runtime, scaler),

@@ -23,6 +23,7 @@ from training.train import Batch, Progress, make_optimizer, train_step
 from .common import gpu_peak_memory, machine, per_second
 
 EPOCH_CAPTIONS = {"Flickr8k": 30_000, "COCO": 566_747}
+CAPTIONS_PER_IMAGE = 5  # Flickr8k has 5 per photo, COCO 5 to 7
 
 
 def captions_per_second(attention: str, batch_size: int, steps: int, device: torch.device,
@@ -39,7 +40,9 @@ def captions_per_second(attention: str, batch_size: int, steps: int, device: tor
     progress = Progress()
     captions = torch.randint(4, vocab, (batch_size, length + 1))
     captions[:, 0] = 1
-    batch = Batch(torch.randn(batch_size, grid * grid, 1280), captions).to(device)
+    images = -(-batch_size // CAPTIONS_PER_IMAGE)  # as in training: an image's captions together
+    batch = Batch(torch.randn(images, grid * grid, 1280), captions,
+                  torch.arange(batch_size) // CAPTIONS_PER_IMAGE).to(device)
 
     return per_second(
         lambda: train_step(decoder, batch, optimizer, config, progress, runtime, scaler),

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import CheckpointError
+from .decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH
 from .images import ImageError, load_image
 from .inference import DEFAULT_CHECKPOINTS, MAX_CAPTION_LENGTH, Captioner, default_checkpoint
 from .overlay import overlay_grid
@@ -24,11 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
     source.add_argument("--model", choices=sorted(DEFAULT_CHECKPOINTS),
                         help="which shipped model to use (default: soft)")
-    cap.add_argument("--beam", type=int, default=3, help="beam size (1 = greedy; default 3)")
+    cap.add_argument("--beam", type=int, default=BEAM_SIZE,
+                     help=f"beam size (1 = greedy; default {BEAM_SIZE})")
     cap.add_argument("--n-best", type=int, default=1, help="hypotheses to print per photo")
-    cap.add_argument("--max-length", type=int, default=20, help="maximum words per caption")
-    cap.add_argument("--length-penalty", type=float, default=0.0,
-                     help="rank hypotheses by log-prob / length**P (default 0: raw log-prob)")
+    cap.add_argument("--max-length", type=int, default=MAX_LENGTH,
+                     help="maximum words per caption")
+    cap.add_argument("--length-penalty", type=float, default=LENGTH_PENALTY,
+                     help="rank hypotheses by log-prob / (words + 1)**P "
+                     f"(default {LENGTH_PENALTY:g})")
+    cap.add_argument("--block-repeats", action=argparse.BooleanOptionalAction,
+                     default=BLOCK_REPEATS, help="never repeat a trigram within a caption")
     cap.add_argument("--json", action="store_true", help="print JSON with words, scores and maps")
     cap.add_argument("--overlay-dir", type=Path, help="write PHOTO.attention.png grids here")
     cap.add_argument("--no-smooth", action="store_true", help="blocky overlays (no smoothing)")
@@ -69,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         caption = captioner.caption(photo, beam_size=args.beam, n_best=args.n_best,
                                     max_length=args.max_length,
-                                    length_penalty=args.length_penalty)[0]
+                                    length_penalty=args.length_penalty,
+                                    block_repeats=args.block_repeats)[0]
         if args.overlay_dir:
             sheet = overlay_grid(photo, caption.words, caption.alphas, hard=hard,
                                  smooth=not args.no_smooth)

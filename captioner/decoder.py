@@ -14,6 +14,9 @@ from torch.nn import functional as F
 
 from .attention import AttentionOutput, build_attention, mix_rows
 from .config import ModelConfig
+from .vocab import Vocabulary
+
+PAD_ID = Vocabulary.pad_id
 
 
 class Memory(NamedTuple):
@@ -145,24 +148,53 @@ class Decoder(nn.Module):
         deep = torch.tanh(embedded + self.out_hidden(self.dropout(h)) + context_out)
         return self.out(self.dropout(deep))
 
-    def forward(self, features: torch.Tensor, captions: torch.Tensor) -> TeacherForcedOutput:
-        """Teacher forcing over captions (B, T+1) that start with <start>; predicts captions[:, 1:]."""
+    def forward(self, features: torch.Tensor, captions: torch.Tensor,
+                image_of: torch.Tensor | None = None) -> TeacherForcedOutput:
+        """Teacher forcing over captions (B, T+1) that start with <start>; predicts captions[:, 1:].
+
+        features (I, L, D) holds each image once and image_of (B,) names each caption's row
+        (default: caption b reads row b), so the per-image work (W_a a_i over every location,
+        the initial state) is done once for all of an image's captions. Each step runs only
+        the captions that have not ended yet (longest first, a shrinking prefix), so padding
+        costs nothing; padded positions of the output are 0.
+        """
         memory = self.prepare(features)
-        state = self.init_state(memory)
+        state = self.init_state(memory)  # (I, n)
+        if image_of is not None:  # per-image tensors -> one row per caption (B, ...)
+            memory, state = memory.select(image_of), state.select(image_of)
+        batch, steps = captions.shape[0], captions.shape[1] - 1
+        lengths = (captions[:, 1:] != PAD_ID).sum(1)  # words + <end> per caption
+        order = lengths.argsort(descending=True, stable=True)
+        captions, memory, state = captions[order], memory.select(order), state.select(order)
+        active = [int((lengths > t).sum()) for t in range(steps)]  # captions still running at t
         embedded = self.embedding(captions[:, :-1])  # (B, T, m)
         word_gates = self.word_gates(embedded)  # (B, T, 4n): one product for all steps
         hs, contexts, alphas, log_probs = [], [], [], []
-        for t in range(embedded.shape[1]):
-            state, attended, context = self.advance(word_gates[:, t], state, memory)
+        for t, rows in enumerate(active):
+            if rows == 0:
+                break
+            state = DecoderState(state.h[:rows], state.c[:rows])
+            step_memory = Memory(memory.features[:rows], memory.projected[:rows])
+            state, attended, context = self.advance(word_gates[:rows, t], state, step_memory)
             hs.append(state.h)
             contexts.append(context)
             alphas.append(attended.weights)
             if attended.log_prob is not None:
                 log_probs.append(attended.log_prob)
-        context_out = self.out_context(torch.stack(contexts, 1))  # (B, T, m)
-        logits = self.readout(embedded, torch.stack(hs, 1), context_out)
-        return TeacherForcedOutput(logits, torch.stack(alphas, 1),
-                                   torch.stack(log_probs, 1) if log_probs else None)
+        # Every real word, time-major (N, ...): the deep output runs once over exactly these.
+        real = (torch.arange(steps, device=captions.device).unsqueeze(1)
+                < lengths[order].unsqueeze(0))  # (T, B), True where step t of caption b is real
+        context_out = self.out_context(torch.cat(contexts))  # (N, m)
+        words = self.readout(embedded.transpose(0, 1)[real], torch.cat(hs), context_out)
+        inverse = order.argsort()  # back to the callers' caption order
+
+        def unpack(values: torch.Tensor) -> torch.Tensor:
+            padded = values.new_zeros(steps, batch, *values.shape[1:])
+            padded[real] = values
+            return padded.transpose(0, 1).index_select(0, inverse)  # (B, T, ...)
+
+        return TeacherForcedOutput(unpack(words), unpack(torch.cat(alphas)),
+                                   unpack(torch.cat(log_probs)) if log_probs else None)
 
 
 def _split_recurrent_gates(state_dict, prefix, *args) -> None:

@@ -16,6 +16,17 @@ from .vocab import Vocabulary
 START, END, PAD = Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id
 UNK = Vocabulary.unk_id
 
+# How the app, the CLI, the Python API, training's validation and evaluate decode unless
+# told otherwise: defined here once.
+BEAM_SIZE = 3
+MAX_LENGTH = 20
+# Ranking by log p / (words + 1) ** LENGTH_PENALTY; 0 ranks by log p alone (see README:
+# chosen on Flickr8k val).
+LENGTH_PENALTY = 0.0
+# No caption repeats a trigram ("a man in a red shirt and a red shirt"): a word that would
+# complete a trigram the caption already holds is not a candidate.
+BLOCK_REPEATS = True
+
 
 class Hypothesis(NamedTuple):
     tokens: list[int]  # word ids, without <start> and <end>
@@ -24,22 +35,26 @@ class Hypothesis(NamedTuple):
     alphas: torch.Tensor  # (len(tokens), L) attention weights of each word
 
 
-def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = 20) -> list[Hypothesis]:
+def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGTH,
+           block_repeats: bool = BLOCK_REPEATS) -> list[Hypothesis]:
     """Most likely word at every step. features (B, L, D) -> one hypothesis per image."""
-    return _walk(decoder, features, max_length, lambda log_probs: log_probs.argmax(dim=-1))
+    return _walk(decoder, features, max_length, lambda log_probs: log_probs.argmax(dim=-1),
+                 block_repeats)
 
 
-def sample(decoder: Decoder, features: torch.Tensor, max_length: int = 20,
+def sample(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGTH,
            temperature: float = 1.0, generator: torch.Generator | None = None) -> list[Hypothesis]:
-    """Words drawn from p(y_t | ...)^(1/temperature); log_prob is under the model itself."""
+    """Words drawn from p(y_t | ...)^(1/temperature); log_prob is under the model itself
+    (no repeat blocking: the samples follow the model's own distribution)."""
     def draw(log_probs: torch.Tensor) -> torch.Tensor:
         probs = (log_probs / temperature).softmax(dim=-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    return _walk(decoder, features, max_length, draw)
+    return _walk(decoder, features, max_length, draw, block_repeats=False)
 
 
 def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
-          choose: Callable[[torch.Tensor], torch.Tensor]) -> list[Hypothesis]:
+          choose: Callable[[torch.Tensor], torch.Tensor], block_repeats: bool
+          ) -> list[Hypothesis]:
     """One word per image per step, picked by choose(log_probs (B, V)) -> (B,) word ids."""
     memory = decoder.prepare(features, decoding=True)
     state = decoder.init_state(memory)
@@ -51,6 +66,8 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
     for t in range(max_length + 1):  # room for max_length words and the closing <end>
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (B, V)
+        if block_repeats and words:
+            log_probs = block_repeated_trigrams(log_probs, torch.stack(words, 1))
         tokens = choose(log_probs).masked_fill(finished, END)
         total += log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
         words.append(tokens)
@@ -62,14 +79,16 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
     return _collect(torch.stack(words, 1), torch.stack(alphas, 1), total, total)
 
 
-def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = 3,
-                max_length: int = 20, n_best: int = 1, length_penalty: float = 0.0
+def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE,
+                max_length: int = MAX_LENGTH, n_best: int = 1,
+                length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS
                 ) -> list[list[Hypothesis]]:
     """Batched beam search. features (B, L, D) -> for each image its n_best hypotheses, best first.
 
     A finished hypothesis stays in the beam and may only be extended by <end> at no cost, so
     every row advances in lockstep. With length_penalty > 0 the final ranking divides each
-    log-probability by (number of words + 1) ** length_penalty.
+    log-probability by (number of words + 1) ** length_penalty. With block_repeats no
+    hypothesis holds the same trigram twice.
 
     An image leaves the batch as soon as its result is settled (without length penalty: its
     n_best-th best finished hypothesis scores at least as high as every live one, which can
@@ -100,6 +119,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = 3,
         n = len(images)
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (n*k, V)
+        if block_repeats:  # before the <end>-only rows: their trailing <end>s may "repeat"
+            log_probs = block_repeated_trigrams(log_probs, words)
         log_probs = torch.where(finished.unsqueeze(1), end_only, log_probs)
         candidates = (scores.view(-1, 1) + log_probs).view(n, k * vocab)
         scores, flat = candidates.topk(k, dim=1)  # (n, k) each
@@ -164,6 +185,17 @@ def _next_word_log_probs(logits: torch.Tensor, step: int, max_length: int) -> to
     log_probs[:, START] = float("-inf")
     log_probs[:, UNK] = float("-inf")  # a caption never shows "<unk>" to a user
     return log_probs
+
+
+def block_repeated_trigrams(log_probs: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """log_probs (R, V) with -inf for every word that would complete a trigram that row r of
+    words (R, t), the words so far, already holds."""
+    if words.shape[1] < 3:
+        return log_probs
+    # Position j starts a trigram (w_j, w_j+1, w_j+2) whose first two words are the last two.
+    same_pair = (words[:, :-2] == words[:, -2:-1]) & (words[:, 1:-1] == words[:, -1:])
+    repeats = torch.zeros_like(log_probs).scatter_add_(1, words[:, 2:], same_pair.to(log_probs.dtype))
+    return log_probs.masked_fill(repeats > 0, float("-inf"))
 
 
 def _lengths(words: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,8 @@ import torch
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ModelConfig
 from .decoder import Decoder
-from .decoding import Hypothesis, beam_search, greedy
+from .decoding import (BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypothesis,
+                       beam_search, greedy)
 from .encoder import Encoder, build_encoder
 from .images import ImageSource, load_image, source_name
 from .preprocessing import Preprocessing
@@ -118,8 +119,9 @@ class Captioner:
         encoder = build_checkpoint_encoder(checkpoint, name, encoder_weights)
         return cls(encoder, decoder, checkpoint.vocab, checkpoint.preprocessing, checkpoint.metadata)
 
-    def caption(self, images: ImageSource | Sequence[ImageSource], beam_size: int = 3,
-                n_best: int = 1, max_length: int = 20, length_penalty: float = 0.0
+    def caption(self, images: ImageSource | Sequence[ImageSource], beam_size: int = BEAM_SIZE,
+                n_best: int = 1, max_length: int = MAX_LENGTH,
+                length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS
                 ) -> list[Caption]:
         """Caption one or more images (paths, bytes, file objects or PIL images)."""
         if not isinstance(images, (list, tuple)):
@@ -133,7 +135,8 @@ class Captioner:
         encoded_at = time.perf_counter()
         captions = self.caption_features(encoded.features, encoded.grid, beam_size=beam_size,
                                          n_best=n_best, max_length=max_length,
-                                         length_penalty=length_penalty)
+                                         length_penalty=length_penalty,
+                                         block_repeats=block_repeats)
         timing = Timing((prepared - started) * 1e3, (encoded_at - prepared) * 1e3,
                         (time.perf_counter() - encoded_at) * 1e3)
         for caption, photo in zip(captions, photos):
@@ -141,19 +144,21 @@ class Captioner:
             caption.timing = timing
         return captions
 
-    def caption_features(self, features: torch.Tensor, grid: tuple[int, int], beam_size: int = 3,
-                         n_best: int = 1, max_length: int = 20, length_penalty: float = 0.0
-                         ) -> list[Caption]:
+    def caption_features(self, features: torch.Tensor, grid: tuple[int, int],
+                         beam_size: int = BEAM_SIZE, n_best: int = 1, max_length: int = MAX_LENGTH,
+                         length_penalty: float = LENGTH_PENALTY,
+                         block_repeats: bool = BLOCK_REPEATS) -> list[Caption]:
         """Caption precomputed annotation grids (B, L, D), e.g. from a feature cache."""
         if not 1 <= max_length <= MAX_CAPTION_LENGTH:
             raise ValueError(f"max_length must be between 1 and {MAX_CAPTION_LENGTH}")
         with torch.inference_mode():
             features = features.float()
             if beam_size == 1 and n_best == 1:
-                results = [[h] for h in greedy(self.decoder, features, max_length)]
+                results = [[h] for h in greedy(self.decoder, features, max_length,
+                                               block_repeats)]
             else:
                 results = beam_search(self.decoder, features, beam_size, max_length,
-                                      n_best, length_penalty)
+                                      n_best, length_penalty, block_repeats)
         return [self._to_caption(hyps, grid) for hyps in results]
 
     def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int]) -> Caption:

@@ -29,7 +29,7 @@ def test_training_steps_in_each_precision(vocab, attention_kind, precision):
     scaler = runtime.grad_scaler()
     assert scaler.is_enabled() == (precision == "fp16")
     captions = torch.tensor([vocab.encode(["a", "red", "square", "on", "grass"])] * 8)
-    batch = Batch(torch.randn(8, 6, 16), captions).to(CUDA)
+    batch = Batch(torch.randn(4, 6, 16), captions, torch.arange(4).repeat(2)).to(CUDA)
     before = {k: v.clone() for k, v in decoder.state_dict().items()}
     losses = [train_step(decoder, batch, optimizer, config, Progress(), runtime, scaler)["ce"]
               for _ in range(30)]

@@ -11,7 +11,7 @@ from captioner import load_checkpoint
 from captioner.data import load_karpathy
 from training.cache import ensure_cache
 from training.distributed import Runtime, select_device, setup
-from training.train import bucketed_batches, rescale_position
+from training.train import image_batches, rescale_position
 
 from fixture_data import make_dataset
 
@@ -91,9 +91,9 @@ def test_resume_under_torchrun_continues_exactly(shapes, tmp_path):
 
 def test_per_process_batches_tile_the_global_batches():
     table = [(i, [1] + [5] * (i % 7) + [2]) for i in range(50)]  # 50 = 8 x 6 + 2
-    single = bucketed_batches(table, 6, seed=3, epoch=1)
+    single = image_batches(table, 6, seed=3, epoch=1)
     for processes in (2, 3):
-        parts = bucketed_batches(table, 6 // processes, seed=3, epoch=1, processes=processes)
+        parts = image_batches(table, 6 // processes, seed=3, epoch=1, processes=processes)
         merged = [sum(parts[i:i + processes], []) for i in range(0, len(parts), processes)]
         assert merged == [b for b in single if len(b) >= processes]
         assert all(parts), "every process gets captions at every step"

@@ -4,6 +4,7 @@ import torch
 
 from captioner import Decoder, beam_search, greedy, sample
 from captioner.attention import HardAttention, SoftAttention
+from captioner.decoding import block_repeated_trigrams
 
 from conftest import tiny_config
 
@@ -76,6 +77,31 @@ def test_gate_options(vocab, gate):
     decoder = Decoder(tiny_config(vocab, gate=gate)).eval()
     assert (decoder.gate is None) == (gate == "none")
     assert len(greedy(decoder, _features(), max_length=5)) == 3
+
+
+def test_shared_images_and_ragged_captions_equal_one_caption_at_a_time(vocab, attention_kind):
+    """Training's batches: each image once (image_of), captions of different lengths padded.
+    Every caption's outputs equal running it alone on its own image; padding outputs are 0."""
+    torch.manual_seed(2)
+    decoder = Decoder(tiny_config(vocab, attention_kind, hard_inference="expectation")).eval()
+    for p in decoder.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    features = _features(batch=2)
+    words = [["a", "red", "square"], ["two", "dogs"], ["a", "man", "rides", "a", "red", "dog"],
+             ["grass"]]
+    encoded = [vocab.encode(w) for w in words]
+    captions = torch.zeros(len(encoded), max(map(len, encoded)), dtype=torch.long)
+    for i, ids in enumerate(encoded):
+        captions[i, :len(ids)] = torch.tensor(ids)
+    image_of = torch.tensor([1, 0, 1, 0])
+    with torch.no_grad():
+        packed = decoder(features, captions, image_of)
+        for i, ids in enumerate(encoded):
+            alone = decoder(features[image_of[i]].unsqueeze(0), torch.tensor([ids]))
+            n = len(ids) - 1
+            assert torch.allclose(packed.logits[i, :n], alone.logits[0], atol=1e-5), words[i]
+            assert torch.allclose(packed.alphas[i, :n], alone.alphas[0], atol=1e-6)
+            assert not packed.logits[i, n:].any() and not packed.alphas[i, n:].any()
 
 
 @pytest.mark.parametrize("gate", ["scalar", "channel", "none"])
@@ -219,3 +245,38 @@ def test_decoding_does_not_change_the_model(decoder):
     assert [h[0].tokens for h in first] == [h[0].tokens for h in second]
     assert not decoder.training
     assert all(torch.equal(before[k], v) for k, v in decoder.state_dict().items())
+
+
+def _repeats_a_trigram(tokens: list[int]) -> bool:
+    trigrams = list(zip(tokens, tokens[1:], tokens[2:]))
+    return len(trigrams) != len(set(trigrams))
+
+
+def test_block_repeated_trigrams_forbids_exactly_the_completing_words():
+    words = torch.tensor([[5, 6, 7, 5, 6], [5, 6, 7, 8, 9], [4, 4, 4, 4, 4]])
+    blocked = block_repeated_trigrams(torch.zeros(3, 12), words)
+    assert torch.isinf(blocked[0]).nonzero().flatten().tolist() == [7]  # "5 6 7" again
+    assert not torch.isinf(blocked[1]).any()
+    assert torch.isinf(blocked[2]).nonzero().flatten().tolist() == [4]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_decoding_never_repeats_a_trigram_unless_asked(vocab, beam_size):
+    """A random decoder with large weights loops; with blocking (the default) it cannot."""
+    torch.manual_seed(0)
+    decoder = Decoder(tiny_config(vocab)).eval()
+    for p in decoder.parameters():
+        torch.nn.init.normal_(p, std=1.0)
+    features = _features(batch=40)
+
+    def decode(block: bool) -> list[list[int]]:
+        if beam_size == 1:
+            return [h.tokens for h in greedy(decoder, features, 20, block_repeats=block)]
+        return [hyps[0].tokens for hyps in beam_search(decoder, features, beam_size, 20,
+                                                       block_repeats=block)]
+
+    with torch.inference_mode():
+        assert sum(map(_repeats_a_trigram, decode(False))) > 0  # the test can fail
+        assert sum(map(_repeats_a_trigram, decode(True))) == 0
+        if beam_size == 1:  # blocking is the default
+            assert decode(True) == [h.tokens for h in greedy(decoder, features, 20)]

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from captioner.checkpoint import CheckpointError, load_checkpoint
 from captioner.data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
+from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH
 from captioner.features import FeatureCache, cache_key, open_cache
 from captioner.images import ImageError, load_image
 from captioner.inference import Captioner, default_checkpoint
@@ -61,7 +62,8 @@ def encoded(captioner: Captioner, dataset: CaptionDataset) -> Features:
 
 
 def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features_of: Features,
-             beam: int = 3, max_length: int = 20, length_penalty: float = 0.0,
+             beam: int = BEAM_SIZE, max_length: int = MAX_LENGTH,
+             length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
              batch_size: int = 100) -> dict:
     records = dataset.split(split)
     if not records:
@@ -74,14 +76,15 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
         features, grid = features_of(chunk)
         for record, caption in zip(chunk, captioner.caption_features(
                 features, grid, beam_size=beam, max_length=max_length,
-                length_penalty=length_penalty)):
+                length_penalty=length_penalty, block_repeats=block_repeats)):
             predictions[record.path] = caption.text
             captions.append({"image": record.path, "caption": caption.text,
                              "references": list(record.raw)})
     decode_seconds = time.perf_counter() - started
     scores = score_captions(predictions, {r.path: list(r.raw) for r in records})
     return {"metrics": scores.as_dict(), "notes": list(scores.notes), "split": split,
-            "beam": beam, "images": len(records), "decode_seconds": round(decode_seconds, 2),
+            "beam": beam, "length_penalty": length_penalty, "block_repeats": block_repeats,
+            "images": len(records), "decode_seconds": round(decode_seconds, 2),
             "captions": captions}
 
 
@@ -103,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="dataset JSON, or a folder holding one")
     parser.add_argument("--images", help="image folder (default: next to the JSON)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
-    parser.add_argument("--beam", type=int, default=3)
-    parser.add_argument("--max-length", type=int, default=20)
-    parser.add_argument("--length-penalty", type=float, default=0.0)
+    parser.add_argument("--beam", type=int, default=BEAM_SIZE)
+    parser.add_argument("--max-length", type=int, default=MAX_LENGTH)
+    parser.add_argument("--length-penalty", type=float, default=LENGTH_PENALTY)
+    parser.add_argument("--block-repeats", action=argparse.BooleanOptionalAction,
+                        default=BLOCK_REPEATS, help="never repeat a trigram within a caption")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--out", help="write the JSON result here")
     parser.add_argument("--threads", type=int, default=2)
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             features_of = cached(split_features(dataset, args.split, args.cache_dir,
                                                 config.encoder, config.image_size))
         result = evaluate(captioner, dataset, args.split, features_of, args.beam,
-                          args.max_length, args.length_penalty)
+                          args.max_length, args.length_penalty, args.block_repeats)
     except (CheckpointError, DatasetError, ImageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -31,18 +31,20 @@ from captioner.preprocessing import Preprocessing
 from .config import FinetuneConfig, parse_config
 from .distributed import Runtime
 from .train import (Batch, TrainingError, find_resumable, fit, load_data, make_stage,
-                    pad_captions, run_command, run_in_runtime)
+                    batch_layout, run_command, run_in_runtime)
 
 
 class EncoderDecoder(nn.Module):
-    """images (B, 3, S, S), captions (B, T+1) -> the decoder's teacher-forced output."""
+    """images (I, 3, S, S), captions (B, T+1), image_of (B,) -> the decoder's teacher-forced
+    output; each photo goes through the encoder once for all of its captions."""
 
     def __init__(self, encoder: Encoder, decoder: Decoder):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
 
-    def forward(self, images: torch.Tensor, captions: torch.Tensor) -> TeacherForcedOutput:
-        return self.decoder(self.encoder(images).features, captions)
+    def forward(self, images: torch.Tensor, captions: torch.Tensor,
+                image_of: torch.Tensor | None = None) -> TeacherForcedOutput:
+        return self.decoder(self.encoder(images).features, captions, image_of)
 
     def train(self, mode: bool = True) -> "EncoderDecoder":
         super().train(mode)
@@ -62,10 +64,10 @@ class ImageBatches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int) -> Batch:
-        rows = [self.table[j] for j in self.batches[i]]
+        images, captions, image_of = batch_layout([self.table[j] for j in self.batches[i]])
         pixels = self.preprocessing.batch(
-            [load_image(self.root / self.records[image].path) for image, _ in rows])
-        return Batch(pixels, pad_captions([ids for _, ids in rows]))
+            [load_image(self.root / self.records[image].path) for image in images])
+        return Batch(pixels, captions, image_of)
 
 
 def finetune(config: FinetuneConfig) -> Path:

@@ -49,13 +49,13 @@ class TrainingError(RuntimeError):
     """A run that must stop; the message says why and what was kept."""
 
 
-class Batch(NamedTuple):  # a NamedTuple, so DataLoader's pin_memory pins both tensors
-    features: torch.Tensor  # (B, L, D)
+class Batch(NamedTuple):  # a NamedTuple, so DataLoader's pin_memory pins every tensor
+    features: torch.Tensor  # (I, L, D) each image of the batch once (or its pixels, fine-tuning)
     captions: torch.Tensor  # (B, T+1) <start> w1 .. wn <end> <pad>...
+    image_of: torch.Tensor  # (B,) the row of `features` that caption b describes
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(self.features.to(device, non_blocking=True),
-                     self.captions.to(device, non_blocking=True))
+        return Batch(*(x.to(device, non_blocking=True) for x in self))
 
 
 @dataclass
@@ -81,9 +81,10 @@ def caption_table(records: list[ImageRecord], cache: FeatureCache, vocab: Vocabu
     return [(row, vocab.encode(caption)) for row, r in zip(rows, records) for caption in r.captions]
 
 
-def bucketed_batches(table: list[tuple[int, list[int]]], batch_size: int, seed: int, epoch: int,
-                     processes: int = 1) -> list[list[int]]:
-    """Batches of captions of similar length (little padding), in a seeded random order.
+def image_batches(table: list[tuple[int, list[int]]], batch_size: int, seed: int, epoch: int,
+                  processes: int = 1) -> list[list[int]]:
+    """Batches of about batch_size captions that keep an image's captions together, so the
+    decoder does each image's own work once for all of them; images in a seeded random order.
 
     The order depends only on (seed, epoch), so a resumed run sees the same batches. With
     several processes, each global batch of batch_size x processes captions is cut into one
@@ -92,10 +93,16 @@ def bucketed_batches(table: list[tuple[int, list[int]]], batch_size: int, seed: 
     one process with batch_size x processes sees exactly the same global batches.
     """
     rng = random.Random(seed * 100_003 + epoch)
-    order = sorted(range(len(table)), key=lambda i: (len(table[i][1]), rng.random()))
+    by_image: dict[int, list[int]] = {}
+    for i, (image, _) in enumerate(table):
+        by_image.setdefault(image, []).append(i)
+    images = list(by_image.values())
+    rng.shuffle(images)
+    order = [i for captions in images for i in captions]
     size = batch_size * processes
+    # An image at a batch boundary has its captions in two batches: each does that image's
+    # work once, which costs far less than aligning batches to images would in padding.
     global_batches = [order[i:i + size] for i in range(0, len(order), size)]
-    rng.shuffle(global_batches)
     # The last global batch may be short: it is shared out evenly (the loss is normalised by
     # the global batch, so unequal parts are exact), or dropped when it has fewer captions
     # than there are processes (DDP needs every process to take every step).
@@ -110,9 +117,18 @@ def pad_captions(captions: list[list[int]]) -> torch.Tensor:
     return padded
 
 
+def batch_layout(rows: list[tuple[int, list[int]]]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """(image, word ids) per caption -> the distinct images in order of first use, the padded
+    captions and each caption's index into those images."""
+    images = list(dict.fromkeys(image for image, _ in rows))
+    index = {image: i for i, image in enumerate(images)}
+    return (images, pad_captions([ids for _, ids in rows]),
+            torch.tensor([index[image] for image, _ in rows]))
+
+
 class CachedBatches(Dataset):
-    """Item i is batch i: features read from the memory-mapped cache (in DataLoader workers
-    if any), captions padded."""
+    """Item i is batch i: its images' features read once from the memory-mapped cache (in
+    DataLoader workers if any), captions padded."""
 
     def __init__(self, table, batches: list[list[int]], cache: FeatureCache):
         self.table, self.batches, self.cache = table, batches, cache
@@ -121,9 +137,8 @@ class CachedBatches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int) -> Batch:
-        rows = [self.table[j] for j in self.batches[i]]
-        return Batch(self.cache.batch([image for image, _ in rows]),
-                     pad_captions([ids for _, ids in rows]))
+        images, captions, image_of = batch_layout([self.table[j] for j in self.batches[i]])
+        return Batch(self.cache.batch(images), captions, image_of)
 
 
 def epoch_loader(table, reader: Callable[[list[list[int]]], Dataset], config: TrainConfig,
@@ -134,7 +149,7 @@ def epoch_loader(table, reader: Callable[[list[list[int]]], Dataset], config: Tr
     DistributedSampler pads the list by repeating batches so that every process takes the
     same number of steps (DDP needs every process in every all-reduce).
     """
-    batches = reader(bucketed_batches(table, config.batch_size, config.seed, epoch,
+    batches = reader(image_batches(table, config.batch_size, config.seed, epoch,
                                       runtime.world_size))
     sampler = DistributedSampler(batches, num_replicas=runtime.world_size, rank=runtime.rank,
                                  shuffle=False)
@@ -163,7 +178,7 @@ def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: TrainCon
     # Every process divides by the same global word count (see caption_loss).
     words, sentences = runtime.sum(float(mask.sum()), float(len(targets)))
     with runtime.autocast():
-        out = model(batch.features, batch.captions)
+        out = model(batch.features, batch.captions, batch.image_of)
     terms = caption_loss(out, targets, mask, doubly_stochastic=config.doubly_stochastic,
                          entropy_weight=config.entropy_weight,
                          reinforce_weight=config.reinforce_weight, baseline=progress.baseline,
@@ -205,6 +220,7 @@ def validate(decoder: Decoder, records: list[ImageRecord],
     with torch.inference_mode():
         for start in range(0, len(records), chunk_size):
             chunk = records[start:start + chunk_size]
+            # The same decoding as evaluate and the app (repeat blocking, length penalty).
             for record, hyps in zip(chunk, beam_search(decoder, features_of(chunk),
                                                        config.val_beam, config.max_length)):
                 predictions[record.path] = " ".join(vocab.decode(hyps[0].tokens))
@@ -306,7 +322,7 @@ class Stage:
     """One training stage as the shared loop (`fit`) sees it: training on cached features,
     or fine-tuning the encoder's top blocks from images (training.finetune)."""
 
-    model: torch.nn.Module  # train_step calls model(batch.features, batch.captions)
+    model: torch.nn.Module  # train_step calls model(features, captions, image_of)
     decoder: Decoder
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
