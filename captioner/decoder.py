@@ -160,22 +160,20 @@ class Decoder(nn.Module):
         """
         memory = self.prepare(features)
         state = self.init_state(memory)  # (I, n)
-        if image_of is not None:  # per-image tensors -> one row per caption (B, ...)
-            memory, state = memory.select(image_of), state.select(image_of)
         batch, steps = captions.shape[0], captions.shape[1] - 1
         lengths = (captions[:, 1:] != PAD_ID).sum(1)  # words + <end> per caption
         order = lengths.argsort(descending=True, stable=True)
-        captions, memory, state = captions[order], memory.select(order), state.select(order)
+        rows_of = order if image_of is None else image_of[order]  # each sorted caption's image
+        captions, memory, state = captions[order], memory.select(rows_of), state.select(rows_of)
         active = [int((lengths > t).sum()) for t in range(steps)]  # captions still running at t
         embedded = self.embedding(captions[:, :-1])  # (B, T, m)
         word_gates = self.word_gates(embedded)  # (B, T, 4n): one product for all steps
         hs, contexts, alphas, log_probs = [], [], [], []
         for t, rows in enumerate(active):
-            if rows == 0:
-                break
-            state = DecoderState(state.h[:rows], state.c[:rows])
-            step_memory = Memory(memory.features[:rows], memory.projected[:rows])
-            state, attended, context = self.advance(word_gates[:rows, t], state, step_memory)
+            if rows < state.h.shape[0]:  # some captions ended: (the slices' backward is not free)
+                state = DecoderState(state.h[:rows], state.c[:rows])
+                memory = Memory(memory.features[:rows], memory.projected[:rows])
+            state, attended, context = self.advance(word_gates[:rows, t], state, memory)
             hs.append(state.h)
             contexts.append(context)
             alphas.append(attended.weights)
