@@ -204,7 +204,7 @@ def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: TrainCon
         progress.baseline = decay * progress.baseline + (1 - decay) * ll
     else:
         progress.baseline, progress.baseline_ready = ll, True
-    return {"loss": terms.loss.item(), "ce": terms.cross_entropy.item(),
+    return {"sentences": len(targets), "loss": terms.loss.item(), "ce": terms.cross_entropy.item(),
             "doubly_stochastic": terms.doubly_stochastic.item(),
             "reinforce": terms.reinforce.item(), "entropy": terms.entropy.item(),
             "baseline": progress.baseline, "grad_norm": float(grad_norm)}
@@ -303,7 +303,10 @@ class RunLog:
         train = [r for r in records if r["type"] == "train"]
         val = [r for r in records if r["type"] == "val"]
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-        left.plot([r["step"] for r in train], [r["ce"] for r in train], label="cross-entropy")
+        # The first stages log their cross-entropy, self-critical training its CIDEr-D reward.
+        for key, label in (("ce", "cross-entropy"), ("reward", "CIDEr-D reward of samples")):
+            if train and key in train[-1]:
+                left.plot([r["step"] for r in train], [r[key] for r in train], label=label)
         left.plot([r["step"] for r in train], [r["loss"] for r in train], label="loss", alpha=0.6)
         left.set_xlabel("step")
         left.legend()
@@ -331,6 +334,9 @@ class Stage:
     reader: Callable[[list[list[int]]], Dataset]  # an epoch's batches -> Dataset of Batches
     features_of: Callable[[list[ImageRecord]], torch.Tensor]  # validation images' grids
     encoder: torch.nn.Module | None = None  # trained too: saved into the checkpoints
+    # One optimisation step on a batch from `reader`: (batch, progress) -> logged numbers,
+    # "sentences" (captions trained on) among them. None: train_step, teacher forcing.
+    step: Callable[[NamedTuple, Progress], dict[str, float]] | None = None
 
 
 def train(config: TrainConfig) -> Path:
@@ -431,8 +437,10 @@ def find_resumable(config: TrainConfig) -> Checkpoint | None:
 
 def make_stage(module: torch.nn.Module, decoder: Decoder, param_groups: list[dict],
                config: TrainConfig, runtime: Runtime, table, reader, features_of,
-               encoder: torch.nn.Module | None = None) -> Stage:
-    """Optimizer, LR schedule and loss scaler for `module`, wrapped in DDP when distributed."""
+               encoder: torch.nn.Module | None = None, data_parallel: bool = True) -> Stage:
+    """Optimizer, LR schedule and loss scaler for `module`, wrapped in DDP when distributed
+    (unless data_parallel=False: a stage that does not train through module.forward averages
+    its gradients itself)."""
     optimizer = make_optimizer(param_groups, config)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience)
@@ -443,7 +451,7 @@ def make_stage(module: torch.nn.Module, decoder: Decoder, param_groups: list[dic
     # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
     model = (DistributedDataParallel(module, device_ids=[runtime.device]
                                      if runtime.device.type == "cuda" else None)
-             if runtime.distributed else module)
+             if runtime.distributed and data_parallel else module)
     return Stage(model, decoder, optimizer, scheduler, runtime.grad_scaler(), table, reader,
                  features_of, encoder)
 
@@ -491,11 +499,14 @@ def fit(stage: Stage, config: TrainConfig, runtime: Runtime, dataset: CaptionDat
         loader, steps_in_epoch = epoch_loader(stage.table, stage.reader, config, runtime,
                                               progress.epoch, progress.batch_in_epoch)
         for batch in loader:
-            stats = train_step(stage.model, batch.to(runtime.device), optimizer, config,
-                               progress, runtime, stage.scaler)
+            if stage.step is not None:
+                stats = stage.step(batch.to(runtime.device), progress)
+            else:
+                stats = train_step(stage.model, batch.to(runtime.device), optimizer, config,
+                                   progress, runtime, stage.scaler)
             progress.step += 1
             progress.batch_in_epoch += 1
-            window_captions += len(batch.captions) * runtime.world_size
+            window_captions += stats["sentences"] * runtime.world_size
             if progress.step % config.log_every == 0 and runtime.is_main:
                 elapsed = time.perf_counter() - window_start
                 log.write({"type": "train", "step": progress.step, "epoch": progress.epoch + 1,

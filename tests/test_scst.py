@@ -1,0 +1,121 @@
+"""Self-critical sequence training: sampled log-probabilities, the reward going up, resume."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from captioner import Decoder, load_checkpoint
+from captioner.checkpoint import save_checkpoint
+from captioner.data import load_karpathy
+from captioner.decoding import greedy
+from captioner.inference import build_decoder
+from captioner.vocab import Vocabulary
+from training.cache import ensure_cache
+from training.cider import CiderD
+from training.config import parse_config
+from training.scst import ScstConfig, sample_captions, scst
+from training.train import train
+
+from conftest import tiny_config
+from test_training import read_log, shapes, tiny_args  # noqa: F401  (shapes is a fixture)
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_sampled_log_prob_is_the_teacher_forced_one(vocab, attention):
+    """log p(caption) accumulated while sampling == teacher forcing over the same words."""
+    torch.manual_seed(0)
+    decoder = Decoder(tiny_config(vocab, attention, hard_inference="expectation")).eval()
+    features = torch.randn(3, 6, 16)
+    drawn = sample_captions(decoder, features, samples=4, max_length=6)
+    assert drawn.tokens.shape[0] == 12 and drawn.log_prob.requires_grad
+    captions = torch.cat([torch.full((12, 1), Vocabulary.start_id), drawn.tokens], dim=1)
+    with torch.no_grad():
+        forced = decoder(features.repeat_interleave(4, 0), captions)
+    logits = forced.logits.clone()
+    logits[..., [Vocabulary.pad_id, Vocabulary.start_id, Vocabulary.unk_id]] = float("-inf")
+    if logits.shape[1] == 7:  # the 7th step may only end the caption
+        logits[:, 6, :] = float("-inf")
+        logits[:, 6, Vocabulary.end_id] = forced.logits[:, 6, Vocabulary.end_id]
+    token_lp = logits.log_softmax(-1).gather(2, drawn.tokens.unsqueeze(2)).squeeze(2)
+    expected = token_lp.masked_fill(drawn.mask == 0, 0.0).sum(1)  # (-inf at <pad>)
+    assert torch.allclose(drawn.log_prob.detach(), expected, atol=1e-4)
+    # every sample ends with <end> (or runs to the limit) and pads after it
+    lengths = drawn.mask.sum(1).long()
+    for row, n in zip(drawn.tokens.tolist(), lengths.tolist()):
+        assert all(t == Vocabulary.pad_id for t in row[n:])
+
+
+def scst_args(shapes, init, out, *extra):
+    data, cache = shapes
+    return ["--init", str(init), "--data", str(data), "--cache-dir", str(cache), "--out",
+            str(out), "--batch-size", "4", "--samples", "4", "--lr", "0.002",
+            "--log-every", "2", "--checkpoint-every", "2", "--val-beam", "2", "--threads", "1",
+            "--early-stop-patience", "100", "--lr-patience", "100", *extra]
+
+
+@pytest.fixture(scope="module")
+def first_stage(shapes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("xe")
+    train(parse_config(tiny_args(shapes, out, "--epochs", "8", "--early-stop-patience", "100")))
+    return out / "last.pt"
+
+
+def greedy_cider(checkpoint_path, shapes) -> float:
+    """Mean CIDEr-D of greedy captions of the training photos (the reward SCST raises)."""
+    data, cache = shapes
+    checkpoint = load_checkpoint(checkpoint_path)
+    dataset = load_karpathy(data)
+    records = dataset.split("train")
+    features_cache = ensure_cache(dataset, cache, "efficientnet_lite0", 64)
+    features = features_cache.batch(features_cache.rows([r.path for r in records]))
+    scorer = CiderD({i: r.captions for i, r in enumerate(records)})
+    decoder = build_decoder(checkpoint).eval()
+    with torch.inference_mode():
+        hyps = greedy(decoder, features, 20)
+    return sum(scorer.score(i, checkpoint.vocab.decode(h.tokens))
+               for i, h in enumerate(hyps)) / len(hyps)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_greedy_cider_goes_up_and_checkpoints_carry_the_model(shapes, first_stage, tmp_path,
+                                                               attention):
+    init = first_stage
+    if attention == "hard":  # the same weights as a hard-attention model
+        checkpoint = load_checkpoint(first_stage)
+        checkpoint.config = replace(checkpoint.config, attention="hard")
+        checkpoint.training = None
+        init = tmp_path / "hard_init.pt"
+        save_checkpoint(checkpoint, init)
+    out = tmp_path / "scst"
+    scst(parse_config(scst_args(shapes, init, out, "--epochs", "20"), cls=ScstConfig))
+    before, after = greedy_cider(init, shapes), greedy_cider(out / "last.pt", shapes)
+    assert after > before + 0.2, (before, after)
+    log = [r for r in read_log(out) if r["type"] == "train"]
+    assert all({"reward", "baseline", "sample_words"} <= set(r) for r in log)
+    assert (out / "curves.png").stat().st_size > 1000
+    saved = load_checkpoint(out / "best.pt")
+    assert saved.config.attention == attention
+    assert saved.metadata["train_config"]["samples"] == 4
+
+
+def test_scst_resume_continues_exactly(shapes, first_stage, tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    scst(parse_config(scst_args(shapes, first_stage, straight, "--max-steps", "4"), cls=ScstConfig))
+    scst(parse_config(scst_args(shapes, first_stage, stopped, "--max-steps", "2"), cls=ScstConfig))
+    scst(parse_config(scst_args(shapes, first_stage, stopped, "--max-steps", "4", "--resume"),
+                      cls=ScstConfig))
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(stopped / "last.pt")
+    assert b.training["progress"]["step"] == 4
+    for name, value in a.decoder.items():
+        assert torch.allclose(value, b.decoder[name], atol=1e-6), name
+    assert not torch.equal(a.decoder["out.weight"], load_checkpoint(first_stage).decoder["out.weight"])
+
+
+def test_scst_needs_an_init_and_two_samples(shapes, tmp_path, capsys):
+    from training.scst import main
+    data, cache = shapes
+    assert main(["--data", str(data), "--cache-dir", str(cache), "--out", str(tmp_path)]) == 2
+    assert "--init is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config(["--data", str(data), "--samples", "1"], cls=ScstConfig)

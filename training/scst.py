@@ -1,0 +1,243 @@
+"""Self-critical sequence training (Rennie et al. 2017): a second stage that trains the
+captioner on the score of its own captions instead of the likelihood of the references.
+
+    python -m training.scst --init runs/soft/best.pt \
+        --data ../shared/data/flickr8k/dataset_flickr8k.json --out runs/soft_scst
+    python -m training.scst ... --resume        # continue from runs/soft_scst/last.pt
+
+For every training image the model samples --samples captions (dropout on, as in training),
+and each caption's reward is its CIDEr-D against that image's references, with document
+frequencies from all training references (training.cider). The policy gradient is
+
+    grad = -sum_j (r_j - b_j) grad log p(caption_j, locations_j | image)
+
+Baseline: b_j is the mean reward of the image's other samples (Luo 2020, "a better variant of
+SCST") rather than the reward of a greedy caption (Rennie et al.): it needs no extra decoding
+pass, it does not depend on sample j (so the gradient stays unbiased), and it follows the
+sampling policy itself instead of a greedy caption that is often better than every sample
+early on (which would push all probabilities down at once).
+
+Hard attention samples its locations too, so a caption is a joint sequence of actions (words
+and locations) with one reward at the end. Every sampled location's log-probability is
+weighted by the same advantage r_j - b_j as the words: REINFORCE over the joint policy, where
+the return of each action is the sentence's reward (there is no earlier reward to credit a
+location with). Steps that used the expected context (the paper's variance trick, half the
+steps) carry no location term; their gradient reaches the attention through the words.
+The entropy bonus of the first stage is kept (--entropy-weight) so that the locations do not
+collapse onto one cell.
+
+Writes last.pt / best.pt (best validation BLEU-4, the same decoding as the app), log.jsonl
+(reward, baseline, sample length per logging step) and curves.png, like training.train.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset
+
+from captioner.checkpoint import load_checkpoint
+from captioner.decoder import Decoder
+from captioner.features import FeatureCache
+from captioner.inference import build_decoder
+from captioner.vocab import Vocabulary
+
+from .cache import ensure_cache
+from .cider import CiderD
+from .config import TrainConfig, parse_config
+from .distributed import Runtime
+from .train import (Progress, TrainingError, find_resumable, fit, load_data, make_stage,
+                    run_command, run_in_runtime)
+
+START, END, PAD, UNK = (Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id,
+                        Vocabulary.unk_id)
+
+
+@dataclass
+class ScstConfig(TrainConfig):
+    """Self-critical stage. The model (sizes, attention, vocabulary) comes from --init."""
+
+    init: str = ""  # first-stage checkpoint (required unless --resume)
+    out: str = "runs/scst"
+    samples: int = 5  # captions sampled per image; the baseline is the others' mean reward
+    temperature: float = 1.0  # sampling temperature (1: the model's own distribution)
+    lr: float = 5e-5
+    batch_size: int = 16  # images per process and step (x samples captions)
+    epochs: int = 10
+    early_stop_patience: int = 3
+
+    def validate(self) -> None:
+        super().validate()
+        if self.samples < 2:
+            raise ValueError("--samples must be at least 2 (the baseline is the others' mean)")
+        if self.temperature <= 0:
+            raise ValueError("--temperature must be positive")
+
+
+class ImageBatch(NamedTuple):
+    features: torch.Tensor  # (I, L, D)
+    images: torch.Tensor  # (I,) index of each image in the training records
+
+    def to(self, device: torch.device) -> "ImageBatch":
+        return ImageBatch(self.features.to(device, non_blocking=True), self.images)
+
+
+class CachedImages(Dataset):
+    """Item i is batch i of images: their features from the cache and their record index."""
+
+    def __init__(self, table, batches: list[list[int]], cache: FeatureCache):
+        self.table, self.batches, self.cache = table, batches, cache
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> ImageBatch:
+        entries = [self.table[j] for j in self.batches[i]]
+        return ImageBatch(self.cache.batch([row for row, _ in entries]),
+                          torch.tensor([record for _, (record,) in entries]))
+
+
+class Samples(NamedTuple):
+    tokens: torch.Tensor  # (R, T) sampled word ids, <end> included, <pad> after it
+    mask: torch.Tensor  # (R, T) 1 for sampled words (the <end> included)
+    log_prob: torch.Tensor  # (R,) log p(words, locations): the policy's, differentiable
+    entropy: torch.Tensor  # (R,) sum over steps of the attention's entropy
+
+
+def sample_captions(decoder: Decoder, features: torch.Tensor, samples: int, max_length: int,
+                    temperature: float = 1.0) -> Samples:
+    """`samples` captions per image, drawn step by step through Decoder.step with gradients.
+    Rows n*samples .. n*samples + samples - 1 are image n's (each image's memory once)."""
+    images, device = features.shape[0], features.device
+    memory = decoder.prepare(features)
+    state = decoder.init_state(memory).select(
+        torch.arange(images, device=device).repeat_interleave(samples))
+    rows = images * samples
+    forbidden = torch.zeros(decoder.config.vocab_size, dtype=torch.bool, device=device)
+    forbidden[[PAD, START, UNK]] = True  # as in decoding: a user never sees these
+    only_end = torch.ones_like(forbidden)
+    only_end[END] = False
+    tokens = torch.full((rows,), START, dtype=torch.long, device=device)
+    alive = torch.ones(rows, dtype=torch.bool, device=device)
+    words, masks, log_prob, entropy = [], [], 0.0, 0.0
+    for t in range(max_length + 1):
+        out = decoder.step(tokens, state, memory)
+        logits = out.logits.float().masked_fill(only_end if t == max_length else forbidden,
+                                                float("-inf"))
+        log_probs = (logits / temperature).log_softmax(dim=-1)  # (R, V)
+        tokens = torch.multinomial(log_probs.detach().exp(), 1).squeeze(1)
+        tokens = tokens.masked_fill(~alive, PAD)
+        step_log_prob = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        if out.attention.log_prob is not None:  # hard attention: the sampled location too
+            step_log_prob = step_log_prob + out.attention.log_prob
+        weights = out.attention.weights.clamp_min(1e-12)
+        step_entropy = -(weights * weights.log()).sum(1)
+        log_prob = log_prob + step_log_prob.masked_fill(~alive, 0.0)
+        entropy = entropy + step_entropy.masked_fill(~alive, 0.0)
+        words.append(tokens)
+        masks.append(alive)
+        alive = alive & (tokens != END)
+        state = out.state
+        if not bool(alive.any()):
+            break
+    return Samples(torch.stack(words, 1), torch.stack(masks, 1).float(), log_prob, entropy)
+
+
+def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabulary,
+              optimizer: torch.optim.Optimizer, config: ScstConfig, runtime: Runtime
+              ) -> dict[str, float]:
+    decoder.train()
+    k = config.samples
+    with runtime.autocast():
+        drawn = sample_captions(decoder, batch.features, k, config.max_length,
+                                config.temperature)
+    images = batch.images.repeat_interleave(k).tolist()
+    rewards = torch.tensor([scorer.score(image, vocab.decode(ids))
+                            for image, ids in zip(images, drawn.tokens.tolist())],
+                           device=drawn.log_prob.device).view(-1, k)  # (I, k)
+    baseline = (rewards.sum(1, keepdim=True) - rewards) / (k - 1)  # the other samples' mean
+    advantage = (rewards - baseline).view(-1)
+    words = drawn.mask.sum()
+    # Normalised by the global batch's sampled words, as the first stage's loss is: every
+    # process then takes one share of the same global gradient.
+    global_words = runtime.sum(float(words))[0]
+    policy = -(advantage * drawn.log_prob).sum()
+    if decoder.config.attention == "hard":  # the first stage's entropy bonus, as there
+        policy = policy - config.entropy_weight * drawn.entropy.sum()
+    loss = policy / (global_words / runtime.world_size)
+    nonfinite = runtime.sum(float(not torch.isfinite(loss)))[0]
+    if nonfinite:
+        raise TrainingError(f"SCST loss became {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if runtime.distributed:  # not trained through a DDP forward: average the gradients here
+        for p in decoder.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= runtime.world_size
+    grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), config.grad_clip)
+    optimizer.step()
+    return {"sentences": len(images), "loss": loss.item(), "reward": rewards.mean().item(),
+            "baseline": baseline.mean().item(), "best_sample": rewards.max(1).values.mean().item(),
+            "sample_words": float(words) / len(images), "grad_norm": float(grad_norm)}
+
+
+def scst(config: ScstConfig) -> Path:
+    return run_in_runtime(_scst, config)
+
+
+def _scst(config: ScstConfig, runtime: Runtime) -> Path:
+    dataset, train_records, val_records = load_data(config, runtime)
+    resumed = find_resumable(config)
+    source = resumed
+    if source is None:
+        if not config.init:
+            raise TrainingError("--init is required: the first-stage checkpoint to start from")
+        source = load_checkpoint(config.init)
+    name = str(Path(config.out) / "last.pt") if resumed is not None else config.init
+    if source.encoder is not None:
+        raise TrainingError(f"{name}: carries a fine-tuned encoder, which cached features do "
+                            "not reflect; run SCST before fine-tuning")
+    model_config = source.config
+    if runtime.is_main:
+        ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size)
+    runtime.barrier()
+    cache = ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size)
+    torch.manual_seed(config.seed)
+    decoder = build_decoder(source, name).to(runtime.device)
+    vocab = source.vocab
+    scorer = CiderD({i: record.captions for i, record in enumerate(train_records)})
+    rows = cache.rows([r.path for r in train_records])
+    table = [(row, (i,)) for i, row in enumerate(rows)]  # one entry per image
+    # TrainConfig's model fields are unused: the checkpoints carry the model's own config.
+    config = dataclasses.replace(config, **{f: getattr(model_config, f) for f in
+                                            ("encoder", "image_size", "attention", "embed_dim",
+                                             "hidden_dim", "attention_dim", "dropout", "gate")})
+    stage = make_stage(decoder, decoder, [{"params": decoder.parameters()}], config, runtime,
+                       table, lambda batches: CachedImages(table, batches, cache),
+                       lambda records: cache.batch(cache.rows([r.path for r in records]))
+                       .to(runtime.device), data_parallel=False)
+    stage.step = lambda batch, progress: scst_step(decoder, batch, scorer, vocab,
+                                                   stage.optimizer, config, runtime)
+    if runtime.is_main:
+        print(f"SCST from {name} ({model_config.attention} attention): {len(train_records)} "
+              f"images x {config.samples} samples, CIDEr-D over {len(train_records)} images' "
+              f"references, {runtime.world_size} process(es) on {runtime.device.type}",
+              file=sys.stderr)
+    return fit(stage, config, runtime, dataset, vocab, val_records, resumed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(argv, prog="python -m training.scst", cls=ScstConfig,
+                          description="Self-critical sequence training (CIDEr-D reward) from a "
+                          "first-stage checkpoint.")
+    return run_command(scst, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
