@@ -291,6 +291,17 @@ def test_evaluate_command_writes_every_metric(shapes, tmp_path):
     assert len(report["captions"]) == 2
     assert set(report["captions"][0]) == {"image", "caption", "references"}
     assert "BLEU-4" in result.stdout  # the printed table
+    assert report["block_repeats"] is True and report["diversity"]["distinct_words"] >= 1
+
+
+def test_diversity_counts_loops_words_and_duplicates():
+    from training.evaluate import diversity
+
+    stats = diversity(["a man in a red shirt and a red shirt", "a dog runs", "a dog runs",
+                       "a a a a"])
+    assert stats["captions_repeating_a_trigram"] == 2  # "a red shirt" twice, "a a a" twice
+    assert stats["distinct_words"] == 8  # a man in red shirt and dog runs
+    assert stats["distinct_captions"] == 0.75
 
 
 def test_evaluate_reports_a_bad_checkpoint(shapes, tmp_path):

@@ -82,10 +82,22 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
                              "references": list(record.raw)})
     decode_seconds = time.perf_counter() - started
     scores = score_captions(predictions, {r.path: list(r.raw) for r in records})
-    return {"metrics": scores.as_dict(), "notes": list(scores.notes), "split": split,
+    return {"metrics": scores.as_dict(), "diversity": diversity(list(predictions.values())),
+            "notes": list(scores.notes), "split": split,
             "beam": beam, "length_penalty": length_penalty, "block_repeats": block_repeats,
             "images": len(records), "decode_seconds": round(decode_seconds, 2),
             "captions": captions}
+
+
+def diversity(captions: list[str]) -> dict[str, float]:
+    """What a reader notices beyond the scores: captions that repeat themselves, how many
+    different words the model uses, how many photos get the very same caption."""
+    words = [caption.split() for caption in captions]
+    loops = sum(len(set(t)) < len(t) for t in (list(zip(w, w[1:], w[2:])) for w in words))
+    return {"captions_repeating_a_trigram": loops,
+            "distinct_words": len({word for w in words for word in w}),
+            "distinct_captions": round(len(set(captions)) / max(1, len(captions)), 4),
+            "mean_words": round(sum(map(len, words)) / max(1, len(words)), 2)}
 
 
 def print_table(result: dict) -> None:
@@ -95,6 +107,7 @@ def print_table(result: dict) -> None:
     print("  ".join(f"{k:>7}" for k in METRIC_KEYS))
     print("  ".join(f"{'n/a':>7}" if metrics[k] is None else f"{100 * metrics[k]:7.2f}"
                     for k in METRIC_KEYS))
+    print("  ".join(f"{k}={v}" for k, v in result["diversity"].items()))
     for note in result["notes"]:
         print(f"note: {note}")
 
