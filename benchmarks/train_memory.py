@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from captioner import Decoder
-from captioner.features import CACHE_VERSION, PROGRESS, SHARD_ROWS, open_cache
+from training.features import CACHE_VERSION, PROGRESS, SHARD_ROWS, open_cache
 from training.config import TrainConfig
 from training.distributed import Runtime
 from training.train import CachedBatches, Progress, make_optimizer, train_step

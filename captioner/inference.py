@@ -15,8 +15,9 @@ from .config import ModelConfig
 from .decoder import Decoder
 from .decoding import (BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypothesis,
                        beam_search, greedy)
-from .encoder import Encoder, build_encoder
+from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
+from .models import build_checkpoint_encoder, build_decoder
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary
 
@@ -168,27 +169,3 @@ class Captioner:
             words=self.vocab.decode(best.tokens), score=best.score, log_prob=best.log_prob,
             alphas=alphas,
             alternatives=[Alternative(self.vocab.decode(h.tokens), h.score) for h in hypotheses])
-
-
-def build_checkpoint_encoder(checkpoint: Checkpoint, name: str = "<checkpoint>",
-                             encoder_weights: str | None = None) -> Encoder:
-    """The checkpoint's encoder: pretrained, its full weights, or its fine-tuned tensors over
-    the pretrained ones (encoder_base "pretrained"); every failure is a CheckpointError."""
-    try:
-        return build_encoder(checkpoint.config.encoder, encoder_weights, checkpoint.encoder,
-                             over_pretrained=checkpoint.encoder_base == "pretrained")
-    except RuntimeError as exc:
-        raise CheckpointError(f"{name}: encoder weights do not fit "
-                              f"{checkpoint.config.encoder} ({str(exc)[:200]})") from None
-    except ValueError as exc:  # unknown encoder, or one that needs a weights file
-        raise CheckpointError(f"{name}: cannot build its encoder: {exc}") from None
-
-
-def build_decoder(checkpoint: Checkpoint, name: str = "<checkpoint>") -> Decoder:
-    decoder = Decoder(checkpoint.config)
-    try:
-        decoder.load_state_dict(checkpoint.decoder, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{name}: decoder weights do not match the config "
-                              f"({str(exc).splitlines()[0][:200]})") from None
-    return decoder

@@ -16,7 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from captioner import Captioner, Vocabulary, inference
-from captioner.app_support import (CHECKPOINT_ENV, CUSTOM_MODEL, EXAMPLE_PHOTOS, caption_json,
+from ui.support import (CHECKPOINT_ENV, CUSTOM_MODEL, EXAMPLE_PHOTOS, caption_json,
                                    checkpoint_path, download_stem, escape_markdown, fit_within,
                                    grid_png)
 
@@ -271,7 +271,7 @@ def test_model_loads_once_and_is_shared_by_sessions(monkeypatch, tmp_path):
     assert loads == [str(path)]
 
 
-# --- the pure helpers in captioner/app_support.py ------------------------------------------
+# --- the pure helpers in ui/support.py ----------------------------------------------------
 
 def test_downloads_are_a_png_grid_and_json_with_maps(expected):
     image = photo(320, 200, seed=2)

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from captioner import Captioner, Vocabulary
-from captioner.app_support import CHECKPOINT_ENV
+from ui.support import CHECKPOINT_ENV
 
 from conftest import EXAMPLES, WORDS, write_checkpoint
 

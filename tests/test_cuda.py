@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from captioner import Decoder, beam_search, load_checkpoint
-from captioner.data import load_karpathy
-from captioner.features import build_cache
+from training.data import load_karpathy
+from training.features import build_cache
 from training.config import TrainConfig
 from training.distributed import Runtime, setup
 from training.finetune import main as finetune_main

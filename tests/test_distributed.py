@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from captioner import load_checkpoint
-from captioner.data import load_karpathy
+from training.data import load_karpathy
 from training.cache import ensure_cache
 from training.distributed import Runtime, select_device, setup
 from training.train import image_batches, rescale_position

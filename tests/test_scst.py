@@ -6,9 +6,9 @@ import torch
 
 from captioner import Decoder, load_checkpoint
 from captioner.checkpoint import save_checkpoint
-from captioner.data import load_karpathy
+from training.data import load_karpathy
 from captioner.decoding import greedy
-from captioner.inference import build_decoder
+from captioner.models import build_decoder
 from captioner.vocab import Vocabulary
 from training.cache import ensure_cache
 from training.cider import CiderD

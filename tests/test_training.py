@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from captioner import Captioner, load_checkpoint
-from captioner.data import DatasetError, load_karpathy
-from captioner.features import build_cache, open_cache
+from training.data import DatasetError, load_karpathy
+from training.features import build_cache, open_cache
 from training import train as train_module
 from training.cache import cache_folder, ensure_cache
 from training.config import parse_config
@@ -267,7 +267,7 @@ def test_unknown_flags_are_an_error():
 
 
 def test_evaluate_command_writes_every_metric(shapes, tmp_path):
-    from captioner.metrics import java_available
+    from training.metrics import java_available
 
     out = tmp_path / "run"
     train(parse_config(tiny_args(shapes, out, "--epochs", "2")))

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from captioner.data import CaptionDataset, DatasetError, check_image_files, load_karpathy
+from training.data import CaptionDataset, DatasetError, check_image_files, load_karpathy
 from captioner.encoder import ENCODERS
-from captioner.features import SHARD_ROWS, FeatureCache, build_cache
+from training.features import SHARD_ROWS, FeatureCache, build_cache
 from captioner.images import ImageError
 
 

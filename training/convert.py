@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from captioner.data import DataReport
+from training.data import DataReport
 from captioner.vocab import tokenize
 
 SPLIT_ORDER = ("train", "restval", "val", "test")

@@ -19,12 +19,12 @@ import torch
 from tqdm import tqdm
 
 from captioner.checkpoint import CheckpointError, load_checkpoint
-from captioner.data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
+from training.data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
 from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH
-from captioner.features import FeatureCache, cache_key, open_cache
+from training.features import FeatureCache, cache_key, open_cache
 from captioner.images import ImageError, load_image
 from captioner.inference import Captioner, default_checkpoint
-from captioner.metrics import score_captions
+from training.metrics import score_captions
 
 from .cache import cache_folder, ensure_cache
 

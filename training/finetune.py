@@ -21,11 +21,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from captioner.checkpoint import load_checkpoint
-from captioner.data import ImageRecord, check_image_files
+from training.data import ImageRecord, check_image_files
 from captioner.decoder import Decoder, TeacherForcedOutput
 from captioner.encoder import Encoder, top_blocks
 from captioner.images import load_image
-from captioner.inference import build_checkpoint_encoder, build_decoder
+from captioner.models import build_checkpoint_encoder, build_decoder
 from captioner.preprocessing import Preprocessing
 
 from .config import FinetuneConfig, parse_config

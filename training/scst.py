@@ -43,8 +43,8 @@ from torch.utils.data import Dataset
 
 from captioner.checkpoint import load_checkpoint
 from captioner.decoder import Decoder
-from captioner.features import FeatureCache
-from captioner.inference import build_decoder
+from training.features import FeatureCache
+from captioner.models import build_decoder
 from captioner.vocab import Vocabulary
 
 from .cache import ensure_cache

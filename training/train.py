@@ -28,14 +28,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from captioner.data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
+from training.data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
 from captioner.decoder import Decoder
 from captioner.decoding import beam_search
 from captioner.encoder import encoder_spec, preprocessing_for
-from captioner.features import FeatureCache
+from training.features import FeatureCache
 from captioner.images import ImageError
-from captioner.losses import caption_loss
-from captioner.metrics import corpus_bleu4
+from training.losses import caption_loss
+from training.metrics import corpus_bleu4
 from captioner.vocab import Vocabulary
 
 from .cache import ensure_cache

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .vocab import tokenize
+from captioner.vocab import tokenize
 
 SPLITS = ("train", "val", "test")
 

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .encoder import build_encoder, encoder_spec, preprocessing_for
-from .images import ImageError, load_image
-from .preprocessing import Preprocessing
+from captioner.encoder import build_encoder, encoder_spec, preprocessing_for
+from captioner.images import ImageError, load_image
+from captioner.preprocessing import Preprocessing
 
 MANIFEST, PROGRESS = "manifest.json", "progress"
 CACHE_VERSION = 2
