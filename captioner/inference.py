@@ -153,13 +153,8 @@ class Captioner:
         if not 1 <= max_length <= MAX_CAPTION_LENGTH:
             raise ValueError(f"max_length must be between 1 and {MAX_CAPTION_LENGTH}")
         with torch.inference_mode():
-            features = features.float()
-            if beam_size == 1 and n_best == 1:
-                results = [[h] for h in greedy(self.decoder, features, max_length,
-                                               block_repeats)]
-            else:
-                results = beam_search(self.decoder, features, beam_size, max_length,
-                                      n_best, length_penalty, block_repeats)
+            results = decode(self.decoder, features.float(), beam_size, n_best, max_length,
+                             length_penalty, block_repeats)
         return [self._to_caption(hyps, grid) for hyps in results]
 
     def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int]) -> Caption:
@@ -169,3 +164,15 @@ class Captioner:
             words=self.vocab.decode(best.tokens), score=best.score, log_prob=best.log_prob,
             alphas=alphas,
             alternatives=[Alternative(self.vocab.decode(h.tokens), h.score) for h in hypotheses])
+
+
+def decode(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE, n_best: int = 1,
+           max_length: int = MAX_LENGTH, length_penalty: float = LENGTH_PENALTY,
+           block_repeats: bool = BLOCK_REPEATS) -> list[list[Hypothesis]]:
+    """Each image's n_best hypotheses, best first: beam search, or greedy decoding for a beam
+    of one (the same words, faster). The decoding of the app, the CLI, validation and
+    evaluate. features (B, L, D) float32; call in inference_mode with the decoder in eval."""
+    if beam_size == 1 and n_best == 1:
+        return [[h] for h in greedy(decoder, features, max_length, block_repeats)]
+    return beam_search(decoder, features, beam_size, max_length, n_best, length_penalty,
+                       block_repeats)

@@ -11,7 +11,8 @@ from captioner import load_checkpoint
 from training.data import load_karpathy
 from training.cache import ensure_cache
 from training.distributed import Runtime, select_device, setup
-from training.train import image_batches, rescale_position
+from training.batches import image_batches
+from training.loop import rescale_position
 
 from fixture_data import make_dataset
 

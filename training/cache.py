@@ -13,10 +13,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from training.data import CaptionDataset, DatasetError, check_image_files, load_karpathy
 from captioner.encoder import ENCODERS
-from training.features import SHARD_ROWS, FeatureCache, build_cache
 from captioner.images import ImageError
+
+from .data import CaptionDataset, DatasetError, check_image_files, load_karpathy
+from .features import SHARD_ROWS, FeatureCache, build_cache
 
 
 def cache_folder(cache_dir: str | Path, dataset: CaptionDataset, encoder: str,

@@ -7,7 +7,6 @@ Layout of a cache folder:
                     float16 shards of `shard_rows` images each, (rows, L, D), memory-mapped, so
                     a COCO-size cache (123k x 196 x 1280 = 62 GB) never has to fit in RAM and
                     is made of files that can be copied, checked and replaced one by one
-                    (version-1 caches: one features.f16 file, still read)
 
 A manifest that does not match the requested encoder/weights/size/images is detected and the
 cache rebuilt. Progress is saved as batches finish, so a killed caching run resumes.
@@ -21,19 +20,21 @@ import os
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ContextManager, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from captioner.encoder import build_encoder, encoder_spec, preprocessing_for
+from captioner.files import atomic_write_text
 from captioner.images import ImageError, load_image
 from captioner.preprocessing import Preprocessing
 
+from .data import ImageRecord
+
 MANIFEST, PROGRESS = "manifest.json", "progress"
 CACHE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
 SHARD_ROWS = 8192  # images per shard: 1.3 GB at 7x7, 5 GB at 14x14 for 1280-d features
 
 
@@ -43,8 +44,8 @@ class ShardedArray:
     def __init__(self, folder: Path, manifest: dict, mode: str = "r"):
         n, locations, dim = manifest["shape"]
         self.shape = (n, locations, dim)
-        self.shard_rows = manifest.get("shard_rows", n) or 1
-        self.shards = [np.memmap(folder / _shard_name(manifest, k), dtype=np.float16, mode=mode,
+        self.shard_rows = manifest["shard_rows"]
+        self.shards = [np.memmap(folder / _shard_name(k), dtype=np.float16, mode=mode,
                                  shape=(min(self.shard_rows, n - start), locations, dim))
                        for k, start in enumerate(range(0, n, self.shard_rows))]
 
@@ -71,8 +72,8 @@ class ShardedArray:
             shard.flush()
 
 
-def _shard_name(manifest: dict, k: int) -> str:
-    return "features.f16" if manifest["version"] == 1 else f"features-{k:05d}.f16"
+def _shard_name(k: int) -> str:
+    return f"features-{k:05d}.f16"
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,27 @@ class FeatureCache:
     def batch(self, rows: Sequence[int]) -> torch.Tensor:
         """(B, L, D) float32 tensor for the given rows (sorted reads are fastest on disk)."""
         return torch.from_numpy(np.ascontiguousarray(self.features[np.asarray(rows)])).float()
+
+
+# records -> their annotation grids (N, L, D) float32: what validation and evaluate caption.
+FeaturesOf = Callable[[Sequence[ImageRecord]], torch.Tensor]
+
+
+def cached_features(cache: FeatureCache, device: torch.device | str = "cpu") -> FeaturesOf:
+    """Records' grids read from a feature cache."""
+    return lambda records: cache.batch(cache.rows([r.path for r in records])).to(device)
+
+
+def encoded_features(encoder: torch.nn.Module, preprocessing: Preprocessing, image_root: Path,
+                     device: torch.device | str = "cpu",
+                     autocast: Callable[[], ContextManager] = contextlib.nullcontext) -> FeaturesOf:
+    """Records' grids from their photos through `encoder`: a fine-tuned encoder's annotations
+    differ from the pretrained one's, so a cache of those would be wrong."""
+    def encode(records: Sequence[ImageRecord]) -> torch.Tensor:
+        pixels = preprocessing.batch([load_image(image_root / r.path) for r in records])
+        with torch.inference_mode(), autocast():
+            return encoder(pixels.to(device)).features.float()
+    return encode
 
 
 def weights_identity(encoder: str, weights_path: str | None = None) -> str:
@@ -148,11 +170,11 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("features*.f16"):
             old.unlink()
-        _write_atomic(folder / PROGRESS, "0")
+        atomic_write_text(folder / PROGRESS, "0")
         for k, start in enumerate(range(0, shape[0], shard_rows)):
-            np.memmap(folder / _shard_name(manifest, k), dtype=np.float16, mode="w+",
+            np.memmap(folder / _shard_name(k), dtype=np.float16, mode="w+",
                       shape=(min(shard_rows, shape[0] - start), *shape[1:])).flush()
-        _write_atomic(folder / MANIFEST, json.dumps(manifest))
+        atomic_write_text(folder / MANIFEST, json.dumps(manifest))
     start = _written(folder)
     model = build_encoder(encoder, weights_path).to(device)
     preprocessing = preprocessing_for(encoder, image_size)
@@ -176,7 +198,7 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
                 progress(len(out))
             # Persist progress every batch: a killed run resumes from here.
             array.flush()
-            _write_atomic(folder / PROGRESS, str(row))
+            atomic_write_text(folder / PROGRESS, str(row))
     if failures:
         shown = "; ".join(failures[:5])
         raise ImageError(str(image_root), f"{len(failures)} image(s) could not be read "
@@ -221,7 +243,7 @@ def _read_manifest(folder: Path) -> dict | None:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return manifest if manifest.get("version") in READABLE_VERSIONS else None
+    return manifest if manifest.get("version") == CACHE_VERSION else None
 
 
 def _written(folder: Path) -> int:
@@ -229,9 +251,3 @@ def _written(folder: Path) -> int:
         return int((folder / PROGRESS).read_text())
     except (OSError, ValueError):
         return 0
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
