@@ -9,7 +9,7 @@ import torch
 
 from captioner import load_checkpoint
 from training.data import load_karpathy
-from training.cache import ensure_cache
+from training.features import ensure_cache
 from training.distributed import Runtime, select_device, setup
 from training.batches import image_batches
 from training.loop import rescale_position

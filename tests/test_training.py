@@ -13,9 +13,8 @@ import torch
 
 from captioner import Captioner, load_checkpoint
 from training.data import DatasetError, load_karpathy
-from training.features import build_cache, open_cache
+from training.features import build_cache, cache_folder, ensure_cache, open_cache
 from training import loop
-from training.cache import cache_folder, ensure_cache
 from training.config import parse_config
 from training.loop import TrainingError
 from training.train import train

@@ -21,11 +21,10 @@ from captioner.files import atomic_write_text
 from captioner.images import ImageError
 from captioner.inference import Captioner, default_checkpoint
 
-from .cache import cache_folder, ensure_cache
 from .captions import caption_records
 from .data import CaptionDataset, DatasetError, load_karpathy
-from .features import (FeatureCache, FeaturesOf, cache_key, cached_features, encoded_features,
-                       open_cache)
+from .features import (FeatureCache, FeaturesOf, cache_folder, cache_key, cached_features,
+                       encoded_features, ensure_cache, open_cache)
 from .metrics import score_captions
 
 METRIC_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")

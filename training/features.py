@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -25,13 +26,14 @@ from typing import Callable, ContextManager, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from captioner.encoder import build_encoder, encoder_spec, preprocessing_for
 from captioner.files import atomic_write_text
 from captioner.images import ImageError, load_image
 from captioner.preprocessing import Preprocessing
 
-from .data import ImageRecord
+from .data import CaptionDataset, ImageRecord, check_image_files
 
 MANIFEST, PROGRESS = "manifest.json", "progress"
 CACHE_VERSION = 2
@@ -205,6 +207,34 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
                                           f"(cache kept up to image {row}): {shown}")
     del array
     return open_cache(folder, key)
+
+
+def cache_folder(cache_dir: str | Path, dataset: CaptionDataset, encoder: str,
+                 image_size: int) -> Path:
+    return Path(cache_dir) / f"{dataset.name}-{encoder}-{image_size}"
+
+
+def ensure_cache(dataset: CaptionDataset, cache_dir: str | Path, encoder: str, image_size: int,
+                 weights_path: str | None = None, batch_size: int = 8, workers: int = 2,
+                 shard_rows: int = SHARD_ROWS, device: torch.device | str = "cpu") -> FeatureCache:
+    """The dataset's feature cache, built (or resumed, or rebuilt on mismatch) if needed."""
+    paths = [record.path for record in dataset.images]
+    folder = cache_folder(cache_dir, dataset, encoder, image_size)
+    bar = None
+
+    def progress(n: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=len(paths), desc=f"caching {encoder}@{image_size}", unit="img",
+                       initial=0, file=sys.stderr)
+        bar.update(n)
+    check_image_files(dataset, dataset.images)
+    try:
+        return build_cache(folder, dataset.image_root, paths, encoder, image_size, weights_path,
+                           batch_size, workers, progress, shard_rows, device)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 @contextlib.contextmanager

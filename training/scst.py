@@ -44,11 +44,10 @@ from captioner.decoder import Decoder
 from captioner.models import build_decoder
 from captioner.vocab import Vocabulary
 
-from .cache import ensure_cache
 from .cider import CiderD
 from .config import StageConfig, parse_config
 from .distributed import Runtime
-from .features import FeatureCache, cached_features
+from .features import FeatureCache, cached_features, ensure_cache
 from .loop import (TrainingError, find_resumable, fit, load_data, make_stage,
                    require_pretrained_encoder, run_command, run_in_runtime, starting_checkpoint)
 

@@ -24,10 +24,9 @@ from captioner.encoder import encoder_spec
 from captioner.vocab import Vocabulary
 
 from .batches import CachedBatches, caption_table
-from .cache import ensure_cache
 from .config import TrainConfig, parse_config
 from .distributed import Runtime
-from .features import cached_features
+from .features import cached_features, ensure_cache
 from .loop import (find_resumable, fit, load_data, make_stage, require_pretrained_encoder,
                    run_command, run_in_runtime)
 
