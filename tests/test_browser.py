@@ -23,7 +23,7 @@ from ui.support import CHECKPOINT_ENV
 
 from conftest import EXAMPLES, WORDS, write_checkpoint
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -33,6 +33,7 @@ def first_stage(tmp_path_factory):
     return data, out / "best.pt"
 
 
+@pytest.mark.slow
 def test_finetuning_trains_only_the_top_blocks_and_ships_them(first_stage, tmp_path, capsys):
     data, init = first_stage
     out = tmp_path / "ft"
@@ -93,6 +94,7 @@ def test_finetuning_trains_only_the_top_blocks_and_ships_them(first_stage, tmp_p
         Captioner.from_checkpoint(tmp_path / "bad.pt")
 
 
+@pytest.mark.slow
 def test_finetuning_resumes_and_needs_a_starting_checkpoint(first_stage, tmp_path):
     data, init = first_stage
     out = tmp_path / "ft"

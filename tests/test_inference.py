@@ -40,6 +40,7 @@ def test_paths_bytes_files_and_pil_images_give_the_same_caption(captioner, tmp_p
     assert len({tuple(c.words) for c in results}) == 1
 
 
+@pytest.mark.slow
 def test_batch_equals_one_by_one(captioner):
     images = [photo(seed=s) for s in range(4)]
     batched = captioner.caption(images, beam_size=3)
@@ -67,6 +68,7 @@ def test_inference_does_not_change_the_model(captioner):
     assert all(torch.equal(state[k], v) for k, v in captioner.decoder.state_dict().items())
 
 
+@pytest.mark.slow
 def test_concurrent_callers_get_the_same_results_as_sequential(captioner):
     images = [photo(seed=s) for s in range(8)]
     expected = [captioner.caption(image, beam_size=3)[0].words for image in images]

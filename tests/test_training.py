@@ -44,6 +44,7 @@ def read_log(out):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attention", ["soft", "hard"])
 def test_overfits_a_handful_of_captions(shapes, tmp_path, attention):
     out = tmp_path / attention
@@ -68,6 +69,7 @@ def test_overfits_a_handful_of_captions(shapes, tmp_path, attention):
     assert best.exists() and load_checkpoint(best).metadata["val_bleu4"] >= 0
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_matches_an_uninterrupted_run(shapes, tmp_path, monkeypatch):
     args = ["--epochs", "3", "--attention", "hard"]
     full_out, cut_out = tmp_path / "full", tmp_path / "cut"
@@ -99,6 +101,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(shapes, tmp_path, mon
     assert steps == [r["step"] for r in read_log(full_out) if r["type"] == "train"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume(shapes, tmp_path):
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "training.train",
@@ -275,6 +278,7 @@ def test_unknown_flags_are_an_error():
     assert result.returncode == 2 and "unrecognized arguments: --hiden-dim" in result.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_every_metric(shapes, tmp_path):
     from training.metrics import java_available
 
@@ -313,6 +317,7 @@ def test_diversity_counts_loops_words_and_duplicates():
     assert stats["distinct_captions"] == 0.75
 
 
+@pytest.mark.slow
 def test_evaluate_reports_a_bad_checkpoint(shapes, tmp_path):
     data, cache = shapes
     bad = tmp_path / "bad.pt"
