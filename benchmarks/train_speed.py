@@ -5,7 +5,7 @@
         --precision fp32,bf16 [--compile]                   # a GPU, COCO at 448 px
 
 Random features stand in for the cache (same shapes as the real one), so this measures
-training.train.train_step alone: forward, loss, backward, clipping and the optimizer step.
+training.loop.train_step alone: forward, loss, backward, clipping and the optimizer step.
 Prints the epoch time this implies for Flickr8k (30,000 captions) and COCO (Karpathy
 train + restval: 113,287 images, 566,747 captions) and the peak GPU memory.
 """

@@ -272,6 +272,20 @@ def test_init_takes_the_checkpoints_model_and_refuses_a_contradicting_flag(shape
     assert train_main([*bare, "--out", str(tmp_path / "same"), "--hidden-dim", "64"]) == 0
 
 
+def test_model_flags_are_model_configs_fields_and_only_training_train_has_them():
+    from training.config import FinetuneConfig
+    from training.scst import ScstConfig
+
+    config = parse_config(["--data", "x.json", "--hidden-dim", "96", "--attention", "hard"])
+    assert (config.model.hidden_dim, config.model.attention, config.model.embed_dim) == \
+        (96, "hard", 256)
+    assert config.model_flags == ("attention", "hidden_dim")  # given, not defaulted
+    for argv, cls in ((["--vocab-size", "3"], None), (["--dropout", "0"], FinetuneConfig),
+                      (["--attention", "hard"], ScstConfig)):
+        with pytest.raises(SystemExit):
+            parse_config(["--data", "x.json", *argv], **({"cls": cls} if cls else {}))
+
+
 def test_unknown_flags_are_an_error():
     result = subprocess.run([sys.executable, "-m", "training.train", "--data", "x.json",
                              "--hiden-dim", "3"], cwd=ROOT, capture_output=True, text=True)

@@ -127,7 +127,7 @@ class Run:
     log: RunLog
     progress: Progress = field(default_factory=Progress)
     # Captions trained since the last train log line, and when that window began.
-    window_start: float = field(default_factory=time.perf_counter)
+    window_start: float = 0.0
     window_captions: int = 0
 
     @property
