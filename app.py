@@ -3,7 +3,7 @@
     streamlit run app.py
 
 UI only: captioning is captioner.Captioner, drawing is captioner.overlay, and the few pure
-helpers (downloads, paths, labels) are in captioner.app_support. The model is loaded once per
+helpers (downloads, paths, labels) are in ui.support. The model is loaded once per
 process and shared, read-only, by every session. CAPTIONER_CHECKPOINT=path makes a checkpoint
 file the default model.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from captioner import Captioner, CheckpointError, ImageError, load_image
-from captioner.app_support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, UPLOAD_TYPES,
+from ui.support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, UPLOAD_TYPES,
                                    caption_json, checkpoint_path, download_stem, env_checkpoint,
                                    escape_markdown, fit_within, format_timing, grid_png,
                                    uses_hard_overlay)

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from captioner.data import load_karpathy
-from captioner.features import build_cache
+from training.data import load_karpathy
+from training.features import build_cache
 
 from .common import machine
 

@@ -54,6 +54,31 @@ def per_second(step: Callable[[], object], items_per_step: int, steps: int, devi
     return items_per_step * steps / (time.perf_counter() - start)
 
 
+CAPTIONS_PER_IMAGE = 5  # Flickr8k has 5 per photo, COCO 5 to 7
+
+
+def random_batch(image_shape: tuple[int, ...], batch_size: int, words: int, vocab: int, device):
+    """A training Batch of batch_size random captions of `words` words, CAPTIONS_PER_IMAGE
+    per image as in training (an image's captions together), and random images (or features)
+    of image_shape."""
+    import torch
+
+    from training.batches import Batch
+
+    captions = torch.randint(4, vocab, (batch_size, words + 1))
+    captions[:, 0] = 1
+    images = -(-batch_size // CAPTIONS_PER_IMAGE)
+    return Batch(torch.randn(images, *image_shape), captions,
+                 torch.arange(batch_size) // CAPTIONS_PER_IMAGE).to(device)
+
+
+def machine_on(device) -> str:
+    """machine(), and the GPU's name on CUDA."""
+    import torch
+
+    return machine() + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
+
+
 def gpu_peak_memory(device) -> str:
     """", peak GPU memory X GiB" on CUDA (since the last reset), "" elsewhere."""
     import torch

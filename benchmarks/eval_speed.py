@@ -13,7 +13,7 @@ import time
 import torch
 
 from captioner import Captioner
-from captioner.data import load_karpathy
+from training.data import load_karpathy
 from training.evaluate import split_features
 
 from .common import machine

@@ -13,15 +13,14 @@ import argparse
 
 import torch
 
-from captioner import Decoder
+from captioner import Decoder, ModelConfig
 from captioner.encoder import build_encoder, top_blocks
 from training.config import FinetuneConfig
 from training.distributed import Runtime
 from training.finetune import EncoderDecoder
-from training.train import Batch, Progress, make_optimizer, train_step
+from training.loop import Progress, make_optimizer, train_step
 
-from .common import gpu_peak_memory, machine, per_second
-from .train_speed import CAPTIONS_PER_IMAGE
+from .common import gpu_peak_memory, machine_on, per_second, random_batch
 
 COCO_CAPTIONS = 566_747
 
@@ -29,24 +28,20 @@ COCO_CAPTIONS = 566_747
 def captions_per_second(attention: str, image_size: int, blocks: int, batch_size: int,
                         steps: int, device: torch.device, precision: str) -> float:
     torch.manual_seed(0)
-    config = FinetuneConfig(data="-", attention=attention, batch_size=batch_size,
-                            image_size=image_size, finetune_blocks=blocks)
-    encoder = build_encoder(config.encoder).to(device)
+    config = FinetuneConfig(data="-", batch_size=batch_size, finetune_blocks=blocks)
+    model_config = ModelConfig(attention=attention, image_size=image_size, vocab_size=2541)
+    encoder = build_encoder(model_config.encoder).to(device)
     trained = top_blocks(encoder, blocks)
     for block in trained:
         block.requires_grad_(True)
-    decoder = Decoder(config.model_config(2541, 1280)).to(device)
+    decoder = Decoder(model_config).to(device)
     model = EncoderDecoder(encoder, decoder)
     optimizer = make_optimizer(
         [{"params": decoder.parameters()},
          {"params": [p for b in trained for p in b.parameters()], "lr": config.encoder_lr}], config)
     runtime = Runtime(device, precision=precision)
     scaler, progress = runtime.grad_scaler(), Progress()
-    captions = torch.randint(4, 2541, (batch_size, 14))
-    captions[:, 0] = 1
-    images = -(-batch_size // CAPTIONS_PER_IMAGE)  # as in training: an image's captions together
-    batch = Batch(torch.randn(images, 3, image_size, image_size), captions,
-                  torch.arange(batch_size) // CAPTIONS_PER_IMAGE).to(device)
+    batch = random_batch((3, image_size, image_size), batch_size, 13, 2541, device)
 
     return per_second(
         lambda: train_step(model, batch, optimizer, config, progress, runtime, scaler),
@@ -65,8 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"machine: {machine()}"
-          + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
+    print(f"machine: {machine_on(device)}")
     for precision in args.precision.split(","):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

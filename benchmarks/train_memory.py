@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from captioner import Decoder
-from captioner.features import CACHE_VERSION, PROGRESS, SHARD_ROWS, open_cache
+from training.features import CACHE_VERSION, PROGRESS, SHARD_ROWS, open_cache
 from training.config import TrainConfig
 from training.distributed import Runtime
-from training.train import CachedBatches, Progress, make_optimizer, train_step
+from training.batches import CachedBatches
+from training.loop import Progress, make_optimizer, train_step
 
 from .common import machine
 

@@ -5,7 +5,7 @@
         --precision fp32,bf16 [--compile]                   # a GPU, COCO at 448 px
 
 Random features stand in for the cache (same shapes as the real one), so this measures
-training.train.train_step alone: forward, loss, backward, clipping and the optimizer step.
+training.loop.train_step alone: forward, loss, backward, clipping and the optimizer step.
 Prints the epoch time this implies for Flickr8k (30,000 captions) and COCO (Karpathy
 train + restval: 113,287 images, 566,747 captions) and the peak GPU memory.
 """
@@ -18,19 +18,18 @@ import torch
 from captioner import Decoder, ModelConfig
 from training.config import TrainConfig
 from training.distributed import Runtime
-from training.train import Batch, Progress, make_optimizer, train_step
+from training.loop import Progress, make_optimizer, train_step
 
-from .common import gpu_peak_memory, machine, per_second
+from .common import gpu_peak_memory, machine_on, per_second, random_batch
 
 EPOCH_CAPTIONS = {"Flickr8k": 30_000, "COCO": 566_747}
-CAPTIONS_PER_IMAGE = 5  # Flickr8k has 5 per photo, COCO 5 to 7
 
 
 def captions_per_second(attention: str, batch_size: int, steps: int, device: torch.device,
                         precision: str = "fp32", grid: int = 7, length: int = 13,
                         vocab: int = 2541, compile: bool = False) -> float:
     torch.manual_seed(0)
-    config = TrainConfig(data="-", attention=attention, batch_size=batch_size)
+    config = TrainConfig(data="-", batch_size=batch_size, model=ModelConfig(attention=attention))
     decoder = Decoder(config.model_config(vocab, 1280)).to(device)
     if compile:
         decoder.advance = torch.compile(decoder.advance, dynamic=True)
@@ -38,11 +37,7 @@ def captions_per_second(attention: str, batch_size: int, steps: int, device: tor
     runtime = Runtime(device, precision=precision)
     scaler = runtime.grad_scaler()
     progress = Progress()
-    captions = torch.randint(4, vocab, (batch_size, length + 1))
-    captions[:, 0] = 1
-    images = -(-batch_size // CAPTIONS_PER_IMAGE)  # as in training: an image's captions together
-    batch = Batch(torch.randn(images, grid * grid, 1280), captions,
-                  torch.arange(batch_size) // CAPTIONS_PER_IMAGE).to(device)
+    batch = random_batch((grid * grid, 1280), batch_size, length, vocab, device)
 
     return per_second(
         lambda: train_step(decoder, batch, optimizer, config, progress, runtime, scaler),
@@ -61,8 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"machine: {machine()}"
-          + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
+    print(f"machine: {machine_on(device)}")
     for precision in args.precision.split(","):
         for attention in ("soft", "hard"):
             if device.type == "cuda":

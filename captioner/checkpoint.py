@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from .config import ModelConfig
+from .files import atomic_write
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary
 
@@ -62,32 +62,8 @@ class Checkpoint:
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike, half: bool = False) -> None:
     """Write atomically. half=True stores floating-point weights as float16 (shipped models)."""
-    atomic_torch_save(checkpoint.to_dict(half=half), path)
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # read once, at import: os.umask is process-wide, not thread-safe
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; a checkpoint is not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = checkpoint.to_dict(half=half)
+    atomic_write(path, lambda f: torch.save(data, f))
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -15,8 +15,9 @@ from .config import ModelConfig
 from .decoder import Decoder
 from .decoding import (BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypothesis,
                        beam_search, greedy)
-from .encoder import Encoder, build_encoder
+from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
+from .models import build_checkpoint_encoder, build_decoder
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary
 
@@ -152,13 +153,8 @@ class Captioner:
         if not 1 <= max_length <= MAX_CAPTION_LENGTH:
             raise ValueError(f"max_length must be between 1 and {MAX_CAPTION_LENGTH}")
         with torch.inference_mode():
-            features = features.float()
-            if beam_size == 1 and n_best == 1:
-                results = [[h] for h in greedy(self.decoder, features, max_length,
-                                               block_repeats)]
-            else:
-                results = beam_search(self.decoder, features, beam_size, max_length,
-                                      n_best, length_penalty, block_repeats)
+            results = decode(self.decoder, features.float(), beam_size, n_best, max_length,
+                             length_penalty, block_repeats)
         return [self._to_caption(hyps, grid) for hyps in results]
 
     def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int]) -> Caption:
@@ -170,25 +166,13 @@ class Captioner:
             alternatives=[Alternative(self.vocab.decode(h.tokens), h.score) for h in hypotheses])
 
 
-def build_checkpoint_encoder(checkpoint: Checkpoint, name: str = "<checkpoint>",
-                             encoder_weights: str | None = None) -> Encoder:
-    """The checkpoint's encoder: pretrained, its full weights, or its fine-tuned tensors over
-    the pretrained ones (encoder_base "pretrained"); every failure is a CheckpointError."""
-    try:
-        return build_encoder(checkpoint.config.encoder, encoder_weights, checkpoint.encoder,
-                             over_pretrained=checkpoint.encoder_base == "pretrained")
-    except RuntimeError as exc:
-        raise CheckpointError(f"{name}: encoder weights do not fit "
-                              f"{checkpoint.config.encoder} ({str(exc)[:200]})") from None
-    except ValueError as exc:  # unknown encoder, or one that needs a weights file
-        raise CheckpointError(f"{name}: cannot build its encoder: {exc}") from None
-
-
-def build_decoder(checkpoint: Checkpoint, name: str = "<checkpoint>") -> Decoder:
-    decoder = Decoder(checkpoint.config)
-    try:
-        decoder.load_state_dict(checkpoint.decoder, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{name}: decoder weights do not match the config "
-                              f"({str(exc).splitlines()[0][:200]})") from None
-    return decoder
+def decode(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE, n_best: int = 1,
+           max_length: int = MAX_LENGTH, length_penalty: float = LENGTH_PENALTY,
+           block_repeats: bool = BLOCK_REPEATS) -> list[list[Hypothesis]]:
+    """Each image's n_best hypotheses, best first: beam search, or greedy decoding for a beam
+    of one (the same words, faster). The decoding of the app, the CLI, validation and
+    evaluate. features (B, L, D) float32; call in inference_mode with the decoder in eval."""
+    if beam_size == 1 and n_best == 1:
+        return [[h] for h in greedy(decoder, features, max_length, block_repeats)]
+    return beam_search(decoder, features, beam_size, max_length, n_best, length_penalty,
+                       block_repeats)

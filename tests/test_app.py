@@ -16,7 +16,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from captioner import Captioner, Vocabulary, inference
-from captioner.app_support import (CHECKPOINT_ENV, CUSTOM_MODEL, EXAMPLE_PHOTOS, caption_json,
+from ui.support import (CHECKPOINT_ENV, CUSTOM_MODEL, EXAMPLE_PHOTOS, caption_json,
                                    checkpoint_path, download_stem, escape_markdown, fit_within,
                                    grid_png)
 
@@ -77,6 +77,7 @@ def assert_no_problem(app: AppTest) -> None:
     assert not app.error, [e.value for e in app.error]
 
 
+@pytest.mark.slow
 def test_upload_shows_caption_scores_overlays_timing_and_downloads(monkeypatch, checkpoints,
                                                                     expected):
     app = start_app(monkeypatch, checkpoints["soft"])
@@ -107,6 +108,7 @@ def test_upload_shows_caption_scores_overlays_timing_and_downloads(monkeypatch, 
                                                              "Caption + maps (JSON)"}
 
 
+@pytest.mark.slow
 def test_display_changes_reuse_the_caption(monkeypatch, checkpoints):
     app = upload(start_app(monkeypatch, checkpoints["soft"]), "chelsea.jpg", CHELSEA)
     timing = app.caption[0].value
@@ -117,6 +119,7 @@ def test_display_changes_reuse_the_caption(monkeypatch, checkpoints):
     assert len(app.image) > 1
 
 
+@pytest.mark.slow
 def test_hard_attention_model_draws_the_chosen_region(monkeypatch, checkpoints, expected):
     app = upload(start_app(monkeypatch, checkpoints["hard"]), "chelsea.jpg", CHELSEA)
     assert_no_problem(app)
@@ -148,6 +151,7 @@ def huge_png() -> bytes:
     ("empty.png", b"", "file is empty"),
     ("huge.png", huge_png(), "the limit is 40,000,000 pixels"),
 ])
+@pytest.mark.slow
 def test_bad_upload_shows_an_error_and_the_next_upload_works(monkeypatch, checkpoints,
                                                              expected, name, data, message):
     app = upload(start_app(monkeypatch, checkpoints["soft"]), name, data)
@@ -169,6 +173,7 @@ def encoded(image: Image.Image, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_every_accepted_format_and_exif_orientation(monkeypatch, checkpoints, expected):
     app = start_app(monkeypatch, checkpoints["soft"])
     frames = [photo(seed=7), photo(seed=8)]
@@ -193,6 +198,7 @@ def test_every_accepted_format_and_exif_orientation(monkeypatch, checkpoints, ex
     assert large.height > large.width and tile.height > tile.width
 
 
+@pytest.mark.slow
 def test_changing_beam_size_and_length_reruns(monkeypatch, checkpoints, expected):
     app = upload(start_app(monkeypatch, checkpoints["soft"]), "chelsea.jpg", CHELSEA)
     app.slider(key="beam").set_value(1).run()
@@ -210,6 +216,7 @@ def test_changing_beam_size_and_length_reruns(monkeypatch, checkpoints, expected
     assert len(others.splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_example_photo_and_the_last_chosen_source_wins(monkeypatch, checkpoints, expected):
     app = start_app(monkeypatch, checkpoints["soft"])
     app.segmented_control(key="example").set_value("Astronaut").run()
@@ -225,6 +232,7 @@ def test_example_photo_and_the_last_chosen_source_wins(monkeypatch, checkpoints,
         assert [image.captions for image in app.image] == [["rocket.jpg"]]
 
 
+@pytest.mark.slow
 def test_missing_shipped_model_tells_the_user_what_to_do(monkeypatch, tmp_path, checkpoints,
                                                        expected):
     monkeypatch.setitem(inference.DEFAULT_CHECKPOINTS, "soft", tmp_path / "soft_flickr8k.pt")
@@ -245,6 +253,7 @@ def test_missing_shipped_model_tells_the_user_what_to_do(monkeypatch, tmp_path, 
     (None, "no such checkpoint file"),
     (b"PK\x03\x04 definitely not torch", "not a readable PyTorch checkpoint"),
 ])
+@pytest.mark.slow
 def test_bad_checkpoint_shows_an_error_not_a_crash(monkeypatch, tmp_path, contents, message):
     path = tmp_path / "model.pt"
     if contents is not None:
@@ -256,6 +265,7 @@ def test_bad_checkpoint_shows_an_error_not_a_crash(monkeypatch, tmp_path, conten
     assert str(path) in error.value
 
 
+@pytest.mark.slow
 def test_model_loads_once_and_is_shared_by_sessions(monkeypatch, tmp_path):
     path = write_checkpoint(tmp_path / "shared.pt", Vocabulary.build(WORDS, min_count=1))
     loads = []
@@ -271,7 +281,7 @@ def test_model_loads_once_and_is_shared_by_sessions(monkeypatch, tmp_path):
     assert loads == [str(path)]
 
 
-# --- the pure helpers in captioner/app_support.py ------------------------------------------
+# --- the pure helpers in ui/support.py ----------------------------------------------------
 
 def test_downloads_are_a_png_grid_and_json_with_maps(expected):
     image = photo(320, 200, seed=2)

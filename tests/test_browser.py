@@ -19,11 +19,11 @@ import pytest
 from PIL import Image
 
 from captioner import Captioner, Vocabulary
-from captioner.app_support import CHECKPOINT_ENV
+from ui.support import CHECKPOINT_ENV
 
 from conftest import EXAMPLES, WORDS, write_checkpoint
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

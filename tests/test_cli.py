@@ -26,6 +26,7 @@ def cli_checkpoint(tmp_path_factory):
                             Vocabulary.build(WORDS, min_count=1))
 
 
+@pytest.mark.slow
 def test_json_output_with_bad_files_in_the_same_call(tmp_path, cli_checkpoint):
     good = tmp_path / "good.jpg"
     photo().save(good)
@@ -44,6 +45,7 @@ def test_json_output_with_bad_files_in_the_same_call(tmp_path, cli_checkpoint):
     assert len(entry["alternatives"]) == 2
 
 
+@pytest.mark.slow
 def test_plain_output_and_overlay_pngs(tmp_path, cli_checkpoint):
     images = []
     for i in range(2):
@@ -59,6 +61,7 @@ def test_plain_output_and_overlay_pngs(tmp_path, cli_checkpoint):
         assert sheet.width > 256 and sheet.height > 100
 
 
+@pytest.mark.slow
 def test_bad_checkpoint_and_bad_options(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"nope")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from captioner.data import load_karpathy
+from training.data import load_karpathy
 from captioner.vocab import tokenize
 from training.convert import ConvertError, convert_coco, convert_flickr8k, main
 

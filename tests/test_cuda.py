@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from captioner import Decoder, beam_search, load_checkpoint
-from captioner.data import load_karpathy
-from captioner.features import build_cache
+from training.data import load_karpathy
+from training.features import build_cache
 from training.config import TrainConfig
 from training.distributed import Runtime, setup
 from training.finetune import main as finetune_main
-from training.train import Batch, Progress, make_optimizer, train_step
+from training.batches import Batch
+from training.loop import Progress, make_optimizer, train_step
 from training.train import main as train_main
 
 from conftest import tiny_config
@@ -58,10 +59,11 @@ def test_auto_device_is_the_gpu(monkeypatch):
 
 def test_train_and_finetune_commands_on_the_gpu(tmp_path):
     data = make_dataset(tmp_path)
-    common = ["--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--min-word-count",
-              "1", "--device", "cuda", "--precision", "bf16", "--batch-size", "4",
-              "--log-every", "1", "--val-beam", "2", "--loader-workers", "2"]
-    assert train_main([*common, "--out", str(tmp_path / "s1"), "--image-size", "64",
+    common = ["--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--device", "cuda",
+              "--precision", "bf16", "--batch-size", "4", "--log-every", "1", "--val-beam", "2",
+              "--loader-workers", "2"]
+    assert train_main([*common, "--out", str(tmp_path / "s1"), "--min-word-count", "1",
+                       "--image-size", "64",
                        "--hidden-dim", "32", "--embed-dim", "16", "--attention-dim", "16",
                        "--max-steps", "6", "--compile"]) == 0
     first = load_checkpoint(tmp_path / "s1" / "last.pt")

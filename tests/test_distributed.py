@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from captioner import load_checkpoint
-from captioner.data import load_karpathy
-from training.cache import ensure_cache
+from training.data import load_karpathy
+from training.features import ensure_cache
 from training.distributed import Runtime, select_device, setup
-from training.train import image_batches, rescale_position
+from training.batches import image_batches
+from training.loop import rescale_position
 
 from fixture_data import make_dataset
 
@@ -58,6 +59,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.allclose(a[name], b[name], atol=1e-6, rtol=1e-5), name
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_over_the_same_global_batch(shapes, tmp_path):
     """torchrun with 2 x 2 captions per step == one process with 4: gradients averaged by
     DDP over a loss normalised by the global batch's words. (SGD, because Adam's first step
@@ -78,6 +80,7 @@ def test_two_processes_equal_one_process_over_the_same_global_batch(shapes, tmp_
     assert len(changed) > 5, untrained.stderr
 
 
+@pytest.mark.slow
 def test_resume_under_torchrun_continues_exactly(shapes, tmp_path):
     run(shapes, tmp_path / "straight", 2, 2, "--max-steps", "3")
     run(shapes, tmp_path / "stopped", 2, 2, "--max-steps", "1")

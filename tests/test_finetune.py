@@ -18,8 +18,7 @@ from training.train import main as train_main
 from fixture_data import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMON = ["--min-word-count", "1", "--dropout", "0", "--log-every", "1", "--val-beam", "2",
-          "--threads", "1", "--device", "cpu"]
+COMMON = ["--log-every", "1", "--val-beam", "2", "--threads", "1", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +28,12 @@ def first_stage(tmp_path_factory):
     out = root / "stage1"
     assert train_main(["--data", str(data), "--cache-dir", str(root / "cache"), "--out", str(out),
                        "--image-size", "64", "--embed-dim", "16", "--hidden-dim", "32",
-                       "--attention-dim", "16", "--batch-size", "4", "--max-steps", "4",
-                       *COMMON]) == 0
+                       "--attention-dim", "16", "--dropout", "0", "--min-word-count", "1",
+                       "--batch-size", "4", "--max-steps", "4", *COMMON]) == 0
     return data, out / "best.pt"
 
 
+@pytest.mark.slow
 def test_finetuning_trains_only_the_top_blocks_and_ships_them(first_stage, tmp_path, capsys):
     data, init = first_stage
     out = tmp_path / "ft"
@@ -94,6 +94,7 @@ def test_finetuning_trains_only_the_top_blocks_and_ships_them(first_stage, tmp_p
         Captioner.from_checkpoint(tmp_path / "bad.pt")
 
 
+@pytest.mark.slow
 def test_finetuning_resumes_and_needs_a_starting_checkpoint(first_stage, tmp_path):
     data, init = first_stage
     out = tmp_path / "ft"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from captioner import Captioner, CheckpointError, ImageError
+from captioner import Captioner, CheckpointError, ImageError, beam_search
 
 from conftest import photo
 
@@ -40,6 +40,7 @@ def test_paths_bytes_files_and_pil_images_give_the_same_caption(captioner, tmp_p
     assert len({tuple(c.words) for c in results}) == 1
 
 
+@pytest.mark.slow
 def test_batch_equals_one_by_one(captioner):
     images = [photo(seed=s) for s in range(4)]
     batched = captioner.caption(images, beam_size=3)
@@ -47,11 +48,16 @@ def test_batch_equals_one_by_one(captioner):
     assert [c.words for c in batched] == [c.words for c in single]
 
 
-def test_beam_one_equals_greedy_path(captioner):
+def test_beam_one_shortcut_gives_what_beam_search_gives(captioner):
+    """caption(beam_size=1) decodes greedily, for speed: the words and log-probability must
+    be those of a beam search with a beam of one."""
     image = photo(seed=5)
-    greedy = captioner.caption(image, beam_size=1)[0]
-    beam = captioner.caption(image, beam_size=1, n_best=1)[0]
-    assert greedy.words == beam.words
+    shortcut = captioner.caption(image, beam_size=1)[0]
+    with torch.inference_mode():
+        features = captioner.encoder(captioner.preprocessing.batch([image])).features
+        [[beam]] = beam_search(captioner.decoder, features, beam_size=1)
+    assert shortcut.words == captioner.vocab.decode(beam.tokens)
+    assert shortcut.log_prob == pytest.approx(beam.log_prob, abs=1e-4)
 
 
 def test_inference_does_not_change_the_model(captioner):
@@ -62,6 +68,7 @@ def test_inference_does_not_change_the_model(captioner):
     assert all(torch.equal(state[k], v) for k, v in captioner.decoder.state_dict().items())
 
 
+@pytest.mark.slow
 def test_concurrent_callers_get_the_same_results_as_sequential(captioner):
     images = [photo(seed=s) for s in range(8)]
     expected = [captioner.caption(image, beam_size=3)[0].words for image in images]

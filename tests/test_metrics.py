@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from captioner import metrics
-from captioner.metrics import CaptionScores, corpus_bleu4, java_available, score_captions
+from training import metrics
+from training.metrics import CaptionScores, corpus_bleu4, java_available, score_captions
 
 KEYS = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"]
 REFERENCES = {

@@ -6,11 +6,11 @@ import torch
 
 from captioner import Decoder, load_checkpoint
 from captioner.checkpoint import save_checkpoint
-from captioner.data import load_karpathy
+from training.data import load_karpathy
 from captioner.decoding import greedy
-from captioner.inference import build_decoder
+from captioner.models import build_decoder
 from captioner.vocab import Vocabulary
-from training.cache import ensure_cache
+from training.features import ensure_cache
 from training.cider import CiderD
 from training.config import parse_config
 from training.scst import ScstConfig, sample_captions, scst

@@ -27,6 +27,7 @@ def test_shipped_model_is_small_half_precision_and_self_contained(kind):
     assert checkpoint.encoder is None or checkpoint.encoder_base == "pretrained"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["soft", "hard"])
 def test_shipped_model_captions_photos_differently_and_looks_around(kind):
     captioner = Captioner.from_checkpoint(DEFAULT_CHECKPOINTS[kind])

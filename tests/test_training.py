@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from captioner import Captioner, load_checkpoint
-from captioner.data import DatasetError, load_karpathy
-from captioner.features import build_cache, open_cache
-from training import train as train_module
-from training.cache import cache_folder, ensure_cache
+from training.data import DatasetError, load_karpathy
+from training.features import build_cache, cache_folder, ensure_cache, open_cache
+from training import loop
 from training.config import parse_config
-from training.train import TrainingError, train
+from training.loop import TrainingError
+from training.train import train
 from training.train import main as train_main
 
 from fixture_data import make_dataset
@@ -44,6 +44,7 @@ def read_log(out):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attention", ["soft", "hard"])
 def test_overfits_a_handful_of_captions(shapes, tmp_path, attention):
     out = tmp_path / attention
@@ -68,12 +69,13 @@ def test_overfits_a_handful_of_captions(shapes, tmp_path, attention):
     assert best.exists() and load_checkpoint(best).metadata["val_bleu4"] >= 0
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_matches_an_uninterrupted_run(shapes, tmp_path, monkeypatch):
     args = ["--epochs", "3", "--attention", "hard"]
     full_out, cut_out = tmp_path / "full", tmp_path / "cut"
     train(parse_config(tiny_args(shapes, full_out, *args)))
 
-    real_step = train_module.train_step
+    real_step = loop.train_step
     calls = {"n": 0}
 
     def crashing_step(*a, **k):
@@ -81,10 +83,10 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(shapes, tmp_path, mon
         if calls["n"] == 8:  # step 8 never happens; last.pt was written at step 5
             raise KeyboardInterrupt("simulated kill")
         return real_step(*a, **k)
-    monkeypatch.setattr(train_module, "train_step", crashing_step)
+    monkeypatch.setattr(loop, "train_step", crashing_step)
     with pytest.raises(KeyboardInterrupt):
         train(parse_config(tiny_args(shapes, cut_out, *args)))
-    monkeypatch.setattr(train_module, "train_step", real_step)
+    monkeypatch.setattr(loop, "train_step", real_step)
     assert load_checkpoint(cut_out / "last.pt").training["progress"]["step"] == 5
     with pytest.raises(TrainingError, match="--resume"):
         train(parse_config(tiny_args(shapes, cut_out, *args)))
@@ -99,6 +101,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(shapes, tmp_path, mon
     assert steps == [r["step"] for r in read_log(full_out) if r["type"] == "train"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume(shapes, tmp_path):
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "training.train",
@@ -154,8 +157,7 @@ def test_interrupted_cache_resumes(shapes, tmp_path):
     assert (resumed.features[:] == expected).all()
 
 
-def test_sharded_cache_equals_one_shard_resumes_across_shards_and_reads_version_1(shapes,
-                                                                                tmp_path):
+def test_sharded_cache_equals_one_shard_and_resumes_across_shards(shapes, tmp_path):
     data, _ = shapes
     dataset = load_karpathy(data)
     paths = [r.path for r in dataset.images]
@@ -176,16 +178,6 @@ def test_sharded_cache_equals_one_shard_resumes_across_shards_and_reads_version_
                           batch_size=4, workers=0, shard_rows=5)
     assert same(resumed.features[:], whole.features[:])
     assert not same(resumed.features[1:], whole.features[:-1])  # rows are not shifted
-    # A version-1 cache (one features.f16) is still read.
-    old = tmp_path / "old"
-    old.mkdir()
-    manifest = json.loads((whole.folder / "manifest.json").read_text())
-    del manifest["shard_rows"]
-    manifest["version"] = 1
-    (old / "manifest.json").write_text(json.dumps(manifest))
-    (old / "progress").write_text(str(len(paths)))
-    (old / "features.f16").write_bytes((whole.folder / "features-00000.f16").read_bytes())
-    assert (open_cache(old).features[:] == whole.features[:]).all()
 
 
 def test_missing_images_and_bad_json_are_reported_up_front(shapes, tmp_path):
@@ -224,7 +216,7 @@ def test_unreadable_image_is_reported_not_a_worker_crash(shapes, tmp_path):
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(shapes, tmp_path,
                                                                     monkeypatch):
     out = tmp_path / "nan"
-    real_loss = train_module.caption_loss
+    real_loss = loop.caption_loss
     calls = {"n": 0}
 
     def poisoned(*a, **k):
@@ -233,7 +225,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(shapes, tmp_
         if calls["n"] == 7:
             return terms._replace(loss=terms.loss * float("nan"))
         return terms
-    monkeypatch.setattr(train_module, "caption_loss", poisoned)
+    monkeypatch.setattr(loop, "caption_loss", poisoned)
     with pytest.raises(TrainingError, match="at step 7"):
         train(parse_config(tiny_args(shapes, out, "--epochs", "5")))
     assert load_checkpoint(out / "last.pt").training["progress"]["step"] == 5
@@ -256,8 +248,42 @@ def test_a_soft_model_warm_starts_hard_attention(shapes, tmp_path):
     started, warm = load_checkpoint(soft / "last.pt"), load_checkpoint(hard / "last.pt")
     assert warm.config.attention == "hard" and warm.vocab.itos == started.vocab.itos
     assert all(torch.equal(v, started.decoder[k]) for k, v in warm.decoder.items())
-    assert train_main(tiny_args(shapes, tmp_path / "other", "--init", str(soft / "last.pt"),
-                                "--image-size", "96", "--max-steps", "1")) == 2
+
+
+def test_init_takes_the_checkpoints_model_and_refuses_a_contradicting_flag(shapes, tmp_path,
+                                                                          capsys):
+    soft = tmp_path / "soft"
+    assert train_main(tiny_args(shapes, soft, "--max-steps", "1")) == 0  # hidden 64, 64 px
+    # Model flags left out take the checkpoint's values, not the defaults (hidden 512, 224 px).
+    data, cache = shapes
+    bare = ["--data", str(data), "--cache-dir", str(cache), "--init", str(soft / "last.pt"),
+            "--batch-size", "4", "--val-beam", "1", "--threads", "1", "--max-steps", "1"]
+    assert train_main([*bare, "--out", str(tmp_path / "warm")]) == 0
+    warm = load_checkpoint(tmp_path / "warm" / "last.pt").config
+    assert warm == load_checkpoint(soft / "last.pt").config
+    # A given flag that contradicts the checkpoint names itself and both values.
+    for flag, value, theirs in (("--hidden-dim", "32", "64"), ("--image-size", "96", "64"),
+                                ("--gate", "none", "scalar")):
+        capsys.readouterr()
+        assert train_main([*bare, "--out", str(tmp_path / "bad"), flag, value]) == 2
+        error = capsys.readouterr().err
+        assert f"{flag} {value} contradicts the checkpoint's {theirs}" in error, error
+    # ... while one that agrees with it is fine.
+    assert train_main([*bare, "--out", str(tmp_path / "same"), "--hidden-dim", "64"]) == 0
+
+
+def test_model_flags_are_model_configs_fields_and_only_training_train_has_them():
+    from training.config import FinetuneConfig
+    from training.scst import ScstConfig
+
+    config = parse_config(["--data", "x.json", "--hidden-dim", "96", "--attention", "hard"])
+    assert (config.model.hidden_dim, config.model.attention, config.model.embed_dim) == \
+        (96, "hard", 256)
+    assert config.model_flags == ("attention", "hidden_dim")  # given, not defaulted
+    for argv, cls in ((["--vocab-size", "3"], None), (["--dropout", "0"], FinetuneConfig),
+                      (["--attention", "hard"], ScstConfig)):
+        with pytest.raises(SystemExit):
+            parse_config(["--data", "x.json", *argv], **({"cls": cls} if cls else {}))
 
 
 def test_unknown_flags_are_an_error():
@@ -266,8 +292,9 @@ def test_unknown_flags_are_an_error():
     assert result.returncode == 2 and "unrecognized arguments: --hiden-dim" in result.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_every_metric(shapes, tmp_path):
-    from captioner.metrics import java_available
+    from training.metrics import java_available
 
     out = tmp_path / "run"
     train(parse_config(tiny_args(shapes, out, "--epochs", "2")))
@@ -304,6 +331,7 @@ def test_diversity_counts_loops_words_and_duplicates():
     assert stats["distinct_captions"] == 0.75
 
 
+@pytest.mark.slow
 def test_evaluate_reports_a_bad_checkpoint(shapes, tmp_path):
     data, cache = shapes
     bad = tmp_path / "bad.pt"

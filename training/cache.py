@@ -8,43 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from captioner.data import CaptionDataset, DatasetError, check_image_files, load_karpathy
 from captioner.encoder import ENCODERS
-from captioner.features import SHARD_ROWS, FeatureCache, build_cache
 from captioner.images import ImageError
 
-
-def cache_folder(cache_dir: str | Path, dataset: CaptionDataset, encoder: str,
-                 image_size: int) -> Path:
-    return Path(cache_dir) / f"{dataset.name}-{encoder}-{image_size}"
-
-
-def ensure_cache(dataset: CaptionDataset, cache_dir: str | Path, encoder: str, image_size: int,
-                 weights_path: str | None = None, batch_size: int = 8, workers: int = 2,
-                 shard_rows: int = SHARD_ROWS, device: torch.device | str = "cpu") -> FeatureCache:
-    """The dataset's feature cache, built (or resumed, or rebuilt on mismatch) if needed."""
-    paths = [record.path for record in dataset.images]
-    folder = cache_folder(cache_dir, dataset, encoder, image_size)
-    bar = None
-
-    def progress(n: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=len(paths), desc=f"caching {encoder}@{image_size}", unit="img",
-                       initial=0, file=sys.stderr)
-        bar.update(n)
-    check_image_files(dataset, dataset.images)
-    try:
-        return build_cache(folder, dataset.image_root, paths, encoder, image_size, weights_path,
-                           batch_size, workers, progress, shard_rows, device)
-    finally:
-        if bar is not None:
-            bar.close()
+from .data import DatasetError, load_karpathy
+from .features import SHARD_ROWS, ensure_cache
 
 
 def main(argv: list[str] | None = None) -> int:

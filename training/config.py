@@ -1,34 +1,31 @@
-"""The one training configuration. Every field is a command-line flag (--hidden-dim 512)."""
+"""Training configurations. Every field is a command-line flag (--hidden-dim 512); a
+TrainConfig's model fields are ModelConfig's own, generated from it."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
 from captioner.config import ModelConfig
 
+# ModelConfig fields that are not flags: filled in from the vocabulary and the encoder, or
+# chosen at inference.
+DERIVED_MODEL_FIELDS = ("vocab_size", "encoder_dim", "hard_inference")
+MODEL_FLAGS = tuple(f.name for f in fields(ModelConfig) if f.name not in DERIVED_MODEL_FIELDS)
+
 
 @dataclass
-class TrainConfig:
+class StageConfig:
+    """What every training stage shares: data, output, losses, optimisation, validation,
+    bookkeeping and where it runs."""
+
     # data
     data: str = ""  # Karpathy-format dataset JSON (required)
     images: str = ""  # image folder; default <data dir>/images
     cache_dir: str = "cache"  # feature caches live here, one folder per dataset/encoder/size
     out: str = "runs/soft"  # checkpoints, log.jsonl and curves.png
-    # start from this checkpoint's weights, vocabulary and sizes (only --attention may differ:
-    # a soft model is a warm start for hard attention, whose parameters are the same)
-    init: str = ""
-    min_word_count: int = 5
-    # model (copied into ModelConfig, which the checkpoints carry)
-    encoder: str = "efficientnet_lite0"
-    image_size: int = 224
-    attention: str = "soft"
-    embed_dim: int = 256
-    hidden_dim: int = 512
-    attention_dim: int = 512
-    dropout: float = 0.5
-    gate: str = "scalar"
+    init: str = ""  # start from this checkpoint's weights, vocabulary and model config
     # losses
     doubly_stochastic: float = 1.0  # lambda of sum_i (1 - sum_t alpha_ti)^2
     entropy_weight: float = 0.002  # lambda_e, hard attention's entropy bonus
@@ -61,11 +58,6 @@ class TrainConfig:
     compile: bool = False  # torch.compile the decoder's training forward
     loader_workers: int = 0  # DataLoader processes reading batches from the cache
 
-    def model_config(self, vocab_size: int, encoder_dim: int) -> ModelConfig:
-        names = {f.name for f in fields(ModelConfig)}
-        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
-        return ModelConfig(**values, vocab_size=vocab_size, encoder_dim=encoder_dim)
-
     def validate(self) -> None:
         if not self.data:
             raise ValueError("--data is required")
@@ -75,13 +67,41 @@ class TrainConfig:
             raise ValueError("--precision must be fp32, bf16 or fp16")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("--batch-size and --epochs must be positive")
-        self.model_config(vocab_size=5, encoder_dim=1)  # validates the model fields
 
 
 @dataclass
-class FinetuneConfig(TrainConfig):
+class TrainConfig(StageConfig):
+    """First stage: the decoder on cached features of a frozen encoder. The model flags
+    (--embed-dim, --attention, ...) are ModelConfig's fields. With --init, the flags not
+    given take the checkpoint's values and a given one must agree with it, except
+    --attention: a soft model is a warm start for hard attention (same parameters)."""
+
+    min_word_count: int = 5
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # The model flags given on the command line (parse_config fills it in), checked against
+    # an --init checkpoint. Not a flag itself.
+    model_flags: tuple[str, ...] = field(default=(), metadata={"flag": False})
+
+    def model_config(self, vocab_size: int, encoder_dim: int) -> ModelConfig:
+        return dataclasses.replace(self.model, vocab_size=vocab_size, encoder_dim=encoder_dim)
+
+    def init_model_config(self, checkpoint: ModelConfig, name: str) -> ModelConfig:
+        """The model to build from an --init checkpoint's config: its own, with --attention
+        if given; any other given model flag that contradicts it is an error."""
+        for key in self.model_flags:
+            ours, theirs = getattr(self.model, key), getattr(checkpoint, key)
+            if key != "attention" and ours != theirs:
+                raise ValueError(f"{name}: {flag_name(key)} {ours} contradicts the checkpoint's "
+                                 f"{theirs}; leave it out to take the checkpoint's")
+        if "attention" in self.model_flags:
+            return dataclasses.replace(checkpoint, attention=self.model.attention)
+        return checkpoint
+
+
+@dataclass
+class FinetuneConfig(StageConfig):
     """Second stage: the encoder's top blocks and the decoder, end to end from images.
-    The model fields above are ignored: the model comes from --init."""
+    The model is --init's."""
 
     init: str = ""  # first-stage checkpoint to start from (required unless --resume)
     encoder_lr: float = 1e-5  # the fine-tuned encoder blocks' learning rate
@@ -93,25 +113,51 @@ class FinetuneConfig(TrainConfig):
     loader_workers: int = 2  # decoding JPEGs is now part of every step
 
 
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m training.train",
-                 cls: type[TrainConfig] = TrainConfig, description: str = "Train a Show, "
-                 "Attend and Tell captioner on cached encoder features.") -> TrainConfig:
-    """Flags generated from the config's fields; unknown flags are an error (argparse's)."""
+                 cls: type[StageConfig] = TrainConfig, description: str = "Train a Show, "
+                 "Attend and Tell captioner on cached encoder features.") -> StageConfig:
+    """Flags generated from the config's fields (a ModelConfig field: one flag per model
+    field); unknown flags are an error (argparse's)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
+    model_fields = {f.name: f for f in fields(ModelConfig) if f.name in MODEL_FLAGS}
     for f in fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            parser.add_argument(flag, type=kind, default=f.default, metavar=f.name.upper())
-    config = cls(**vars(parser.parse_args(argv)))
+        if f.type == "ModelConfig":
+            for name, model_field in model_fields.items():
+                # No default: a flag left out is told apart from one given (see model_flags).
+                parser.add_argument(flag_name(name), type=_flag_type(model_field),
+                                    default=argparse.SUPPRESS, metavar=name.upper(),
+                                    help=f"default: {model_field.default}")
+        elif f.metadata.get("flag", True):
+            _add_flag(parser, f)
+    values = vars(parser.parse_args(argv))
+    given = {name: values.pop(name) for name in model_fields if name in values}
     try:
+        if any(f.type == "ModelConfig" for f in fields(cls)):
+            config = cls(**values, model=ModelConfig(**given), model_flags=tuple(given))
+        else:
+            config = cls(**values)
         config.validate()
     except ValueError as exc:
         parser.error(str(exc))
     return config
 
 
-def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+def _flag_type(f: dataclasses.Field) -> type:
+    return {"int": int, "float": float, "str": str}[str(f.type)]
+
+
+def _add_flag(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
+    if f.type in ("bool", bool):
+        parser.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction,
+                            default=f.default)
+    else:
+        parser.add_argument(flag_name(f.name), type=_flag_type(f), default=f.default,
+                            metavar=f.name.upper())
+
+
+def config_to_dict(config: StageConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)

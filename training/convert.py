@@ -25,14 +25,15 @@ import json
 import os
 import random
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from captioner.data import DataReport
+from captioner.files import atomic_write_text
 from captioner.vocab import tokenize
+
+from .data import DataReport
 
 SPLIT_ORDER = ("train", "restval", "val", "test")
 
@@ -118,20 +119,7 @@ def check_images(dataset: dict, image_dir: str | os.PathLike, report: DataReport
 
 
 def write_json(data: dict, out: str | os.PathLike) -> None:
-    """Write atomically: a temp file next to `out`, then os.replace."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=out.parent,
-                                         prefix=f".{out.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            json.dump(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, out)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    atomic_write_text(out, json.dumps(data))
 
 
 def _read_text(path: str | os.PathLike) -> str:

@@ -12,21 +12,20 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
-from typing import Callable
 
 import torch
-from tqdm import tqdm
 
 from captioner.checkpoint import CheckpointError, load_checkpoint
-from captioner.data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
 from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH
-from captioner.features import FeatureCache, cache_key, open_cache
-from captioner.images import ImageError, load_image
+from captioner.files import atomic_write_text
+from captioner.images import ImageError
 from captioner.inference import Captioner, default_checkpoint
-from captioner.metrics import score_captions
 
-from .cache import cache_folder, ensure_cache
+from .captions import caption_records
+from .data import CaptionDataset, DatasetError, load_karpathy
+from .features import (FeatureCache, FeaturesOf, cache_folder, cache_key, cached_features,
+                       encoded_features, ensure_cache, open_cache)
+from .metrics import score_captions
 
 METRIC_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
@@ -43,45 +42,21 @@ def split_features(dataset: CaptionDataset, split: str, cache_dir: str, encoder:
     return ensure_cache(subset, cache_dir, encoder, image_size)
 
 
-Features = Callable[[list[ImageRecord]], tuple[torch.Tensor, tuple[int, int]]]
-
-
-def cached(cache: FeatureCache) -> Features:
-    return lambda records: (cache.batch(cache.rows([r.path for r in records])), cache.grid)
-
-
-def encoded(captioner: Captioner, dataset: CaptionDataset) -> Features:
-    """Features from the images through the checkpoint's own encoder: a fine-tuned encoder's
-    annotations differ from the pretrained one's, so a cache of those would be wrong."""
-    def encode(records: list[ImageRecord]) -> tuple[torch.Tensor, tuple[int, int]]:
-        photos = [load_image(dataset.image_root / r.path) for r in records]
-        with torch.inference_mode():
-            out = captioner.encoder(captioner.preprocessing.batch(photos))
-        return out.features, out.grid
-    return encode
-
-
-def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features_of: Features,
+def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features_of: FeaturesOf,
              beam: int = BEAM_SIZE, max_length: int = MAX_LENGTH,
              length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
              batch_size: int = 100) -> dict:
     records = dataset.split(split)
     if not records:
         raise DatasetError(f"the dataset has no {split!r} images")
-    predictions, captions = {}, []
     started = time.perf_counter()
-    for start in tqdm(range(0, len(records), batch_size), desc=f"captioning {split}",
-                      unit="batch", file=sys.stderr):
-        chunk = records[start:start + batch_size]
-        features, grid = features_of(chunk)
-        for record, caption in zip(chunk, captioner.caption_features(
-                features, grid, beam_size=beam, max_length=max_length,
-                length_penalty=length_penalty, block_repeats=block_repeats)):
-            predictions[record.path] = caption.text
-            captions.append({"image": record.path, "caption": caption.text,
-                             "references": list(record.raw)})
+    predictions = caption_records(captioner.decoder, captioner.vocab, records, features_of,
+                                  beam, max_length, length_penalty, block_repeats, batch_size,
+                                  progress=f"captioning {split}")
     decode_seconds = time.perf_counter() - started
     scores = score_captions(predictions, {r.path: list(r.raw) for r in records})
+    captions = [{"image": r.path, "caption": predictions[r.path], "references": list(r.raw)}
+                for r in records]
     return {"metrics": scores.as_dict(), "diversity": diversity(list(predictions.values())),
             "notes": list(scores.notes), "split": split,
             "beam": beam, "length_penalty": length_penalty, "block_repeats": block_repeats,
@@ -136,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_karpathy(args.data, args.images)
         config = captioner.config
         if checkpoint.encoder is not None:  # fine-tuned (or user-supplied) encoder weights
-            features_of = encoded(captioner, dataset)
+            features_of = encoded_features(captioner.encoder, captioner.preprocessing,
+                                           dataset.image_root)
         else:
-            features_of = cached(split_features(dataset, args.split, args.cache_dir,
-                                                config.encoder, config.image_size))
+            features_of = cached_features(split_features(dataset, args.split, args.cache_dir,
+                                                         config.encoder, config.image_size))
         result = evaluate(captioner, dataset, args.split, features_of, args.beam,
                           args.max_length, args.length_penalty, args.block_repeats)
     except (CheckpointError, DatasetError, ImageError, ValueError) as exc:
@@ -148,11 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"checkpoint": args.checkpoint or str(default_checkpoint()), **result}
     print_table(result)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(out)
+        atomic_write_text(args.out, json.dumps(result, indent=1))
     return 0
 
 

@@ -11,7 +11,8 @@ import sys
 
 from captioner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from captioner.encoder import changed_tensors, encoder_spec
-from captioner.inference import Captioner, build_decoder
+from captioner.inference import Captioner
+from captioner.models import build_decoder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,18 +20,19 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from captioner.checkpoint import load_checkpoint
-from captioner.data import ImageRecord, check_image_files
 from captioner.decoder import Decoder, TeacherForcedOutput
 from captioner.encoder import Encoder, top_blocks
 from captioner.images import load_image
-from captioner.inference import build_checkpoint_encoder, build_decoder
+from captioner.models import build_checkpoint_encoder, build_decoder
 from captioner.preprocessing import Preprocessing
 
+from .batches import Batch, batch_layout
 from .config import FinetuneConfig, parse_config
+from .data import ImageRecord, check_image_files
 from .distributed import Runtime
-from .train import (Batch, TrainingError, find_resumable, fit, load_data, make_stage,
-                    batch_layout, run_command, run_in_runtime)
+from .features import encoded_features
+from .loop import (find_resumable, fit, load_data, make_stage, run_command, run_in_runtime,
+                   starting_checkpoint)
 
 
 class EncoderDecoder(nn.Module):
@@ -78,12 +79,7 @@ def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
     dataset, train_records, val_records = load_data(config, runtime)
     check_image_files(dataset, train_records + val_records)  # missing photos: now, not later
     resumed = find_resumable(config)
-    source = resumed
-    if source is None:
-        if not config.init:
-            raise TrainingError("--init is required: the first-stage checkpoint to fine-tune")
-        source = load_checkpoint(config.init)
-    name = str(Path(config.out) / "last.pt") if resumed is not None else config.init
+    source, name = starting_checkpoint(config, resumed)
     decoder = build_decoder(source, name).to(runtime.device)
     encoder = build_checkpoint_encoder(source, name).to(runtime.device)
     trained = top_blocks(encoder, config.finetune_blocks)
@@ -94,11 +90,6 @@ def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
     table = [(i, vocab.encode(caption)) for i, record in enumerate(train_records)
              for caption in record.captions]
 
-    def features_of(records: list[ImageRecord]) -> torch.Tensor:
-        pixels = preprocessing.batch([load_image(dataset.image_root / r.path) for r in records])
-        with runtime.autocast():
-            return encoder(pixels.to(runtime.device)).features.float()
-
     encoder_params = [p for block in trained for p in block.parameters()]
     stage = make_stage(
         model, decoder,
@@ -106,7 +97,9 @@ def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
         config, runtime, table,
         lambda batches: ImageBatches(table, batches, train_records, dataset.image_root,
                                      preprocessing),
-        features_of, encoder=encoder)
+        encoded_features(encoder, preprocessing, dataset.image_root, runtime.device,
+                         runtime.autocast),
+        encoder=encoder)
     if runtime.is_main:
         print(f"fine-tuning {name} ({source.config.attention} attention, "
               f"{source.config.encoder}@{source.config.image_size}): last "

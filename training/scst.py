@@ -31,7 +31,6 @@ Writes last.pt / best.pt (best validation BLEU-4, the same decoding as the app),
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,25 +40,23 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
-from captioner.checkpoint import load_checkpoint
 from captioner.decoder import Decoder
-from captioner.features import FeatureCache
-from captioner.inference import build_decoder
+from captioner.models import build_decoder
 from captioner.vocab import Vocabulary
 
-from .cache import ensure_cache
 from .cider import CiderD
-from .config import TrainConfig, parse_config
+from .config import StageConfig, parse_config
 from .distributed import Runtime
-from .train import (Progress, TrainingError, find_resumable, fit, load_data, make_stage,
-                    run_command, run_in_runtime)
+from .features import FeatureCache, cached_features, ensure_cache
+from .loop import (TrainingError, find_resumable, fit, load_data, make_stage,
+                   require_pretrained_encoder, run_command, run_in_runtime, starting_checkpoint)
 
 START, END, PAD, UNK = (Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id,
                         Vocabulary.unk_id)
 
 
 @dataclass
-class ScstConfig(TrainConfig):
+class ScstConfig(StageConfig):
     """Self-critical stage. The model (sizes, attention, vocabulary) comes from --init."""
 
     init: str = ""  # first-stage checkpoint (required unless --resume)
@@ -194,15 +191,8 @@ def scst(config: ScstConfig) -> Path:
 def _scst(config: ScstConfig, runtime: Runtime) -> Path:
     dataset, train_records, val_records = load_data(config, runtime)
     resumed = find_resumable(config)
-    source = resumed
-    if source is None:
-        if not config.init:
-            raise TrainingError("--init is required: the first-stage checkpoint to start from")
-        source = load_checkpoint(config.init)
-    name = str(Path(config.out) / "last.pt") if resumed is not None else config.init
-    if source.encoder is not None:
-        raise TrainingError(f"{name}: carries a fine-tuned encoder, which cached features do "
-                            "not reflect; run SCST before fine-tuning")
+    source, name = starting_checkpoint(config, resumed)
+    require_pretrained_encoder(source, name, "run SCST before fine-tuning")
     model_config = source.config
     if runtime.is_main:
         ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size)
@@ -214,14 +204,9 @@ def _scst(config: ScstConfig, runtime: Runtime) -> Path:
     scorer = CiderD({i: record.captions for i, record in enumerate(train_records)})
     rows = cache.rows([r.path for r in train_records])
     table = [(row, (i,)) for i, row in enumerate(rows)]  # one entry per image
-    # TrainConfig's model fields are unused: the checkpoints carry the model's own config.
-    config = dataclasses.replace(config, **{f: getattr(model_config, f) for f in
-                                            ("encoder", "image_size", "attention", "embed_dim",
-                                             "hidden_dim", "attention_dim", "dropout", "gate")})
     stage = make_stage(decoder, decoder, [{"params": decoder.parameters()}], config, runtime,
                        table, lambda batches: CachedImages(table, batches, cache),
-                       lambda records: cache.batch(cache.rows([r.path for r in records]))
-                       .to(runtime.device), data_parallel=False)
+                       cached_features(cache, runtime.device), data_parallel=False)
     stage.step = lambda batch, progress: scst_step(decoder, batch, scorer, vocab,
                                                    stage.optimizer, config, runtime)
     if runtime.is_main:

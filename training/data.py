@@ -10,9 +10,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-from .vocab import tokenize
+from captioner.vocab import tokenize
 
 SPLITS = ("train", "val", "test")
 
@@ -149,7 +149,3 @@ def check_image_files(dataset: CaptionDataset, records: Sequence[ImageRecord]) -
     if report:
         raise DatasetError(f"{dataset.image_root}: image files are missing or unusable\n"
                            f"{report.summary()}")
-
-
-def training_captions(records: Iterable[ImageRecord]) -> list[tuple[str, ...]]:
-    return [caption for record in records for caption in record.captions]

@@ -7,7 +7,6 @@ Layout of a cache folder:
                     float16 shards of `shard_rows` images each, (rows, L, D), memory-mapped, so
                     a COCO-size cache (123k x 196 x 1280 = 62 GB) never has to fit in RAM and
                     is made of files that can be copied, checked and replaced one by one
-                    (version-1 caches: one features.f16 file, still read)
 
 A manifest that does not match the requested encoder/weights/size/images is detected and the
 cache rebuilt. Progress is saved as batches finish, so a killed caching run resumes.
@@ -18,22 +17,26 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ContextManager, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
-from .encoder import build_encoder, encoder_spec, preprocessing_for
-from .images import ImageError, load_image
-from .preprocessing import Preprocessing
+from captioner.encoder import build_encoder, encoder_spec, preprocessing_for
+from captioner.files import atomic_write_text
+from captioner.images import ImageError, load_image
+from captioner.preprocessing import Preprocessing
+
+from .data import CaptionDataset, ImageRecord, check_image_files
 
 MANIFEST, PROGRESS = "manifest.json", "progress"
 CACHE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
 SHARD_ROWS = 8192  # images per shard: 1.3 GB at 7x7, 5 GB at 14x14 for 1280-d features
 
 
@@ -43,8 +46,8 @@ class ShardedArray:
     def __init__(self, folder: Path, manifest: dict, mode: str = "r"):
         n, locations, dim = manifest["shape"]
         self.shape = (n, locations, dim)
-        self.shard_rows = manifest.get("shard_rows", n) or 1
-        self.shards = [np.memmap(folder / _shard_name(manifest, k), dtype=np.float16, mode=mode,
+        self.shard_rows = manifest["shard_rows"]
+        self.shards = [np.memmap(folder / _shard_name(k), dtype=np.float16, mode=mode,
                                  shape=(min(self.shard_rows, n - start), locations, dim))
                        for k, start in enumerate(range(0, n, self.shard_rows))]
 
@@ -71,8 +74,8 @@ class ShardedArray:
             shard.flush()
 
 
-def _shard_name(manifest: dict, k: int) -> str:
-    return "features.f16" if manifest["version"] == 1 else f"features-{k:05d}.f16"
+def _shard_name(k: int) -> str:
+    return f"features-{k:05d}.f16"
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,27 @@ class FeatureCache:
     def batch(self, rows: Sequence[int]) -> torch.Tensor:
         """(B, L, D) float32 tensor for the given rows (sorted reads are fastest on disk)."""
         return torch.from_numpy(np.ascontiguousarray(self.features[np.asarray(rows)])).float()
+
+
+# records -> their annotation grids (N, L, D) float32: what validation and evaluate caption.
+FeaturesOf = Callable[[Sequence[ImageRecord]], torch.Tensor]
+
+
+def cached_features(cache: FeatureCache, device: torch.device | str = "cpu") -> FeaturesOf:
+    """Records' grids read from a feature cache."""
+    return lambda records: cache.batch(cache.rows([r.path for r in records])).to(device)
+
+
+def encoded_features(encoder: torch.nn.Module, preprocessing: Preprocessing, image_root: Path,
+                     device: torch.device | str = "cpu",
+                     autocast: Callable[[], ContextManager] = contextlib.nullcontext) -> FeaturesOf:
+    """Records' grids from their photos through `encoder`: a fine-tuned encoder's annotations
+    differ from the pretrained one's, so a cache of those would be wrong."""
+    def encode(records: Sequence[ImageRecord]) -> torch.Tensor:
+        pixels = preprocessing.batch([load_image(image_root / r.path) for r in records])
+        with torch.inference_mode(), autocast():
+            return encoder(pixels.to(device)).features.float()
+    return encode
 
 
 def weights_identity(encoder: str, weights_path: str | None = None) -> str:
@@ -148,11 +172,11 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("features*.f16"):
             old.unlink()
-        _write_atomic(folder / PROGRESS, "0")
+        atomic_write_text(folder / PROGRESS, "0")
         for k, start in enumerate(range(0, shape[0], shard_rows)):
-            np.memmap(folder / _shard_name(manifest, k), dtype=np.float16, mode="w+",
+            np.memmap(folder / _shard_name(k), dtype=np.float16, mode="w+",
                       shape=(min(shard_rows, shape[0] - start), *shape[1:])).flush()
-        _write_atomic(folder / MANIFEST, json.dumps(manifest))
+        atomic_write_text(folder / MANIFEST, json.dumps(manifest))
     start = _written(folder)
     model = build_encoder(encoder, weights_path).to(device)
     preprocessing = preprocessing_for(encoder, image_size)
@@ -176,13 +200,41 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
                 progress(len(out))
             # Persist progress every batch: a killed run resumes from here.
             array.flush()
-            _write_atomic(folder / PROGRESS, str(row))
+            atomic_write_text(folder / PROGRESS, str(row))
     if failures:
         shown = "; ".join(failures[:5])
         raise ImageError(str(image_root), f"{len(failures)} image(s) could not be read "
                                           f"(cache kept up to image {row}): {shown}")
     del array
     return open_cache(folder, key)
+
+
+def cache_folder(cache_dir: str | Path, dataset: CaptionDataset, encoder: str,
+                 image_size: int) -> Path:
+    return Path(cache_dir) / f"{dataset.name}-{encoder}-{image_size}"
+
+
+def ensure_cache(dataset: CaptionDataset, cache_dir: str | Path, encoder: str, image_size: int,
+                 weights_path: str | None = None, batch_size: int = 8, workers: int = 2,
+                 shard_rows: int = SHARD_ROWS, device: torch.device | str = "cpu") -> FeatureCache:
+    """The dataset's feature cache, built (or resumed, or rebuilt on mismatch) if needed."""
+    paths = [record.path for record in dataset.images]
+    folder = cache_folder(cache_dir, dataset, encoder, image_size)
+    bar = None
+
+    def progress(n: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=len(paths), desc=f"caching {encoder}@{image_size}", unit="img",
+                       initial=0, file=sys.stderr)
+        bar.update(n)
+    check_image_files(dataset, dataset.images)
+    try:
+        return build_cache(folder, dataset.image_root, paths, encoder, image_size, weights_path,
+                           batch_size, workers, progress, shard_rows, device)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 @contextlib.contextmanager
@@ -221,7 +273,7 @@ def _read_manifest(folder: Path) -> dict | None:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return manifest if manifest.get("version") in READABLE_VERSIONS else None
+    return manifest if manifest.get("version") == CACHE_VERSION else None
 
 
 def _written(folder: Path) -> int:
@@ -229,9 +281,3 @@ def _written(folder: Path) -> int:
         return int((folder / PROGRESS).read_text())
     except (OSError, ValueError):
         return 0
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -21,7 +21,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Hashable, Mapping, Sequence
 
-from .vocab import tokenize
+from captioner.vocab import tokenize
 
 NO_JAVA_NOTE = ("METEOR skipped: Java not found; install a Java runtime "
                 "(e.g. apt-get install default-jre) to compute it")

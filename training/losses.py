@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .decoder import TeacherForcedOutput
+from captioner.decoder import TeacherForcedOutput
 
 
 class LossTerms(NamedTuple):

@@ -14,13 +14,15 @@ from typing import Mapping
 
 from PIL import Image
 
-from .config import ModelConfig
-from .inference import DEFAULT_CHECKPOINTS, Caption, Timing, default_checkpoint
-from .overlay import overlay_grid
+import captioner
+from captioner.config import ModelConfig
+from captioner.inference import DEFAULT_CHECKPOINTS, Caption, Timing, default_checkpoint
+from captioner.overlay import overlay_grid
 
 # Set CAPTIONER_CHECKPOINT to a checkpoint file to make it the app's default model.
 CHECKPOINT_ENV = "CAPTIONER_CHECKPOINT"
-EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+# The example photos ship with the library (tests and benchmarks use them too).
+EXAMPLES_DIR = Path(captioner.__file__).resolve().parent / "examples"
 # Label shown in the app -> example photo (see examples/LICENSES.md).
 EXAMPLE_PHOTOS = {
     "Cat": EXAMPLES_DIR / "chelsea.jpg",

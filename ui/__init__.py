@@ -1,0 +1,1 @@
+"""The Streamlit app's helpers (app.py stays at the top level: `streamlit run app.py`)."""
