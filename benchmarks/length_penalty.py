@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 from captioner import Captioner, load_checkpoint
-from captioner.data import load_karpathy
-from training.evaluate import cached, evaluate, split_features
+from training.data import load_karpathy
+from training.evaluate import evaluate, split_features
+from training.features import cached_features
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     for path in args.checkpoint:
         checkpoint = load_checkpoint(path)
         captioner = Captioner.from_parts(checkpoint, name=path)
-        features = cached(split_features(dataset, "val", args.cache_dir,
+        features = cached_features(split_features(dataset, "val", args.cache_dir,
                                          checkpoint.config.encoder, checkpoint.config.image_size))
         for penalty in map(float, args.penalties.split(",")):
             result = evaluate(captioner, dataset, "val", features, args.beam,
