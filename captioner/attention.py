@@ -7,10 +7,13 @@ one it has; the training loss adds the REINFORCE term when `log_prob` is present
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # the config names its attention; only its type is needed here
+    from .config import ModelConfig
 
 
 class AttentionOutput(NamedTuple):
@@ -114,10 +117,34 @@ def _one_hot(location: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(like).scatter_(1, location.unsqueeze(1), 1.0)
 
 
-def build_attention(kind: str, encoder_dim: int, hidden_dim: int, attention_dim: int,
-                    hard_inference: str = "argmax") -> nn.Module:
-    if kind == "soft":
-        return SoftAttention(encoder_dim, hidden_dim, attention_dim)
-    if kind == "hard":
-        return HardAttention(encoder_dim, hidden_dim, attention_dim, hard_inference)
-    raise ValueError(f"unknown attention kind {kind!r}; choose soft or hard")
+# The attention registry: name -> builder(config) -> module. The model config's check, the
+# training CLI's --attention choices and the tests' parametrisation all read this one dict,
+# so a new attention is one module plus one `register_attention` entry.
+ATTENTIONS: dict[str, Callable[["ModelConfig"], nn.Module]] = {}
+
+
+def register_attention(name: str):
+    def register(builder: Callable[["ModelConfig"], nn.Module]):
+        if name in ATTENTIONS:
+            raise ValueError(f"attention {name!r} is already registered")
+        ATTENTIONS[name] = builder
+        return builder
+    return register
+
+
+@register_attention("soft")
+def _soft(config: "ModelConfig") -> nn.Module:
+    return SoftAttention(config.encoder_dim, config.hidden_dim, config.attention_dim)
+
+
+@register_attention("hard")
+def _hard(config: "ModelConfig") -> nn.Module:
+    return HardAttention(config.encoder_dim, config.hidden_dim, config.attention_dim,
+                         config.hard_inference)
+
+
+def build_attention(config: "ModelConfig") -> nn.Module:
+    if config.attention not in ATTENTIONS:
+        raise ValueError(f"unknown attention {config.attention!r}; choose one of "
+                         f"{', '.join(ATTENTIONS)}")
+    return ATTENTIONS[config.attention](config)

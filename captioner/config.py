@@ -5,7 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-ATTENTION_KINDS = ("soft", "hard")
+from .attention import ATTENTIONS
+
 GATE_KINDS = ("scalar", "channel", "none")
 HARD_INFERENCE_KINDS = ("argmax", "expectation")
 
@@ -21,7 +22,9 @@ class ModelConfig:
     encoder_dim: int = 1280  # D, channels of one annotation vector a_i
     # Decoder
     vocab_size: int = 0  # filled in from the vocabulary
-    attention: str = "soft"  # "soft" (deterministic) or "hard" (stochastic, REINFORCE)
+    # A name from captioner.attention.ATTENTIONS: "soft" (deterministic) or "hard"
+    # (stochastic, REINFORCE)
+    attention: str = "soft"
     embed_dim: int = 256  # m in the paper: word embedding and deep-output width
     hidden_dim: int = 512  # n in the paper: LSTM state size
     attention_dim: int = 512  # width of the additive (Bahdanau) scoring MLP
@@ -31,7 +34,7 @@ class ModelConfig:
     hard_inference: str = "argmax"
 
     def __post_init__(self) -> None:
-        _check_choice("attention", self.attention, ATTENTION_KINDS)
+        _check_choice("attention", self.attention, tuple(ATTENTIONS))
         _check_choice("gate", self.gate, GATE_KINDS)
         _check_choice("hard_inference", self.hard_inference, HARD_INFERENCE_KINDS)
         if self.image_size % 32 or self.image_size < 32:

@@ -71,8 +71,7 @@ class Decoder(nn.Module):
         self.embedding = nn.Embedding(v, m)  # E
         self.init_h = nn.Linear(d, n)  # f_init,h over the mean annotation
         self.init_c = nn.Linear(d, n)  # f_init,c
-        self.attention = build_attention(config.attention, d, n, config.attention_dim,
-                                         config.hard_inference)
+        self.attention = build_attention(config)
         gate_width = {"scalar": 1, "channel": d, "none": 0}[config.gate]
         self.gate = nn.Linear(n, gate_width) if gate_width else None  # f_beta
         # The LSTM's affine map T_{D+m+n, 4n} of [E y_{t-1}; z_t; h_{t-1}], split by input: the

@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from captioner import Checkpoint, Decoder, ModelConfig, Vocabulary, save_checkpoint
+from captioner.attention import ATTENTIONS
 from captioner.encoder import preprocessing_for
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "captioner" / "examples"
@@ -60,7 +61,7 @@ def write_checkpoint(path: Path, vocab: Vocabulary, attention: str = "soft",
     return path
 
 
-@pytest.fixture(params=["soft", "hard"])
+@pytest.fixture(params=sorted(ATTENTIONS))
 def attention_kind(request) -> str:
     return request.param
 

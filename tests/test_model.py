@@ -280,3 +280,31 @@ def test_decoding_never_repeats_a_trigram_unless_asked(vocab, beam_size):
         assert sum(map(_repeats_a_trigram, decode(True))) == 0
         if beam_size == 1:  # blocking is the default
             assert decode(True) == [h.tokens for h in greedy(decoder, features, 20)]
+
+
+def test_a_registered_attention_is_usable_everywhere_the_config_goes(vocab):
+    """A new attention is one module plus one registry entry: the config accepts it, the
+    decoder builds it, decoding runs over it, the training CLI offers it."""
+    from captioner.attention import ATTENTIONS, AttentionOutput, mix_rows, register_attention
+    from training.config import parse_config
+
+    class Uniform(torch.nn.Module):  # the same weight on every location
+        def project(self, features):
+            return features[..., :1]
+
+        def forward(self, features, projected, hidden):
+            alpha = torch.full((hidden.shape[0], features.shape[1]), 1.0 / features.shape[1])
+            return AttentionOutput(mix_rows(alpha, features), alpha, alpha)
+
+    with pytest.raises(ValueError, match="attention must be one of"):
+        tiny_config(vocab, "uniform")
+    register_attention("uniform")(lambda config: Uniform())
+    try:
+        decoder = Decoder(tiny_config(vocab, "uniform")).eval()
+        [hyp] = greedy(decoder, _features(batch=1), max_length=4)
+        assert torch.allclose(hyp.alphas, torch.full_like(hyp.alphas, 1 / 6))
+        assert parse_config(["--data", "x", "--attention", "uniform"]).model.attention == "uniform"
+        with pytest.raises(ValueError, match="already registered"):
+            register_attention("uniform")(lambda config: Uniform())
+    finally:
+        del ATTENTIONS["uniform"]

@@ -7,12 +7,16 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
-from captioner.config import ModelConfig
+from captioner.attention import ATTENTIONS
+from captioner.config import GATE_KINDS, ModelConfig
+from captioner.encoder import ENCODERS
 
 # ModelConfig fields that are not flags: filled in from the vocabulary and the encoder, or
 # chosen at inference.
 DERIVED_MODEL_FIELDS = ("vocab_size", "encoder_dim", "hard_inference")
 MODEL_FLAGS = tuple(f.name for f in fields(ModelConfig) if f.name not in DERIVED_MODEL_FIELDS)
+# The model flags with a fixed set of values: their registries (or lists) are the choices.
+MODEL_CHOICES = {"attention": ATTENTIONS, "encoder": ENCODERS, "gate": GATE_KINDS}  # read live
 
 
 @dataclass
@@ -129,7 +133,8 @@ def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m train
             for name, model_field in model_fields.items():
                 # No default: a flag left out is told apart from one given (see model_flags).
                 parser.add_argument(flag_name(name), type=_flag_type(model_field),
-                                    default=argparse.SUPPRESS, metavar=name.upper(),
+                                    default=argparse.SUPPRESS, choices=MODEL_CHOICES.get(name),
+                                    metavar=name.upper() if name not in MODEL_CHOICES else None,
                                     help=f"default: {model_field.default}")
         elif f.metadata.get("flag", True):
             _add_flag(parser, f)
