@@ -4,7 +4,8 @@
 
 Runs `training.evaluate` for each shipped model (soft, hard) at beam 1, 3 and 5 on the test
 split, writes each result JSON to results/, and prints a Markdown table next to the paper's
-Table 1 Flickr8k rows (Xu et al. 2015; they report no ROUGE-L or CIDEr there).
+Table 1 Flickr8k rows (Xu et al. 2015; they report no ROUGE-L or CIDEr there), with what a
+reader notices: captions that repeat a trigram, distinct words, distinct captions.
 """
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from pathlib import Path
 from captioner.inference import DEFAULT_CHECKPOINTS
 
 KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+DIVERSITY = ("captions_repeating_a_trigram", "distinct_words", "distinct_captions")
+HEADERS = KEYS + ("loops", "words", "distinct")
 PAPER = {
-    "paper: soft attention (VGG)": (67, 44.8, 29.9, 19.5, 18.93, None, None),
-    "paper: hard attention (VGG)": (67, 45.7, 31.4, 21.3, 20.30, None, None),
+    "paper: soft attention (VGG)": (67, 44.8, 29.9, 19.5, 18.93) + (None,) * 5,
+    "paper: hard attention (VGG)": (67, 45.7, 31.4, 21.3, 20.30) + (None,) * 5,
 }
 
 
@@ -39,15 +42,25 @@ def main() -> None:
                             str(checkpoint), "--data", args.data, "--split", args.split,
                             "--beam", str(beam), "--cache-dir", args.cache_dir,
                             "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
-            metrics = json.loads(out.read_text())["metrics"]
+            result = json.loads(out.read_text())
+            metrics, diversity = result["metrics"], result["diversity"]
             rows[f"ours: {kind}, beam {beam}"] = tuple(
-                None if metrics[k] is None else 100 * metrics[k] for k in KEYS)
-    print("| model | " + " | ".join(KEYS) + " |")
-    print("|" + " --- |" * (len(KEYS) + 1))
+                None if metrics[k] is None else 100 * metrics[k] for k in KEYS) + tuple(
+                diversity[k] for k in DIVERSITY)
+    print("| model | " + " | ".join(HEADERS) + " |")
+    print("|" + " --- |" * (len(HEADERS) + 1))
     for name, values in rows.items():
-        cells = ["" if v is None else f"{v:.1f}" if k != "METEOR" else f"{v:.2f}"
-                 for k, v in zip(KEYS, values)]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name} | " + " | ".join(_cell(k, v) for k, v in zip(HEADERS, values)) + " |")
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return ""
+    if key == "distinct":
+        return f"{100 * value:.0f}%"
+    if key in ("loops", "words"):
+        return str(value)
+    return f"{value:.2f}" if key == "METEOR" else f"{value:.1f}"
 
 
 if __name__ == "__main__":
