@@ -72,3 +72,14 @@ def test_bad_checkpoint_and_bad_options(tmp_path):
     assert "Traceback" not in result.stderr
     result = run_cli(image, "--beam", "0", "--checkpoint", junk)
     assert result.returncode == 2 and "--beam" in result.stderr
+
+
+def test_decoding_flags_default_to_the_library_defaults():
+    """The CLI decodes as the app, the Python API and evaluate do unless told otherwise."""
+    from captioner.cli import build_parser
+    from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH
+
+    args = build_parser().parse_args(["caption", "x.jpg"])
+    assert (args.beam, args.max_length, args.length_penalty, args.block_repeats) == (
+        BEAM_SIZE, MAX_LENGTH, LENGTH_PENALTY, BLOCK_REPEATS)
+    assert build_parser().parse_args(["caption", "x.jpg", "--no-block-repeats"]).block_repeats is False
