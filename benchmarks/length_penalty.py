@@ -27,8 +27,9 @@ def main() -> None:
     parser.add_argument("--penalties", default="0,0.5,1")
     parser.add_argument("--beam", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     dataset = load_karpathy(args.data)
     rows = []
     for path in args.checkpoint:

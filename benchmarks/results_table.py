@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--beams", default="1,3,5")
     parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--threads", default="2", help="torch threads of each evaluation")
     args = parser.parse_args()
     rows = dict((name, values) for name, values in PAPER.items())
     for kind, checkpoint in DEFAULT_CHECKPOINTS.items():
@@ -41,7 +42,8 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "training.evaluate", "--checkpoint",
                             str(checkpoint), "--data", args.data, "--split", args.split,
                             "--beam", str(beam), "--cache-dir", args.cache_dir,
-                            "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+                            "--out", str(out), "--threads", args.threads], check=True,
+                           stdout=subprocess.DEVNULL)
             result = json.loads(out.read_text())
             metrics, diversity = result["metrics"], result["diversity"]
             rows[f"ours: {kind}, beam {beam}"] = tuple(
