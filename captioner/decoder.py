@@ -88,7 +88,6 @@ class Decoder(nn.Module):
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         with torch.no_grad():  # forget-gate bias 1: remember by default early in training
             self.word_gates.bias[n:2 * n].fill_(1.0)
-        self._register_load_state_dict_pre_hook(_split_recurrent_gates)
 
     def prepare(self, features: torch.Tensor, decoding: bool = False) -> Memory:
         """Per-image work done once; decoding=True also precomputes the context's linear
@@ -192,12 +191,3 @@ class Decoder(nn.Module):
 
         return TeacherForcedOutput(unpack(words), unpack(torch.cat(alphas)),
                                    unpack(torch.cat(log_probs)) if log_probs else None)
-
-
-def _split_recurrent_gates(state_dict, prefix, *args) -> None:
-    """Checkpoints written before the split hold one matrix over [z_t; h_{t-1}]."""
-    old = state_dict.pop(prefix + "recurrent_gates.weight", None)
-    if old is not None and prefix + "context_gates.weight" not in state_dict:
-        hidden = old.shape[0] // 4
-        state_dict[prefix + "context_gates.weight"] = old[:, :-hidden]
-        state_dict[prefix + "hidden_gates.weight"] = old[:, -hidden:]

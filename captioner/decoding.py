@@ -20,9 +20,10 @@ UNK = Vocabulary.unk_id
 # told otherwise: defined here once.
 BEAM_SIZE = 3
 MAX_LENGTH = 20
-# Ranking by log p / (words + 1) ** LENGTH_PENALTY; 0 ranks by log p alone (see README:
-# chosen on Flickr8k val).
-LENGTH_PENALTY = 0.0
+# Beam search ranks finished captions by log p / (words + 1) ** LENGTH_PENALTY (0: by log p
+# alone, which favours short captions). 1.0 was chosen on the Flickr8k val split for the
+# default model (docs/results.md, python -m benchmarks.length_penalty).
+LENGTH_PENALTY = 1.0
 # No caption repeats a trigram ("a man in a red shirt and a red shirt"): a word that would
 # complete a trigram the caption already holds is not a candidate.
 BLOCK_REPEATS = True
