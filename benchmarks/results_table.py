@@ -34,9 +34,12 @@ def main() -> None:
     parser.add_argument("--beams", default="1,3,5")
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--threads", default="2", help="torch threads of each evaluation")
+    parser.add_argument("--models", default=",".join(DEFAULT_CHECKPOINTS),
+                        help="which shipped models (comma-separated)")
     args = parser.parse_args()
     rows = dict((name, values) for name, values in PAPER.items())
-    for kind, checkpoint in DEFAULT_CHECKPOINTS.items():
+    for kind in args.models.split(","):
+        checkpoint = DEFAULT_CHECKPOINTS[kind]
         for beam in map(int, args.beams.split(",")):
             out = Path(args.results_dir) / f"{kind}_{args.split}_beam{beam}.json"
             subprocess.run([sys.executable, "-m", "training.evaluate", "--checkpoint",
