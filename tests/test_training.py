@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from captioner import Captioner, load_checkpoint
+from captioner import Captioner, ModelConfig, load_checkpoint
 from training.data import DatasetError, load_karpathy
 from training.features import build_cache, cache_folder, ensure_cache, open_cache
 from training import loop
@@ -278,7 +278,7 @@ def test_model_flags_are_model_configs_fields_and_only_training_train_has_them()
 
     config = parse_config(["--data", "x.json", "--hidden-dim", "96", "--attention", "hard"])
     assert (config.model.hidden_dim, config.model.attention, config.model.embed_dim) == \
-        (96, "hard", 256)
+        (96, "hard", ModelConfig().embed_dim)  # a flag left out keeps the config's default
     assert config.model_flags == ("attention", "hidden_dim")  # given, not defaulted
     for argv, cls in ((["--vocab-size", "3"], None), (["--dropout", "0"], FinetuneConfig),
                       (["--attention", "hard"], ScstConfig)):
