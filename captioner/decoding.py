@@ -154,6 +154,18 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
     return results
 
 
+def decode(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE, n_best: int = 1,
+           max_length: int = MAX_LENGTH, length_penalty: float = LENGTH_PENALTY,
+           block_repeats: bool = BLOCK_REPEATS) -> list[list[Hypothesis]]:
+    """Each image's n_best hypotheses, best first: beam search, or greedy decoding for a beam
+    of one (the same words, faster). The decoding of the app, the CLI, validation and
+    evaluate. features (B, L, D) float32; call in inference_mode with the decoder in eval."""
+    if beam_size == 1 and n_best == 1:
+        return [[h] for h in greedy(decoder, features, max_length, block_repeats)]
+    return beam_search(decoder, features, beam_size, max_length, n_best, length_penalty,
+                       block_repeats)
+
+
 def _settled(scores: torch.Tensor, finished: torch.Tensor, n_best: int, length_penalty: float
              ) -> torch.Tensor:
     """(n,) True where no further step can change an image's n_best result."""

@@ -13,8 +13,7 @@ import torch
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ModelConfig
 from .decoder import Decoder
-from .decoding import (BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypothesis,
-                       beam_search, greedy)
+from .decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypothesis, decode
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
 from .models import build_checkpoint_encoder, build_decoder
@@ -164,15 +163,3 @@ class Captioner:
             words=self.vocab.decode(best.tokens), score=best.score, log_prob=best.log_prob,
             alphas=alphas,
             alternatives=[Alternative(self.vocab.decode(h.tokens), h.score) for h in hypotheses])
-
-
-def decode(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE, n_best: int = 1,
-           max_length: int = MAX_LENGTH, length_penalty: float = LENGTH_PENALTY,
-           block_repeats: bool = BLOCK_REPEATS) -> list[list[Hypothesis]]:
-    """Each image's n_best hypotheses, best first: beam search, or greedy decoding for a beam
-    of one (the same words, faster). The decoding of the app, the CLI, validation and
-    evaluate. features (B, L, D) float32; call in inference_mode with the decoder in eval."""
-    if beam_size == 1 and n_best == 1:
-        return [[h] for h in greedy(decoder, features, max_length, block_repeats)]
-    return beam_search(decoder, features, beam_size, max_length, n_best, length_penalty,
-                       block_repeats)

@@ -56,8 +56,8 @@ def image_batches(table: list[tuple[int, list[int]]], batch_size: int, seed: int
     rng.shuffle(images)
     order = [i for captions in images for i in captions]
     size = batch_size * processes
-    # An image at a batch boundary has its captions in two batches: each does that image's
-    # work once, which costs far less than aligning batches to images would in padding.
+    # An image at a batch boundary has its captions in two batches (each does that image's
+    # work once); cutting at exactly `size` captions keeps every global batch the same size.
     global_batches = [order[i:i + size] for i in range(0, len(order), size)]
     # The last global batch may be short: it is shared out evenly (the loss is normalised by
     # the global batch, so unequal parts are exact), or dropped when it has fewer captions

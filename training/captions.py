@@ -1,5 +1,5 @@
 """Caption a split: one loop for training's validation and training.evaluate, with the
-decoding the app uses (captioner.inference.decode)."""
+decoding the app uses (captioner.decoding.decode)."""
 from __future__ import annotations
 
 import sys
@@ -8,8 +8,7 @@ import torch
 from tqdm import tqdm
 
 from captioner.decoder import Decoder
-from captioner.decoding import BLOCK_REPEATS, LENGTH_PENALTY
-from captioner.inference import decode
+from captioner.decoding import BLOCK_REPEATS, LENGTH_PENALTY, decode
 from captioner.vocab import Vocabulary
 
 from .data import ImageRecord
