@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from captioner import Decoder, ModelConfig
+from captioner import build_decoder, ModelConfig
 from captioner.encoder import build_encoder, top_blocks
 from training.config import FinetuneConfig
 from training.distributed import Runtime
@@ -34,7 +34,7 @@ def captions_per_second(attention: str, image_size: int, blocks: int, batch_size
     trained = top_blocks(encoder, blocks)
     for block in trained:
         block.requires_grad_(True)
-    decoder = Decoder(model_config).to(device)
+    decoder = build_decoder(model_config).to(device)
     model = EncoderDecoder(encoder, decoder)
     optimizer = make_optimizer(
         [{"params": decoder.parameters()},

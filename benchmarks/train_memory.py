@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from captioner import Decoder
+from captioner import build_decoder
 from training.features import CACHE_VERSION, PROGRESS, SHARD_ROWS, open_cache
 from training.config import TrainConfig
 from training.distributed import Runtime
@@ -68,7 +68,7 @@ def main() -> None:
                                             for i in range(0, len(table), 64)], cache)
             config = TrainConfig(data="-")
             torch.manual_seed(0)
-            decoder = Decoder(config.model_config(2541, 1280))
+            decoder = build_decoder(config.model_config(2541, 1280))
             optimizer = make_optimizer([{"params": decoder.parameters()}], config)
             runtime, progress = Runtime(torch.device("cpu")), Progress()
             scaler = runtime.grad_scaler()

@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from captioner import Decoder, ModelConfig
+from captioner import build_decoder, ModelConfig
 from training.config import TrainConfig
 from training.distributed import Runtime
 from training.loop import Progress, make_optimizer, train_step
@@ -30,7 +30,7 @@ def captions_per_second(attention: str, batch_size: int, steps: int, device: tor
                         vocab: int = 2541, compile: bool = False) -> float:
     torch.manual_seed(0)
     config = TrainConfig(data="-", batch_size=batch_size, model=ModelConfig(attention=attention))
-    decoder = Decoder(config.model_config(vocab, 1280)).to(device)
+    decoder = build_decoder(config.model_config(vocab, 1280)).to(device)
     if compile:
         decoder.advance = torch.compile(decoder.advance, dynamic=True)
     optimizer = make_optimizer([{"params": decoder.parameters()}], config)

@@ -1,7 +1,7 @@
 """Show, Attend and Tell image captioning: caption a photo and see where each word looked."""
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .config import ModelConfig
-from .decoder import Decoder
+from .decoder import Decoder, build_decoder
 from .decoding import Hypothesis, beam_search, greedy, sample
 from .encoder import ENCODERS, Encoder, EncoderOutput, build_encoder
 from .images import ImageError, load_image
@@ -12,6 +12,6 @@ from .vocab import Vocabulary, tokenize
 __all__ = [
     "Caption", "Captioner", "Checkpoint", "CheckpointError", "Decoder", "ENCODERS", "Encoder",
     "EncoderOutput", "Hypothesis", "ImageError", "ModelConfig", "Preprocessing", "Timing",
-    "Vocabulary", "beam_search", "build_encoder", "default_checkpoint", "greedy",
+    "Vocabulary", "beam_search", "build_decoder", "build_encoder", "default_checkpoint", "greedy",
     "load_checkpoint", "load_image", "sample", "save_checkpoint", "tokenize",
 ]

@@ -1,12 +1,21 @@
-"""Soft and hard attention: interchangeable modules with one output type.
+"""The attention family: interchangeable modules with one output type.
 
-Both score every location with Bahdanau's additive alignment model
-    e_ti = w^T tanh(W_a a_i + W_h h_{t-1}),   alpha_t = softmax(e_t)
-and differ only in how they turn alpha_t into a context vector. The decoder never asks which
-one it has; the training loss adds the REINFORCE term when `log_prob` is present.
+An attention scores every location i of the image's grid, alpha_t = softmax(e_t), and turns
+alpha_t into a context vector. The registry below holds the variants, each with the decoder
+state it scores with:
+- "previous" (Bahdanau; Xu et al.): h_{t-1}, before the LSTM step, and the context feeds the
+  LSTM. soft and hard use the additive model e_ti = w^T tanh(W_a a_i + W_h h_{t-1}) and differ
+  only in how alpha_t becomes a context (a weighted mean, or one sampled location trained by
+  REINFORCE); static drops the state: e_ti = u^T tanh(W a_i + b).
+- "current" (Luong et al. 2015): h_t, after the LSTM step, and the context makes the
+  attentional state that predicts the word (captioner.luong). luong-dot, luong-general and
+  luong-concat differ in the score; local attends only inside a window around a predicted centre.
+The decoder never asks which one it has; the training loss adds the REINFORCE term when
+`log_prob` is present.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import torch
@@ -48,12 +57,60 @@ class AdditiveScorer(nn.Module):
         return self.score(energy).squeeze(-1).softmax(dim=-1).view(-1, locations)
 
 
-class SoftAttention(nn.Module):
-    """Deterministic attention: context = sum_i alpha_ti a_i, trained end to end by backprop."""
+class StaticScorer(nn.Module):
+    """alpha from the annotations alone: e_i = u^T tanh(W a_i + b) with a learned query u
+    (Yang et al. 2016). The weights are the same at every step, whatever has been said."""
 
-    def __init__(self, encoder_dim: int, hidden_dim: int, attention_dim: int):
+    def __init__(self, encoder_dim: int, attention_dim: int):
         super().__init__()
-        self.scorer = AdditiveScorer(encoder_dim, hidden_dim, attention_dim)
+        self.image_proj = nn.Linear(encoder_dim, attention_dim)  # W, b
+        self.score = nn.Linear(attention_dim, 1, bias=False)  # u
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.image_proj(features)
+
+    def forward(self, projected: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        images, locations, _ = projected.shape
+        alpha = self.score(torch.tanh(projected)).squeeze(-1).softmax(dim=-1)  # (B, L)
+        rows_per_image = hidden.shape[0] // images
+        return alpha.unsqueeze(1).expand(-1, rows_per_image, -1).reshape(-1, locations)
+
+
+class BilinearScorer(nn.Module):
+    """Luong's multiplicative score e_ti = h^T W a_i: W a_i (B, L, n) precomputed per image,
+    then one batched dot product per step."""
+
+    def __init__(self, encoder_dim: int, hidden_dim: int, bias: bool = False):
+        super().__init__()
+        # A bias adds h^T b to every location alike, which the softmax cancels; the dot
+        # variant keeps it because its projections are also the values it averages.
+        self.image_proj = nn.Linear(encoder_dim, hidden_dim, bias=bias)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.image_proj(features)
+
+    def energies(self, projected: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, L, n), (B*k, n) -> e (B*k, L)."""
+        images, locations, dim = projected.shape
+        query = hidden.view(images, -1, dim)  # (B, k, n)
+        return torch.bmm(query, projected.transpose(1, 2)).view(-1, locations)
+
+    def forward(self, projected: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        return self.energies(projected, hidden).softmax(dim=-1)
+
+
+class SoftAttention(nn.Module):
+    """Deterministic attention: context = sum_i alpha_ti v_i, trained end to end by backprop.
+    The values v_i are the annotations a_i, or (values_projected) the scorer's projections of
+    them, as in Luong's dot attention where one projection serves as both key and value."""
+
+    def __init__(self, scorer: nn.Module, values_projected: bool = False):
+        super().__init__()
+        self.scorer = scorer
+        self.values_projected = values_projected
+
+    def values(self, features: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
+        return projected if self.values_projected else features
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return self.scorer.project(features)
@@ -62,6 +119,57 @@ class SoftAttention(nn.Module):
                 hidden: torch.Tensor) -> AttentionOutput:
         """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image."""
         alpha = self.scorer(projected, hidden)  # (B*k, L)
+        return AttentionOutput(mix_rows(alpha, self.values(features, projected)), alpha, alpha)
+
+
+class LocalAttention(nn.Module):
+    """Luong's local-p attention on the image's grid (square, H = W = sqrt(L)).
+
+    The state predicts a centre p = (H, W) * sigmoid(V tanh(W_p h)) in grid units (cell (r, c)
+    spans [r, r+1) x [c, c+1), so its centre is (r + 0.5, c + 0.5)); only cells whose centres
+    lie within +-D of p in both directions are attended, scored h^T W_a a_i and weighted by the
+    Gaussian exp(-||s - p||^2 / (2 sigma^2)), sigma = D / 2, renormalised inside the window:
+    alpha_i = softmax over the window of (e_i - ||s_i - p||^2 / (2 sigma^2)). The Gaussian makes
+    alpha differentiable in p, so it trains like soft attention; the window's edge is not
+    (as in Luong et al.). With D >= 0.5 the window always holds the cell under p.
+    """
+
+    values_projected = False  # the context averages the annotations themselves
+
+    def __init__(self, encoder_dim: int, hidden_dim: int, attention_dim: int, window: float):
+        super().__init__()
+        if window < 0.5:
+            raise ValueError(f"local attention's window must be at least 0.5 cells, got {window}")
+        self.scorer = BilinearScorer(encoder_dim, hidden_dim)
+        self.position = nn.Sequential(nn.Linear(hidden_dim, attention_dim, bias=False),
+                                      nn.Tanh(), nn.Linear(attention_dim, 2, bias=False))
+        self.window = window
+        self.sigma = window / 2
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scorer.project(features)
+
+    def values(self, features: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def centre(self, hidden: torch.Tensor, side: int) -> torch.Tensor:
+        """p_t (B*k, 2) as (y, x) in grid units, each in [0, side]."""
+        return side * torch.sigmoid(self.position(hidden))
+
+    def forward(self, features: torch.Tensor, projected: torch.Tensor,
+                hidden: torch.Tensor) -> AttentionOutput:
+        locations = projected.shape[1]
+        side = math.isqrt(locations)
+        if side * side != locations:
+            raise ValueError(f"local attention needs a square grid, got {locations} locations")
+        centre = self.centre(hidden, side)  # (B*k, 2)
+        cells = torch.arange(side, device=hidden.device, dtype=hidden.dtype) + 0.5
+        offset_y = cells.view(1, side, 1) - centre[:, 0].view(-1, 1, 1)  # (B*k, side, 1)
+        offset_x = cells.view(1, 1, side) - centre[:, 1].view(-1, 1, 1)  # (B*k, 1, side)
+        squared = (offset_y ** 2 + offset_x ** 2).view(-1, locations)
+        inside = ((offset_y.abs() <= self.window) & (offset_x.abs() <= self.window)).view(-1, locations)
+        energy = self.scorer.energies(projected, hidden) - squared / (2 * self.sigma ** 2)
+        alpha = energy.masked_fill(~inside, float("-inf")).softmax(dim=-1)
         return AttentionOutput(mix_rows(alpha, features), alpha, alpha)
 
 
@@ -117,24 +225,36 @@ def _one_hot(location: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(like).scatter_(1, location.unsqueeze(1), 1.0)
 
 
-# The attention registry: name -> builder(config) -> module. The model config's check, the
-# training CLI's --attention choices and the tests' parametrisation all read this one dict,
-# so a new attention is one module plus one `register_attention` entry.
-ATTENTIONS: dict[str, Callable[["ModelConfig"], nn.Module]] = {}
+QUERIES = ("previous", "current")  # which decoder state scores: h_{t-1} or h_t
 
 
-def register_attention(name: str):
+class AttentionEntry(NamedTuple):
+    build: Callable[["ModelConfig"], nn.Module]
+    query: str  # one of QUERIES; picks the decoder (captioner.decoder.build_decoder)
+
+
+# The attention registry: name -> entry. The model config's check, the training CLI's
+# --attention choices, the decoder factory and the tests' parametrisation all read this one
+# dict, so a new attention is one module plus one `register_attention` entry.
+ATTENTIONS: dict[str, AttentionEntry] = {}
+
+
+def register_attention(name: str, query: str = "previous"):
+    if query not in QUERIES:
+        raise ValueError(f"query must be one of {', '.join(QUERIES)}; got {query!r}")
+
     def register(builder: Callable[["ModelConfig"], nn.Module]):
         if name in ATTENTIONS:
             raise ValueError(f"attention {name!r} is already registered")
-        ATTENTIONS[name] = builder
+        ATTENTIONS[name] = AttentionEntry(builder, query)
         return builder
     return register
 
 
 @register_attention("soft")
 def _soft(config: "ModelConfig") -> nn.Module:
-    return SoftAttention(config.encoder_dim, config.hidden_dim, config.attention_dim)
+    return SoftAttention(AdditiveScorer(config.encoder_dim, config.hidden_dim,
+                                        config.attention_dim))
 
 
 @register_attention("hard")
@@ -143,8 +263,42 @@ def _hard(config: "ModelConfig") -> nn.Module:
                          config.hard_inference)
 
 
+@register_attention("static")
+def _static(config: "ModelConfig") -> nn.Module:
+    return SoftAttention(StaticScorer(config.encoder_dim, config.attention_dim))
+
+
+@register_attention("luong-dot", query="current")
+def _luong_dot(config: "ModelConfig") -> nn.Module:
+    # a_i projected to the hidden size (W_p a_i) is both what h_t is dotted with and what the
+    # context averages, so the context lives in the state's space.
+    return SoftAttention(BilinearScorer(config.encoder_dim, config.hidden_dim, bias=True),
+                         values_projected=True)
+
+
+@register_attention("luong-general", query="current")
+def _luong_general(config: "ModelConfig") -> nn.Module:
+    return SoftAttention(BilinearScorer(config.encoder_dim, config.hidden_dim))
+
+
+@register_attention("luong-concat", query="current")
+def _luong_concat(config: "ModelConfig") -> nn.Module:
+    # v^T tanh(W [h_t; a_i]) = v^T tanh(W_h h_t + W_a a_i): the additive score, fed h_t.
+    return SoftAttention(AdditiveScorer(config.encoder_dim, config.hidden_dim,
+                                        config.attention_dim))
+
+
+@register_attention("local", query="current")
+def _local(config: "ModelConfig") -> nn.Module:
+    return LocalAttention(config.encoder_dim, config.hidden_dim, config.attention_dim,
+                          config.local_window)
+
+
+def attention_entry(name: str) -> AttentionEntry:
+    if name not in ATTENTIONS:
+        raise ValueError(f"unknown attention {name!r}; choose one of {', '.join(ATTENTIONS)}")
+    return ATTENTIONS[name]
+
+
 def build_attention(config: "ModelConfig") -> nn.Module:
-    if config.attention not in ATTENTIONS:
-        raise ValueError(f"unknown attention {config.attention!r}; choose one of "
-                         f"{', '.join(ATTENTIONS)}")
-    return ATTENTIONS[config.attention](config)
+    return attention_entry(config.attention).build(config)

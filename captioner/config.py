@@ -22,8 +22,9 @@ class ModelConfig:
     encoder_dim: int = 1280  # D, channels of one annotation vector a_i
     # Decoder
     vocab_size: int = 0  # filled in from the vocabulary
-    # A name from captioner.attention.ATTENTIONS: "soft" (deterministic) or "hard"
-    # (stochastic, REINFORCE)
+    # A name from captioner.attention.ATTENTIONS: "soft" (deterministic), "hard" (stochastic,
+    # REINFORCE), "static" (no decoder state), "luong-dot", "luong-general", "luong-concat"
+    # (scored with the current state h_t), "local" (Luong's local-p on the grid)
     attention: str = "soft"
     # m in the paper: word embedding and deep-output width. 512, not 256: the deep output
     # squeezes every word through an m-wide tanh, and 512 learns faster (docs/results.md).
@@ -31,9 +32,16 @@ class ModelConfig:
     hidden_dim: int = 512  # n in the paper: LSTM state size
     attention_dim: int = 512  # width of the additive (Bahdanau) scoring MLP
     dropout: float = 0.5
-    gate: str = "scalar"  # beta = sigmoid(f_beta(h)): "scalar" as in the paper, "channel", or "none"
+    # beta = sigmoid(f_beta(h)): "scalar" as in the paper, "channel", or "none". Attentions
+    # scored with h_{t-1} only: Luong's attentional state has no such gate.
+    gate: str = "scalar"
     # How hard attention picks its location when not training.
     hard_inference: str = "argmax"
+    # Luong's input feeding: the attentional state h~_{t-1} is part of the LSTM's input, so the
+    # LSTM knows where it looked before. Attentions scored with h_t only.
+    input_feeding: bool = True
+    # D of local attention: it sees the cells within +-D of its centre (sigma = D / 2).
+    local_window: float = 2.0
 
     def __post_init__(self) -> None:
         _check_choice("attention", self.attention, tuple(ATTENTIONS))
@@ -41,6 +49,8 @@ class ModelConfig:
         _check_choice("hard_inference", self.hard_inference, HARD_INFERENCE_KINDS)
         if self.image_size % 32 or self.image_size < 32:
             raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
+        if self.local_window < 0.5:
+            raise ValueError(f"local_window must be at least 0.5 cells, got {self.local_window}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

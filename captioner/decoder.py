@@ -1,8 +1,12 @@
-"""The LSTM decoder of Show, Attend and Tell, built around one `step()`.
+"""The LSTM decoders, each built around one `step()`.
 
-Greedy decoding, beam search and sampling (captioner.decoding) advance the decoder through
-`step`; teacher forcing runs the same two halves of it (`advance`, `readout`), so there is
-exactly one definition of a decoding step.
+Greedy decoding, beam search and sampling (captioner.decoding) advance a decoder through
+`prepare`, `init_state` and `step`; teacher forcing runs the same two halves of a step
+(`advance`, then the readout) over whole captions, so there is exactly one definition of a
+decoding step per decoder. `Decoder` holds what all decoders share (embedding, initial state,
+the LSTM's word and state gates, teacher forcing over packed captions); `ShowAttendTellDecoder`
+attends with h_{t-1} before the LSTM step (Bahdanau, Xu et al.), `captioner.luong.LuongDecoder`
+with h_t after it. `build_decoder` picks the one the config's attention asks for.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import AttentionOutput, build_attention, mix_rows
+from .attention import AttentionOutput, attention_entry, build_attention, mix_rows
 from .config import ModelConfig
 from .vocab import Vocabulary
 
@@ -35,13 +39,21 @@ class Memory(NamedTuple):
     def select(self, images: torch.Tensor) -> "Memory":
         return Memory(*(None if x is None else x.index_select(0, images) for x in self))
 
+    def head(self, rows: int) -> "Memory":
+        return Memory(*(None if x is None else x[:rows] for x in self))
+
 
 class DecoderState(NamedTuple):
     h: torch.Tensor  # (B, n)
     c: torch.Tensor  # (B, n)
+    # Luong's attentional state h~_{t-1} (B, n) when input feeding is on; else None.
+    attentional: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> "DecoderState":
-        return DecoderState(self.h.index_select(0, rows), self.c.index_select(0, rows))
+        return DecoderState(*(None if x is None else x.index_select(0, rows) for x in self))
+
+    def head(self, rows: int) -> "DecoderState":
+        return DecoderState(*(None if x is None else x[:rows] for x in self))
 
 
 class StepOutput(NamedTuple):
@@ -57,56 +69,132 @@ class TeacherForcedOutput(NamedTuple):
 
 
 class Decoder(nn.Module):
-    """Show, Attend and Tell's decoder. One decoding step is `advance` (attend, gate, LSTM)
-    followed by `readout` (deep output layer); `step` is exactly that pair. Teacher forcing
-    runs `advance` per time step and `readout` once over all steps (one large matrix product
-    instead of T small ones: same numbers, less time)."""
+    """What every decoder shares: the embedding E, the initial state from the mean
+    annotation, the attention, the LSTM's word and state gates, dropout, and teacher forcing.
+    A subclass defines `prepare`'s extras, `advance` (one step up to the readout), `step`, and
+    `readout_steps` (logits from what `advance` returned for every real word)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.vocab_size <= 4:
             raise ValueError("config.vocab_size must be set from the vocabulary")
         self.config = config
-        d, n, m, v = config.encoder_dim, config.hidden_dim, config.embed_dim, config.vocab_size
-        self.embedding = nn.Embedding(v, m)  # E
+        d, n, m = config.encoder_dim, config.hidden_dim, config.embed_dim
+        self.embedding = nn.Embedding(config.vocab_size, m)  # E
         self.init_h = nn.Linear(d, n)  # f_init,h over the mean annotation
         self.init_c = nn.Linear(d, n)  # f_init,c
         self.attention = build_attention(config)
-        gate_width = {"scalar": 1, "channel": d, "none": 0}[config.gate]
-        self.gate = nn.Linear(n, gate_width) if gate_width else None  # f_beta
-        # The LSTM's affine map T_{D+m+n, 4n} of [E y_{t-1}; z_t; h_{t-1}], split by input: the
-        # word part is computed for all time steps at once during teacher forcing, the context
-        # part once per image location when decoding (Memory.gate_rows).
+        # The LSTM's affine map, split by input: the word part is computed for all time steps
+        # at once during teacher forcing.
         self.word_gates = nn.Linear(m, 4 * n)
-        self.context_gates = nn.Linear(d, 4 * n, bias=False)
         self.hidden_gates = nn.Linear(n, 4 * n, bias=False)
         self.dropout = nn.Dropout(config.dropout)
-        # Deep output layer: p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t))
-        self.out_hidden = nn.Linear(n, m)  # L_h
-        self.out_context = nn.Linear(d, m)  # L_z
-        self.out = nn.Linear(m, v)  # L_o
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         with torch.no_grad():  # forget-gate bias 1: remember by default early in training
             self.word_gates.bias[n:2 * n].fill_(1.0)
 
     def prepare(self, features: torch.Tensor, decoding: bool = False) -> Memory:
-        """Per-image work done once; decoding=True also precomputes the context's linear
-        maps for every location (exact for scalar and no gates, which commute with them)."""
-        memory = Memory(features, self.attention.project(features))
-        if decoding and self.config.gate != "channel":
-            memory = memory._replace(gate_rows=self.context_gates(features),
-                                     out_rows=F.linear(features, self.out_context.weight))
-        return memory
+        """Per-image work done once (decoding=True: also the decoding fast path's rows)."""
+        return Memory(features, self.attention.project(features))
 
     def init_state(self, memory: Memory) -> DecoderState:
         mean = memory.features.mean(dim=1)  # (B, D)
         return DecoderState(torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)))
 
     def step(self, tokens: torch.Tensor, state: DecoderState, memory: Memory) -> StepOutput:
+        raise NotImplementedError
+
+    def advance(self, word_gates: torch.Tensor, state: DecoderState, memory: Memory
+                ) -> tuple[DecoderState, AttentionOutput, tuple[torch.Tensor, ...]]:
+        """One step up to the readout; returns the new state, the attention and what the
+        readout needs from this step (stacked over all steps for `readout_steps`)."""
+        raise NotImplementedError
+
+    def readout_steps(self, embedded: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def lstm_cell(gates: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        i, f, g, o = gates.chunk(4, dim=1)  # (B, n) each
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    def forward(self, features: torch.Tensor, captions: torch.Tensor,
+                image_of: torch.Tensor | None = None) -> TeacherForcedOutput:
+        """Teacher forcing over captions (B, T+1) that start with <start>; predicts captions[:, 1:].
+
+        features (I, L, D) holds each image once and image_of (B,) names each caption's row
+        (default: caption b reads row b), so the per-image work (the attention's projection
+        over every location, the initial state) is done once for all of an image's captions.
+        Each step runs only the captions that have not ended yet (longest first, a shrinking
+        prefix), so padding costs nothing; padded positions of the output are 0.
+        """
+        memory = self.prepare(features)
+        state = self.init_state(memory)  # (I, n)
+        batch, steps = captions.shape[0], captions.shape[1] - 1
+        lengths = (captions[:, 1:] != PAD_ID).sum(1)  # words + <end> per caption
+        order = lengths.argsort(descending=True, stable=True)
+        rows_of = order if image_of is None else image_of[order]  # each sorted caption's image
+        captions, memory, state = captions[order], memory.select(rows_of), state.select(rows_of)
+        active = [int((lengths > t).sum()) for t in range(steps)]  # captions still running at t
+        embedded = self.embedding(captions[:, :-1])  # (B, T, m)
+        word_gates = self.word_gates(embedded)  # (B, T, 4n): one product for all steps
+        parts, alphas, log_probs = [], [], []
+        for t, rows in enumerate(active):
+            if rows < state.h.shape[0]:  # some captions ended: (the slices' backward is not free)
+                state, memory = state.head(rows), memory.head(rows)
+            state, attended, step_parts = self.advance(word_gates[:rows, t], state, memory)
+            parts.append(step_parts)
+            alphas.append(attended.weights)
+            if attended.log_prob is not None:
+                log_probs.append(attended.log_prob)
+        # Every real word, time-major (N, ...): the readout runs once over exactly these.
+        real = (torch.arange(steps, device=captions.device).unsqueeze(1)
+                < lengths[order].unsqueeze(0))  # (T, B), True where step t of caption b is real
+        words = self.readout_steps(embedded.transpose(0, 1)[real],
+                                   *(torch.cat(part) for part in zip(*parts)))
+        inverse = order.argsort()  # back to the callers' caption order
+
+        def unpack(values: torch.Tensor) -> torch.Tensor:
+            padded = values.new_zeros(steps, batch, *values.shape[1:])
+            padded[real] = values
+            return padded.transpose(0, 1).index_select(0, inverse)  # (B, T, ...)
+
+        return TeacherForcedOutput(unpack(words), unpack(torch.cat(alphas)),
+                                   unpack(torch.cat(log_probs)) if log_probs else None)
+
+
+class ShowAttendTellDecoder(Decoder):
+    """Show, Attend and Tell's decoder: attend with h_{t-1}, gate the context (f_beta), feed
+    it to the LSTM with the previous word, and predict the word with the deep output layer
+    p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t))."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        d, n, m, v = config.encoder_dim, config.hidden_dim, config.embed_dim, config.vocab_size
+        gate_width = {"scalar": 1, "channel": d, "none": 0}[config.gate]
+        self.gate = nn.Linear(n, gate_width) if gate_width else None  # f_beta
+        # The context part of the LSTM's affine map, once per image location when decoding
+        # (Memory.gate_rows).
+        self.context_gates = nn.Linear(d, 4 * n, bias=False)
+        self.out_hidden = nn.Linear(n, m)  # L_h
+        self.out_context = nn.Linear(d, m)  # L_z
+        self.out = nn.Linear(m, v)  # L_o
+
+    def prepare(self, features: torch.Tensor, decoding: bool = False) -> Memory:
+        """Per-image work done once; decoding=True also precomputes the context's linear
+        maps for every location (exact for scalar and no gates, which commute with them)."""
+        memory = super().prepare(features)
+        if decoding and self.config.gate != "channel":
+            memory = memory._replace(gate_rows=self.context_gates(features),
+                                     out_rows=F.linear(features, self.out_context.weight))
+        return memory
+
+    def step(self, tokens: torch.Tensor, state: DecoderState, memory: Memory) -> StepOutput:
         """Read word y_{t-1} (B,), attend with h_{t-1}, update the LSTM, score word y_t."""
         embedded = self.embedding(tokens)  # (B, m)
         beta = self._gate(state.h)
-        state, attended, context = self.advance(self.word_gates(embedded), state, memory)
+        state, attended, (_, context) = self.advance(self.word_gates(embedded), state, memory)
         if memory.out_rows is not None:  # L_z (beta z_t) + b as a mix of precomputed rows
             context_out = mix_rows(attended.mix, memory.out_rows)
             if beta is not None:
@@ -121,9 +209,9 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.gate(h)) if self.gate is not None else None
 
     def advance(self, word_gates: torch.Tensor, state: DecoderState, memory: Memory
-                ) -> tuple[DecoderState, AttentionOutput, torch.Tensor]:
+                ) -> tuple[DecoderState, AttentionOutput, tuple[torch.Tensor, torch.Tensor]]:
         """Attend with h_{t-1}, gate the context, run the LSTM cell. word_gates: (B, 4n).
-        Returns the new state, the attention and the gated context beta_t * z_t."""
+        Returns the new state, the attention and (h_t, the gated context beta_t * z_t)."""
         attended = self.attention(memory.features, memory.projected, state.h)
         beta = self._gate(state.h)
         context = attended.context if beta is None else beta * attended.context  # (B, D)
@@ -133,11 +221,8 @@ class Decoder(nn.Module):
                 context_gates = beta * context_gates
         else:
             context_gates = self.context_gates(context)
-        gates = word_gates + context_gates + self.hidden_gates(state.h)
-        i, f, g, o = gates.chunk(4, dim=1)  # (B, n) each
-        c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return DecoderState(h, c), attended, context
+        h, c = self.lstm_cell(word_gates + context_gates + self.hidden_gates(state.h), state.c)
+        return DecoderState(h, c), attended, (h, context)
 
     def readout(self, embedded: torch.Tensor, h: torch.Tensor, context_out: torch.Tensor
                 ) -> torch.Tensor:
@@ -146,48 +231,14 @@ class Decoder(nn.Module):
         deep = torch.tanh(embedded + self.out_hidden(self.dropout(h)) + context_out)
         return self.out(self.dropout(deep))
 
-    def forward(self, features: torch.Tensor, captions: torch.Tensor,
-                image_of: torch.Tensor | None = None) -> TeacherForcedOutput:
-        """Teacher forcing over captions (B, T+1) that start with <start>; predicts captions[:, 1:].
+    def readout_steps(self, embedded: torch.Tensor, h: torch.Tensor, context: torch.Tensor
+                      ) -> torch.Tensor:
+        return self.readout(embedded, h, self.out_context(context))
 
-        features (I, L, D) holds each image once and image_of (B,) names each caption's row
-        (default: caption b reads row b), so the per-image work (W_a a_i over every location,
-        the initial state) is done once for all of an image's captions. Each step runs only
-        the captions that have not ended yet (longest first, a shrinking prefix), so padding
-        costs nothing; padded positions of the output are 0.
-        """
-        memory = self.prepare(features)
-        state = self.init_state(memory)  # (I, n)
-        batch, steps = captions.shape[0], captions.shape[1] - 1
-        lengths = (captions[:, 1:] != PAD_ID).sum(1)  # words + <end> per caption
-        order = lengths.argsort(descending=True, stable=True)
-        rows_of = order if image_of is None else image_of[order]  # each sorted caption's image
-        captions, memory, state = captions[order], memory.select(rows_of), state.select(rows_of)
-        active = [int((lengths > t).sum()) for t in range(steps)]  # captions still running at t
-        embedded = self.embedding(captions[:, :-1])  # (B, T, m)
-        word_gates = self.word_gates(embedded)  # (B, T, 4n): one product for all steps
-        hs, contexts, alphas, log_probs = [], [], [], []
-        for t, rows in enumerate(active):
-            if rows < state.h.shape[0]:  # some captions ended: (the slices' backward is not free)
-                state = DecoderState(state.h[:rows], state.c[:rows])
-                memory = Memory(memory.features[:rows], memory.projected[:rows])
-            state, attended, context = self.advance(word_gates[:rows, t], state, memory)
-            hs.append(state.h)
-            contexts.append(context)
-            alphas.append(attended.weights)
-            if attended.log_prob is not None:
-                log_probs.append(attended.log_prob)
-        # Every real word, time-major (N, ...): the deep output runs once over exactly these.
-        real = (torch.arange(steps, device=captions.device).unsqueeze(1)
-                < lengths[order].unsqueeze(0))  # (T, B), True where step t of caption b is real
-        context_out = self.out_context(torch.cat(contexts))  # (N, m)
-        words = self.readout(embedded.transpose(0, 1)[real], torch.cat(hs), context_out)
-        inverse = order.argsort()  # back to the callers' caption order
 
-        def unpack(values: torch.Tensor) -> torch.Tensor:
-            padded = values.new_zeros(steps, batch, *values.shape[1:])
-            padded[real] = values
-            return padded.transpose(0, 1).index_select(0, inverse)  # (B, T, ...)
-
-        return TeacherForcedOutput(unpack(words), unpack(torch.cat(alphas)),
-                                   unpack(torch.cat(log_probs)) if log_probs else None)
+def build_decoder(config: ModelConfig) -> Decoder:
+    """The decoder the config's attention is scored with: h_{t-1} or h_t."""
+    if attention_entry(config.attention).query == "current":
+        from .luong import LuongDecoder  # it subclasses Decoder, so it imports this module
+        return LuongDecoder(config)
+    return ShowAttendTellDecoder(config)

@@ -16,7 +16,7 @@ from .decoder import Decoder
 from .decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypothesis, decode
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
-from .models import build_checkpoint_encoder, build_decoder
+from .models import build_checkpoint_encoder, load_decoder
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary
 
@@ -115,7 +115,7 @@ class Captioner:
     @classmethod
     def from_parts(cls, checkpoint: Checkpoint, encoder_weights: str | None = None,
                    name: str = "<checkpoint>") -> "Captioner":
-        decoder = build_decoder(checkpoint, name)
+        decoder = load_decoder(checkpoint, name)
         encoder = build_checkpoint_encoder(checkpoint, name, encoder_weights)
         return cls(encoder, decoder, checkpoint.vocab, checkpoint.preprocessing, checkpoint.metadata)
 

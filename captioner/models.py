@@ -3,7 +3,7 @@ start from a checkpoint. Every failure is a CheckpointError naming the file."""
 from __future__ import annotations
 
 from .checkpoint import Checkpoint, CheckpointError
-from .decoder import Decoder
+from .decoder import Decoder, build_decoder
 from .encoder import Encoder, build_encoder
 
 
@@ -21,8 +21,8 @@ def build_checkpoint_encoder(checkpoint: Checkpoint, name: str = "<checkpoint>",
         raise CheckpointError(f"{name}: cannot build its encoder: {exc}") from None
 
 
-def build_decoder(checkpoint: Checkpoint, name: str = "<checkpoint>") -> Decoder:
-    decoder = Decoder(checkpoint.config)
+def load_decoder(checkpoint: Checkpoint, name: str = "<checkpoint>") -> Decoder:
+    decoder = build_decoder(checkpoint.config)
     try:
         decoder.load_state_dict(checkpoint.decoder, strict=True)
     except RuntimeError as exc:

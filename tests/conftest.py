@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from captioner import Checkpoint, Decoder, ModelConfig, Vocabulary, save_checkpoint
+from captioner import Checkpoint, build_decoder, ModelConfig, Vocabulary, save_checkpoint
 from captioner.attention import ATTENTIONS
 from captioner.encoder import preprocessing_for
 
@@ -55,7 +55,7 @@ def write_checkpoint(path: Path, vocab: Vocabulary, attention: str = "soft",
     config = ModelConfig(vocab_size=len(vocab), encoder_dim=1280, embed_dim=16, hidden_dim=24,
                          attention_dim=16, attention=attention, image_size=image_size,
                          **overrides)
-    decoder = Decoder(config)
+    decoder = build_decoder(config)
     save_checkpoint(Checkpoint(config, vocab, preprocessing_for(config.encoder, image_size),
                                decoder.state_dict(), metadata={"note": "test"}), path)
     return path

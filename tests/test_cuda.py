@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from captioner import Decoder, beam_search, load_checkpoint
+from captioner import build_decoder, beam_search, load_checkpoint
 from training.data import load_karpathy
 from training.features import build_cache
 from training.config import TrainConfig
@@ -24,7 +24,7 @@ CUDA = torch.device("cuda")
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_training_steps_in_each_precision(vocab, attention_kind, precision):
     config = TrainConfig(data="-", lr=1e-2)
-    decoder = Decoder(tiny_config(vocab, attention_kind)).to(CUDA)
+    decoder = build_decoder(tiny_config(vocab, attention_kind)).to(CUDA)
     optimizer = make_optimizer([{"params": decoder.parameters()}], config)
     runtime = Runtime(CUDA, precision=precision)
     scaler = runtime.grad_scaler()
@@ -41,7 +41,7 @@ def test_training_steps_in_each_precision(vocab, attention_kind, precision):
 
 
 def test_decoding_on_the_gpu_matches_the_cpu(vocab, attention_kind):
-    decoder = Decoder(tiny_config(vocab, attention_kind)).eval()
+    decoder = build_decoder(tiny_config(vocab, attention_kind)).eval()
     features = torch.rand(4, 6, 16)
     with torch.inference_mode():
         on_cpu = beam_search(decoder, features, beam_size=3, max_length=10)

@@ -1,24 +1,30 @@
-"""Attention, decoder and decoding, parametrized over soft and hard attention."""
+"""Attention, decoder and decoding, parametrized over every registered attention."""
 import pytest
 import torch
 
-from captioner import Decoder, beam_search, greedy, sample
-from captioner.attention import HardAttention, SoftAttention
+from captioner import build_decoder, beam_search, greedy, sample
+from captioner.attention import ATTENTIONS, HardAttention, build_attention
 from captioner.decoding import block_repeated_trigrams
 
 from conftest import tiny_config
 
 
-def _features(batch=3, locations=6, dim=16):
-    return torch.randn(batch, locations, dim)
+def _features(batch=3, locations=9, dim=16):
+    return torch.randn(batch, locations, dim)  # 9 locations: a 3x3 grid, as local needs
 
 
-def test_soft_attention_weights_sum_to_one_and_context_is_their_average():
-    attention = SoftAttention(16, 20, 14)
+@pytest.mark.parametrize("rows_per_image", [1, 2])
+def test_deterministic_attention_weights_sum_to_one_and_context_is_their_average(
+        vocab, attention_kind, rows_per_image):
+    if attention_kind == "hard":
+        pytest.skip("hard attention's context is one sampled location (tests below)")
+    attention = build_attention(tiny_config(vocab, attention_kind))
     features = _features()
-    out = attention(features, attention.project(features), torch.randn(3, 20))
-    assert torch.allclose(out.weights.sum(1), torch.ones(3))
-    expected = (out.weights.unsqueeze(2) * features).sum(1)
+    projected = attention.project(features)
+    out = attention(features, projected, torch.randn(3 * rows_per_image, 20))
+    assert torch.allclose(out.weights.sum(1), torch.ones(3 * rows_per_image))
+    values = attention.values(features, projected).repeat_interleave(rows_per_image, 0)
+    expected = (out.weights.unsqueeze(2) * values).sum(1)
     assert torch.allclose(out.context, expected, atol=1e-6)
     assert out.log_prob is None
 
@@ -56,7 +62,7 @@ def test_hard_attention_training_samples_and_returns_log_prob():
 
 
 def test_teacher_forcing_shapes_and_every_parameter_gets_a_gradient(vocab, attention_kind):
-    decoder = Decoder(tiny_config(vocab, attention_kind, gate="channel")).train()
+    decoder = build_decoder(tiny_config(vocab, attention_kind, gate="channel")).train()
     captions = torch.tensor([vocab.encode(["a", "red", "square", "on", "grass"])] * 4)
     out = decoder(_features(batch=4), captions)
     assert out.logits.shape == (4, captions.shape[1] - 1, len(vocab))
@@ -74,7 +80,7 @@ def test_teacher_forcing_shapes_and_every_parameter_gets_a_gradient(vocab, atten
 
 @pytest.mark.parametrize("gate", ["scalar", "channel", "none"])
 def test_gate_options(vocab, gate):
-    decoder = Decoder(tiny_config(vocab, gate=gate)).eval()
+    decoder = build_decoder(tiny_config(vocab, gate=gate)).eval()
     assert (decoder.gate is None) == (gate == "none")
     assert len(greedy(decoder, _features(), max_length=5)) == 3
 
@@ -83,7 +89,7 @@ def test_shared_images_and_ragged_captions_equal_one_caption_at_a_time(vocab, at
     """Training's batches: each image once (image_of), captions of different lengths padded.
     Every caption's outputs equal running it alone on its own image; padding outputs are 0."""
     torch.manual_seed(2)
-    decoder = Decoder(tiny_config(vocab, attention_kind, hard_inference="expectation")).eval()
+    decoder = build_decoder(tiny_config(vocab, attention_kind, hard_inference="expectation")).eval()
     for p in decoder.parameters():
         torch.nn.init.normal_(p, std=0.3)
     features = _features(batch=2)
@@ -106,9 +112,13 @@ def test_shared_images_and_ragged_captions_equal_one_caption_at_a_time(vocab, at
 
 @pytest.mark.parametrize("gate", ["scalar", "channel", "none"])
 def test_decoding_steps_equal_teacher_forcing(vocab, attention_kind, gate):
-    """step() on precomputed per-location rows (decoding) == forward() on z_t (training)."""
+    """step() on precomputed per-location rows (decoding) == forward() on z_t (training).
+
+    Which decoders take that fast path: all of them except a channel gate (beta * z_t is
+    not a mix of per-location rows when beta has a value per channel). Attentions scored with
+    h_t have no gate: their W_c c_t is always a mix of the rows W_c v_i."""
     torch.manual_seed(1)
-    decoder = Decoder(tiny_config(vocab, attention_kind, gate=gate)).eval()
+    decoder = build_decoder(tiny_config(vocab, attention_kind, gate=gate)).eval()
     for p in decoder.parameters():  # weights large enough that a wrong term would show
         torch.nn.init.normal_(p, std=0.3)
     features = _features(batch=3)
@@ -117,7 +127,10 @@ def test_decoding_steps_equal_teacher_forcing(vocab, attention_kind, gate):
     with torch.inference_mode():
         forced = decoder(features, captions)
         memory = decoder.prepare(features, decoding=True)
-        assert memory.gate_rows is not None or gate == "channel"
+        current = ATTENTIONS[attention_kind].query == "current"
+        fast = memory.out_rows is not None
+        assert fast == (current or gate != "channel")
+        assert (memory.gate_rows is not None) == (fast and not current)
         state = decoder.init_state(memory)
         for t in range(captions.shape[1] - 1):
             out = decoder.step(captions[:, t], state, memory)
@@ -128,7 +141,7 @@ def test_decoding_steps_equal_teacher_forcing(vocab, attention_kind, gate):
 
 @pytest.fixture
 def decoder(vocab, attention_kind):
-    return Decoder(tiny_config(vocab, attention_kind)).eval()
+    return build_decoder(tiny_config(vocab, attention_kind)).eval()
 
 
 def test_beam_size_one_equals_greedy_exactly(decoder):
@@ -256,7 +269,7 @@ def test_block_repeated_trigrams_forbids_exactly_the_completing_words():
 def test_decoding_never_repeats_a_trigram_unless_asked(vocab, beam_size):
     """A random decoder with large weights loops; with blocking (the default) it cannot."""
     torch.manual_seed(0)
-    decoder = Decoder(tiny_config(vocab)).eval()
+    decoder = build_decoder(tiny_config(vocab)).eval()
     for p in decoder.parameters():
         torch.nn.init.normal_(p, std=1.0)
     features = _features(batch=40)
@@ -292,9 +305,9 @@ def test_a_registered_attention_is_usable_everywhere_the_config_goes(vocab):
         tiny_config(vocab, "uniform")
     register_attention("uniform")(lambda config: Uniform())
     try:
-        decoder = Decoder(tiny_config(vocab, "uniform")).eval()
+        decoder = build_decoder(tiny_config(vocab, "uniform")).eval()
         [hyp] = greedy(decoder, _features(batch=1), max_length=4)
-        assert torch.allclose(hyp.alphas, torch.full_like(hyp.alphas, 1 / 6))
+        assert torch.allclose(hyp.alphas, torch.full_like(hyp.alphas, 1 / 9))
         assert parse_config(["--data", "x", "--attention", "uniform"]).model.attention == "uniform"
         with pytest.raises(ValueError, match="already registered"):
             register_attention("uniform")(lambda config: Uniform())

@@ -4,11 +4,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from captioner import Decoder, load_checkpoint
+from captioner import build_decoder, load_checkpoint
 from captioner.checkpoint import save_checkpoint
 from training.data import load_karpathy
 from captioner.decoding import greedy
-from captioner.models import build_decoder
+from captioner.models import load_decoder
 from captioner.vocab import Vocabulary
 from training.features import ensure_cache
 from training.cider import CiderD
@@ -24,7 +24,7 @@ from test_training import read_log, shapes, tiny_args  # noqa: F401  (shapes is 
 def test_sampled_log_prob_is_the_teacher_forced_one(vocab, attention):
     """log p(caption) accumulated while sampling == teacher forcing over the same words."""
     torch.manual_seed(0)
-    decoder = Decoder(tiny_config(vocab, attention, hard_inference="expectation")).eval()
+    decoder = build_decoder(tiny_config(vocab, attention, hard_inference="expectation")).eval()
     features = torch.randn(3, 6, 16)
     drawn = sample_captions(decoder, features, samples=4, max_length=6)
     assert drawn.tokens.shape[0] == 12 and drawn.log_prob.requires_grad
@@ -69,7 +69,7 @@ def greedy_cider(checkpoint_path, shapes) -> float:
     features_cache = ensure_cache(dataset, cache, "efficientnet_lite0", 64)
     features = features_cache.batch(features_cache.rows([r.path for r in records]))
     scorer = CiderD({i: r.captions for i, r in enumerate(records)})
-    decoder = build_decoder(checkpoint).eval()
+    decoder = load_decoder(checkpoint).eval()
     with torch.inference_mode():
         hyps = greedy(decoder, features, 20)
     return sum(scorer.score(i, checkpoint.vocab.decode(h.tokens))

@@ -132,6 +132,11 @@ def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m train
         if f.type == "ModelConfig":
             for name, model_field in model_fields.items():
                 # No default: a flag left out is told apart from one given (see model_flags).
+                if model_field.type in ("bool", bool):
+                    parser.add_argument(flag_name(name), action=argparse.BooleanOptionalAction,
+                                        default=argparse.SUPPRESS,
+                                        help=f"default: {model_field.default}")
+                    continue
                 parser.add_argument(flag_name(name), type=_flag_type(model_field),
                                     default=argparse.SUPPRESS, choices=MODEL_CHOICES.get(name),
                                     metavar=name.upper() if name not in MODEL_CHOICES else None,

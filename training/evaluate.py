@@ -5,6 +5,10 @@
 
 BLEU-1..4, METEOR, ROUGE-L and CIDEr from pycocoevalcap (METEOR needs Java; without it the
 rest is computed and a note printed). SPICE is not computed: it needs downloads.
+
+    python -m training.evaluate --rescore results/x.json --out results/x.json
+
+scores a result file's captions again: a GPU machine without Java captions, this one scores.
 """
 from __future__ import annotations
 
@@ -64,6 +68,18 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
             "captions": captions}
 
 
+def rescore(result: dict) -> dict:
+    """The result with its metrics computed again from its own captions and references."""
+    try:
+        predictions = {c["image"]: c["caption"] for c in result["captions"]}
+        references = {c["image"]: list(c["references"]) for c in result["captions"]}
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not an evaluate result file (captions: {exc})") from None
+    scores = score_captions(predictions, references)
+    return {**result, "metrics": scores.as_dict(), "notes": list(scores.notes),
+            "diversity": diversity(list(predictions.values()))}
+
+
 def diversity(captions: list[str]) -> dict[str, float]:
     """What a reader notices beyond the scores: captions that repeat themselves, how many
     different words the model uses, how many photos get the very same caption."""
@@ -91,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
-    parser.add_argument("--data", required=True, help="dataset JSON, or a folder holding one")
+    parser.add_argument("--data", help="dataset JSON, or a folder holding one (required "
+                        "unless --rescore)")
+    parser.add_argument("--rescore", help="a result JSON written by --out: score its "
+                        "captions again")
     parser.add_argument("--images", help="image folder (default: next to the JSON)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--beam", type=int, default=BEAM_SIZE)
@@ -104,6 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.rescore:
+        try:
+            result = rescore(json.loads(open(args.rescore, encoding="utf-8").read()))
+        except (OSError, ValueError) as exc:
+            print(f"error: {args.rescore}: {exc}", file=sys.stderr)
+            return 2
+        print_table(result)
+        if args.out:
+            atomic_write_text(args.out, json.dumps(result, indent=1))
+        return 0
+    if not args.data:
+        parser.error("--data is required (unless --rescore)")
     try:
         path = args.checkpoint or default_checkpoint()
         checkpoint = load_checkpoint(path)

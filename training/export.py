@@ -12,7 +12,7 @@ import sys
 from captioner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from captioner.encoder import changed_tensors, encoder_spec
 from captioner.inference import Captioner
-from captioner.models import build_decoder
+from captioner.models import load_decoder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         if checkpoint.encoder is not None:
             Captioner.from_parts(checkpoint, name=args.checkpoint)
         else:
-            build_decoder(checkpoint, args.checkpoint)
+            load_decoder(checkpoint, args.checkpoint)
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

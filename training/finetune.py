@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from captioner.decoder import Decoder, TeacherForcedOutput
 from captioner.encoder import Encoder, top_blocks
 from captioner.images import load_image
-from captioner.models import build_checkpoint_encoder, build_decoder
+from captioner.models import build_checkpoint_encoder, load_decoder
 from captioner.preprocessing import Preprocessing
 
 from .batches import Batch, batch_layout
@@ -80,7 +80,7 @@ def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
     check_image_files(dataset, train_records + val_records)  # missing photos: now, not later
     resumed = find_resumable(config)
     source, name = starting_checkpoint(config, resumed)
-    decoder = build_decoder(source, name).to(runtime.device)
+    decoder = load_decoder(source, name).to(runtime.device)
     encoder = build_checkpoint_encoder(source, name).to(runtime.device)
     trained = top_blocks(encoder, config.finetune_blocks)
     for block in trained:

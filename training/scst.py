@@ -41,7 +41,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from captioner.decoder import Decoder
-from captioner.models import build_decoder
+from captioner.models import load_decoder
 from captioner.vocab import Vocabulary
 
 from .cider import CiderD
@@ -199,7 +199,7 @@ def _scst(config: ScstConfig, runtime: Runtime) -> Path:
     runtime.barrier()
     cache = ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size)
     torch.manual_seed(config.seed)
-    decoder = build_decoder(source, name).to(runtime.device)
+    decoder = load_decoder(source, name).to(runtime.device)
     vocab = source.vocab
     scorer = CiderD({i: record.captions for i, record in enumerate(train_records)})
     rows = cache.rows([r.path for r in train_records])

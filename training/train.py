@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from captioner.checkpoint import load_checkpoint
-from captioner.decoder import Decoder
+from captioner.decoder import build_decoder
 from captioner.encoder import encoder_spec
 from captioner.vocab import Vocabulary
 
@@ -65,7 +65,7 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
         random.seed(config.seed)
     if resumed is None:
         torch.manual_seed(config.seed)  # the same initial weights in every process
-    decoder = Decoder(model_config).to(runtime.device)
+    decoder = build_decoder(model_config).to(runtime.device)
     if resumed is not None or init is not None:
         decoder.load_state_dict((resumed or init).decoder)
     table = caption_table(train_records, cache, vocab)

@@ -1,0 +1,69 @@
+"""Luong et al.'s (2015) decoder: the LSTM steps first, then its current state h_t attends.
+
+    h_t = LSTM([E y_{t-1}; h~_{t-1}], h_{t-1})      (h~_{t-1}: input feeding, a config flag)
+    alpha_t = align(h_t, a_i),  c_t = sum_i alpha_ti v_i
+    h~_t = tanh(W_c [c_t; h_t]),   p(y_t) = softmax(W_s h~_t)
+
+Input feeding gives the LSTM the attentional state of the step before, so it knows where it
+looked and what it concluded; without it the LSTM sees the image only through its initial state.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import AttentionOutput, mix_rows
+from .config import ModelConfig
+from .decoder import Decoder, DecoderState, Memory, StepOutput
+
+
+class LuongDecoder(Decoder):
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        n = config.hidden_dim
+        context_dim = n if self.attention.values_projected else config.encoder_dim
+        self.feed_gates = nn.Linear(n, 4 * n, bias=False) if config.input_feeding else None
+        # W_c [c_t; h_t] split by input: the context part is a mix of per-location rows
+        # when decoding (Memory.out_rows), exact because it is linear.
+        self.combine_context = nn.Linear(context_dim, n, bias=False)
+        self.combine_hidden = nn.Linear(n, n)
+        self.out = nn.Linear(n, config.vocab_size)  # W_s
+
+    def prepare(self, features: torch.Tensor, decoding: bool = False) -> Memory:
+        memory = super().prepare(features)
+        if decoding:
+            values = self.attention.values(features, memory.projected)
+            memory = memory._replace(out_rows=self.combine_context(values))
+        return memory
+
+    def init_state(self, memory: Memory) -> DecoderState:
+        state = super().init_state(memory)
+        if self.feed_gates is None:
+            return state
+        return state._replace(attentional=torch.zeros_like(state.h))  # h~_0 = 0
+
+    def step(self, tokens: torch.Tensor, state: DecoderState, memory: Memory) -> StepOutput:
+        """Read word y_{t-1} (B,), step the LSTM, attend with h_t, score word y_t."""
+        state, attended, (attentional,) = self.advance(
+            self.word_gates(self.embedding(tokens)), state, memory)
+        return StepOutput(self.readout_steps(None, attentional), state, attended)
+
+    def advance(self, word_gates: torch.Tensor, state: DecoderState, memory: Memory
+                ) -> tuple[DecoderState, AttentionOutput, tuple[torch.Tensor]]:
+        gates = word_gates + self.hidden_gates(state.h)
+        if self.feed_gates is not None:
+            gates = gates + self.feed_gates(state.attentional)
+        h, c = self.lstm_cell(gates, state.c)
+        attended = self.attention(memory.features, memory.projected, h)
+        if memory.out_rows is not None:  # W_c c_t = sum_i alpha_i (W_c v_i)
+            context_part = mix_rows(attended.mix, memory.out_rows)
+        else:
+            context_part = self.combine_context(attended.context)
+        attentional = torch.tanh(context_part + self.combine_hidden(h))
+        fed = attentional if self.feed_gates is not None else None
+        return DecoderState(h, c, fed), attended, (attentional,)
+
+    def readout_steps(self, embedded: torch.Tensor | None, attentional: torch.Tensor
+                      ) -> torch.Tensor:
+        """p(y_t) from h~_t alone (the word embedding is unused: Luong's readout)."""
+        return self.out(self.dropout(attentional))
