@@ -17,11 +17,10 @@ import streamlit as st
 from captioner import Captioner, CheckpointError, ImageError, load_image
 from ui.support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, UPLOAD_TYPES,
                                    caption_json, checkpoint_path, download_stem, env_checkpoint,
-                                   escape_markdown, fit_within, format_timing, grid_png,
-                                   uses_hard_overlay)
+                                   escape_markdown, fit_within, format_timing, grid_png)
 from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, MAX_LENGTH
 from captioner.inference import MAX_CAPTION_LENGTH
-from captioner.overlay import word_overlays
+from captioner.overlay import map_style, word_overlays
 
 MODEL_LABELS = {"soft": "Soft attention (shipped)", "hard": "Hard attention (shipped)",
                 CUSTOM_MODEL: "Checkpoint file"}
@@ -140,7 +139,7 @@ def show_caption(caption, model_path: str, image_name: str, photo, draw: dict) -
     left.download_button(
         "Overlay grid (PNG)", key="download_grid", on_click="ignore", mime="image/png",
         file_name=f"{stem}.attention.png",
-        data=lambda: grid_png(photo, caption, draw["hard"], draw["smooth"], draw["opacity"]))
+        data=lambda: grid_png(photo, caption, **draw))
     right.download_button(
         "Caption + maps (JSON)", key="download_json", on_click="ignore",
         mime="application/json", file_name=f"{stem}.caption.json",
@@ -193,14 +192,18 @@ def main() -> None:
 
     captioner, model_path, modified = load_model(choice, path)
     model_info.caption(describe_model(captioner))
-    hard = uses_hard_overlay(captioner.config)
+    style = map_style(captioner.config)
+    hard = style["hard"]
     smooth = smooth_box.toggle("Smooth attention maps", value=True, key="smooth", disabled=hard,
                                help="Soft attention only: blur the grid like the paper's "
                                     "figures; off shows the cells the model really sees.")
     if hard:
         smooth_box.caption("Hard attention: the outlined cell is where the model looked; the "
                            "faint map is its distribution over cells.")
-    draw = {"hard": hard, "smooth": smooth, "opacity": opacity}
+    if style["window"]:
+        smooth_box.caption("Local attention: the outline is the window around the centre it "
+                           "predicted for the word; it sees nothing outside it.")
+    draw = {**style, "smooth": smooth, "opacity": opacity}
 
     if chosen is None:
         st.info("Upload a photo or pick an example to caption it.")

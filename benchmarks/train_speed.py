@@ -27,9 +27,11 @@ EPOCH_CAPTIONS = {"Flickr8k": 30_000, "COCO": 566_747}
 
 def captions_per_second(attention: str, batch_size: int, steps: int, device: torch.device,
                         precision: str = "fp32", grid: int = 7, length: int = 13,
-                        vocab: int = 2541, compile: bool = False) -> float:
+                        vocab: int = 2541, compile: bool = False, **model: object) -> float:
+    """model: other ModelConfig fields (input_feeding=False, ...)."""
     torch.manual_seed(0)
-    config = TrainConfig(data="-", batch_size=batch_size, model=ModelConfig(attention=attention))
+    config = TrainConfig(data="-", batch_size=batch_size,
+                         model=ModelConfig(attention=attention, **model))
     decoder = build_decoder(config.model_config(vocab, 1280)).to(device)
     if compile:
         decoder.advance = torch.compile(decoder.advance, dynamic=True)

@@ -10,7 +10,7 @@ from .checkpoint import CheckpointError
 from .decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH
 from .images import ImageError, load_image
 from .inference import DEFAULT_CHECKPOINTS, MAX_CAPTION_LENGTH, Captioner, default_checkpoint
-from .overlay import overlay_grid
+from .overlay import map_style, overlay_grid
 
 EXIT_BAD_INPUT = 2
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             args.overlay_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             return _fail(f"{args.overlay_dir}: cannot create overlay directory ({exc.strerror})")
-    hard = captioner.config.attention == "hard" and captioner.config.hard_inference == "argmax"
+    style = map_style(captioner.config)
     failed, results = 0, []
     for name in args.photos:
         try:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                                     length_penalty=args.length_penalty,
                                     block_repeats=args.block_repeats)[0]
         if args.overlay_dir:
-            sheet = overlay_grid(photo, caption.words, caption.alphas, hard=hard,
+            sheet = overlay_grid(photo, caption.words, caption.alphas, **style,
                                  smooth=not args.no_smooth)
             sheet.save(args.overlay_dir / f"{Path(name).name}.attention.png")
         if args.json:

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .config import ModelConfig
+
 # A perceptually ordered colour ramp (dark purple -> orange -> pale yellow), like "inferno".
 _RAMP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
                   [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float32)
@@ -62,36 +64,66 @@ def soft_overlay(photo: Image.Image, alpha: np.ndarray, smooth: bool = True,
 def hard_overlay(photo: Image.Image, alpha: np.ndarray, opacity: float = 0.6) -> Image.Image:
     """The one region hard attention chose (argmax cell) outlined, the distribution faint."""
     faint = soft_overlay(photo, alpha, smooth=False, opacity=opacity * 0.5)
-    grid_h, grid_w = alpha.shape
     row, col = np.unravel_index(int(np.argmax(alpha)), alpha.shape)
-    width, height = photo.size
-    box = (col * width / grid_w, row * height / grid_h,
-           (col + 1) * width / grid_w - 1, (row + 1) * height / grid_h - 1)
-    draw = ImageDraw.Draw(faint)
+    return _outline(faint, alpha.shape, (row, col, row, col))
+
+
+def window_overlay(photo: Image.Image, alpha: np.ndarray, smooth: bool = True,
+                   opacity: float = 0.6) -> Image.Image:
+    """Local attention's map with its window outlined: the cells it could look at (the map
+    is exactly zero outside them, and positive inside)."""
+    rows, cols = np.nonzero(alpha > 0)
+    if not len(rows):
+        return soft_overlay(photo, alpha, smooth, opacity)
+    return _outline(soft_overlay(photo, alpha, smooth, opacity), alpha.shape,
+                    (rows.min(), cols.min(), rows.max(), cols.max()))
+
+
+def _outline(image: Image.Image, grid: tuple[int, int], cells: tuple[int, int, int, int]
+             ) -> Image.Image:
+    """A rectangle around grid cells (top row, left column, bottom row, right column)."""
+    grid_h, grid_w = grid
+    top, left, bottom, right = cells
+    width, height = image.size
+    box = (left * width / grid_w, top * height / grid_h,
+           (right + 1) * width / grid_w - 1, (bottom + 1) * height / grid_h - 1)
+    draw = ImageDraw.Draw(image)
     line = max(2, round(min(width, height) / 100))
     draw.rectangle(box, outline=(0, 0, 0), width=line + 2)
     draw.rectangle(box, outline=(80, 255, 80), width=line)
-    return faint
+    return image
+
+
+def map_style(config: ModelConfig) -> dict[str, bool]:
+    """How a model's maps are drawn (word_overlays' flags): hard attention decoded at its
+    argmax shows the cell it chose, local attention its window, the rest a heat map."""
+    return {"hard": config.attention == "hard" and config.hard_inference == "argmax",
+            "window": config.attention == "local"}
 
 
 def word_overlays(photo: Image.Image, alphas: np.ndarray, hard: bool = False,
-                  smooth: bool = True, opacity: float = 0.6) -> list[Image.Image]:
-    """One overlay per word, from (T, h, w) maps."""
+                  smooth: bool = True, opacity: float = 0.6, window: bool = False
+                  ) -> list[Image.Image]:
+    """One overlay per word, from (T, h, w) maps: hard attention's chosen cell, local
+    attention's window (window=True), or the soft map."""
     if hard:
         return [hard_overlay(photo, a, opacity) for a in alphas]
+    if window:
+        return [window_overlay(photo, a, smooth, opacity) for a in alphas]
     return [soft_overlay(photo, a, smooth, opacity) for a in alphas]
 
 
 def overlay_grid(photo: Image.Image, words: Sequence[str], alphas: np.ndarray,
                  hard: bool = False, smooth: bool = True, opacity: float = 0.6,
-                 tile_width: int = 256, columns: int = 5) -> Image.Image:
+                 tile_width: int = 256, columns: int = 5, window: bool = False) -> Image.Image:
     """The photo followed by one titled overlay per word, in a grid, as one image."""
     if len(words) != len(alphas):
         raise ValueError(f"{len(words)} words but {len(alphas)} attention maps")
     scale = tile_width / photo.width
     tile_height = max(1, round(photo.height * scale))
     small = photo.convert("RGB").resize((tile_width, tile_height), Image.BICUBIC)
-    tiles = [("(photo)", small)] + list(zip(words, word_overlays(small, alphas, hard, smooth, opacity)))
+    tiles = [("(photo)", small)] + list(zip(words, word_overlays(small, alphas, hard, smooth, opacity,
+                                                                 window)))
     font = ImageFont.load_default(size=max(12, tile_width // 14))
     title = font.size + 8
     columns = max(1, min(columns, len(tiles)))

@@ -31,7 +31,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("app_checkpoints")
     torch.manual_seed(0)  # the same random weights whichever test runs first
     vocab = Vocabulary.build(WORDS, min_count=1)
-    return {kind: write_checkpoint(folder / f"{kind}.pt", vocab, kind) for kind in ("soft", "hard")}
+    return {kind: write_checkpoint(folder / f"{kind}.pt", vocab, kind) for kind in ("soft", "hard", "local")}
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,8 @@ def test_upload_shows_caption_scores_overlays_timing_and_downloads(monkeypatch, 
     assert shown_caption(app) == text(want)
     assert f"Score **{want.score:.3f}**" in app.markdown[1].value
     others = next(m.value for m in app.markdown if m.value.startswith("2. "))
-    assert others.splitlines() == [f"{rank}. `{alt.score:.3f}` {alt.text}" for rank, alt
-                                   in enumerate(want.alternatives[1:], start=2)]
+    assert others.splitlines() == [f"{rank}. `{alt.score:.3f}` {alt.text or '(empty)'}"
+                                   for rank, alt in enumerate(want.alternatives[1:], start=2)]
     assert len(want.alternatives) == 3
     # One titled overlay per word, and a selector over the words that drives the large one.
     assert grid_words(app) == want.words
@@ -127,6 +127,17 @@ def test_hard_attention_model_draws_the_chosen_region(monkeypatch, checkpoints, 
     assert shown_caption(app) == text(want)
     assert grid_words(app) == want.words
     assert app.toggle(key="smooth").disabled  # smoothing does not apply to the outlined cell
+
+
+@pytest.mark.slow
+def test_local_attention_model_outlines_its_window(monkeypatch, checkpoints, expected):
+    app = upload(start_app(monkeypatch, checkpoints["local"]), "chelsea.jpg", CHELSEA)
+    assert_no_problem(app)
+    want = expected(CHELSEA, "local")
+    assert shown_caption(app) == text(want)
+    assert grid_words(app) == want.words
+    assert any("Local attention: the outline is the window" in c.value for c in app.caption)
+    assert not app.toggle(key="smooth").disabled
 
 
 def truncated_jpeg() -> bytes:

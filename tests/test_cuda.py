@@ -30,7 +30,7 @@ def test_training_steps_in_each_precision(vocab, attention_kind, precision):
     scaler = runtime.grad_scaler()
     assert scaler.is_enabled() == (precision == "fp16")
     captions = torch.tensor([vocab.encode(["a", "red", "square", "on", "grass"])] * 8)
-    batch = Batch(torch.randn(4, 6, 16), captions, torch.arange(4).repeat(2)).to(CUDA)
+    batch = Batch(torch.randn(4, 9, 16), captions, torch.arange(4).repeat(2)).to(CUDA)
     before = {k: v.clone() for k, v in decoder.state_dict().items()}
     losses = [train_step(decoder, batch, optimizer, config, Progress(), runtime, scaler)["ce"]
               for _ in range(30)]
@@ -42,7 +42,7 @@ def test_training_steps_in_each_precision(vocab, attention_kind, precision):
 
 def test_decoding_on_the_gpu_matches_the_cpu(vocab, attention_kind):
     decoder = build_decoder(tiny_config(vocab, attention_kind)).eval()
-    features = torch.rand(4, 6, 16)
+    features = torch.rand(4, 9, 16)  # a 3x3 grid, as local attention needs
     with torch.inference_mode():
         on_cpu = beam_search(decoder, features, beam_size=3, max_length=10)
         on_gpu = beam_search(decoder.to(CUDA), features.to(CUDA), beam_size=3, max_length=10)

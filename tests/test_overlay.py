@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from captioner.overlay import hard_overlay, overlay_grid, soft_overlay, upsample
+from captioner import ModelConfig
+from captioner.overlay import (hard_overlay, map_style, overlay_grid, soft_overlay, upsample,
+                               window_overlay)
 
 from conftest import photo
 
@@ -39,6 +41,24 @@ def test_hard_overlay_outlines_exactly_one_cell():
     rows, cols = np.nonzero(green)
     assert rows.min() >= 50 - 3 and rows.max() <= 100 + 3
     assert cols.min() >= 200 - 3 and cols.max() <= 300 + 3
+
+
+def test_window_overlay_outlines_the_cells_local_attention_could_see():
+    image = photo(400, 200)
+    alpha = np.zeros((4, 4), dtype=np.float32)
+    alpha[1:3, 2:4] = [[0.1, 0.2], [0.3, 0.4]]  # a window of rows 1-2, columns 2-3
+    out = np.asarray(window_overlay(image, alpha, opacity=0.0))
+    green = (out[..., 1] > 200) & (out[..., 0] < 120) & (out[..., 2] < 120)
+    rows, cols = np.nonzero(green)
+    assert rows.min() >= 50 - 3 and rows.max() <= 150 + 3 and rows.max() > 140
+    assert cols.min() >= 200 - 3 and cols.max() <= 400 and cols.min() < 210
+
+
+def test_each_attention_kind_gets_its_drawing():
+    assert map_style(ModelConfig(attention="hard")) == {"hard": True, "window": False}
+    assert map_style(ModelConfig(attention="hard", hard_inference="expectation"))["hard"] is False
+    assert map_style(ModelConfig(attention="local")) == {"hard": False, "window": True}
+    assert map_style(ModelConfig(attention="luong-concat")) == {"hard": False, "window": False}
 
 
 def test_grid_has_a_tile_per_word_plus_the_photo():

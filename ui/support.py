@@ -15,7 +15,6 @@ from typing import Mapping
 from PIL import Image
 
 import captioner
-from captioner.config import ModelConfig
 from captioner.inference import DEFAULT_CHECKPOINTS, Caption, Timing, default_checkpoint
 from captioner.overlay import overlay_grid
 
@@ -49,11 +48,6 @@ def checkpoint_path(choice: str, custom_path: str) -> Path | None:
     return default_checkpoint(choice)
 
 
-def uses_hard_overlay(config: ModelConfig) -> bool:
-    """Hard attention decoded at its argmax location: draw the chosen cell, not a heat map."""
-    return config.attention == "hard" and config.hard_inference == "argmax"
-
-
 def fit_within(photo: Image.Image, max_side: int) -> Image.Image:
     """The photo scaled down (never up) so its longer side is at most max_side; same aspect."""
     scale = max_side / max(photo.size)
@@ -64,10 +58,10 @@ def fit_within(photo: Image.Image, max_side: int) -> Image.Image:
 
 
 def grid_png(photo: Image.Image, caption: Caption, hard: bool, smooth: bool,
-             opacity: float) -> bytes:
+             opacity: float, window: bool = False) -> bytes:
     """The photo and one titled overlay per word, as PNG bytes (the grid download)."""
     sheet = overlay_grid(photo, caption.words, caption.alphas, hard=hard, smooth=smooth,
-                         opacity=opacity)
+                         opacity=opacity, window=window)
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
