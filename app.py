@@ -17,13 +17,18 @@ import streamlit as st
 from captioner import Captioner, CheckpointError, ImageError, load_image
 from ui.support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, UPLOAD_TYPES,
                                    caption_json, checkpoint_path, download_stem, env_checkpoint,
-                                   escape_markdown, fit_within, format_timing, grid_png)
+                                   confidence_markdown, escape_markdown, fit_within,
+                                   format_timing, grid_png)
 from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, MAX_LENGTH
 from captioner.inference import MAX_CAPTION_LENGTH
 from captioner.overlay import map_style, word_overlays
 
 MODEL_LABELS = {"soft": "Soft attention (shipped)", "hard": "Hard attention (shipped)",
                 CUSTOM_MODEL: "Checkpoint file"}
+# Why a photo of a cat can be captioned "a brown dog": what the caption model has seen.
+TRAINED_ON = ("The captions come from a model trained on Flickr8k: 8,000 photos with 5 "
+              "captions each, mostly people and dogs outdoors. It can only use words and "
+              "scenes from there, even when the CNN recognises something else.")
 LARGE_SIDE = 900  # longest side of the large overlay, in pixels
 TILE_SIDE = 320  # longest side of one grid tile
 GRID_COLUMNS = 5
@@ -89,7 +94,15 @@ def choose_photo(limit_mb: int) -> tuple[bytes, str] | None:
     example = example_column.segmented_control(
         "…or try an example", list(EXAMPLE_PHOTOS), key="example",
         on_change=remember_source, args=("example",))
-    if example and (st.session_state.get("source") == "example" or uploaded is None):
+    # The camera asks the browser for permission as soon as it is shown: only on request.
+    snapshot = None
+    if upload_column.toggle("Take a photo with the camera", key="use_camera"):
+        snapshot = upload_column.camera_input("Camera", key="camera", on_change=remember_source,
+                                              args=("camera",))
+    source = st.session_state.get("source")
+    if snapshot is not None and (source == "camera" or (uploaded is None and not example)):
+        return snapshot.getvalue(), "camera.jpg"
+    if example and (source == "example" or uploaded is None):
         path = EXAMPLE_PHOTOS[example]
         return path.read_bytes(), path.name
     if uploaded is not None:
@@ -127,12 +140,27 @@ def show_caption(caption, model_path: str, image_name: str, photo, draw: dict) -
                   anchor=False)
         st.markdown(f"Score **{caption.score:.3f}** · log-probability {caption.log_prob:.3f} · "
                     f"{len(caption.words)} words")
+    if caption.words:
+        with st.container(key="confidence"):
+            st.markdown("**How sure the model was of each word**: p(word | photo, the words "
+                        "before it)")
+            st.markdown(confidence_markdown(caption.words, caption.word_probs))
     if len(caption.alternatives) > 1:
         with st.container(key="alternatives"):
             st.markdown("**Other beam hypotheses**")
             st.markdown("\n".join(
                 f"{rank}. `{alt.score:.3f}` {escape_markdown(alt.text) or '(empty)'}"
                 for rank, alt in enumerate(caption.alternatives[1:], start=2)))
+            with st.expander("Their words' probabilities"):
+                st.markdown("\n\n".join(
+                    f"{rank}. {confidence_markdown(alt.words, alt.word_probs) or '(empty)'}"
+                    for rank, alt in enumerate(caption.alternatives[1:], start=2)))
+    if caption.imagenet:
+        with st.container(key="imagenet"):
+            st.markdown("**What the CNN saw**: the encoder's own ImageNet classifier, top 5")
+            st.markdown("\n".join(f"- {escape_markdown(label.name)} · {label.probability:.0%}"
+                                   for label in caption.imagenet))
+            st.caption(TRAINED_ON)
     st.caption(f"Timing: {format_timing(caption.timing)}")
     stem = download_stem(image_name)
     left, right = st.columns(2)

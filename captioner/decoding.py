@@ -34,6 +34,8 @@ class Hypothesis(NamedTuple):
     score: float  # ranking score: log_prob, divided by length**length_penalty when asked
     log_prob: float  # sum of the log-probabilities of the words and the closing <end>
     alphas: torch.Tensor  # (len(tokens), L) attention weights of each word
+    # (len(tokens),) log p of each word given the words before it (how sure the model was)
+    word_log_probs: torch.Tensor | None = None
 
 
 def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGTH,
@@ -63,21 +65,24 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
     tokens = torch.full((batch,), START, dtype=torch.long, device=features.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=features.device)
     total = torch.zeros(batch, device=features.device)
-    words, alphas = [], []
+    words, alphas, word_log_probs = [], [], []
     for t in range(max_length + 1):  # room for max_length words and the closing <end>
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (B, V)
         if block_repeats and words:
             log_probs = block_repeated_trigrams(log_probs, torch.stack(words, 1))
         tokens = choose(log_probs).masked_fill(finished, END)
-        total += log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
+        chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
+        total += chosen
         words.append(tokens)
+        word_log_probs.append(chosen)
         alphas.append(out.attention.weights)
         finished = finished | (tokens == END)
         state = out.state
         if bool(finished.all()):
             break
-    return _collect(torch.stack(words, 1), torch.stack(alphas, 1), total, total)
+    return _collect(torch.stack(words, 1), torch.stack(alphas, 1), total, total,
+                    torch.stack(word_log_probs, 1))
 
 
 def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE,
@@ -114,6 +119,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
     end_only[END] = 0.0
     words = torch.empty(batch * k, 0, dtype=torch.long, device=device)
     alphas = torch.empty(batch * k, 0, features.shape[1], device=device)
+    word_log_probs = torch.empty(batch * k, 0, device=device)
     images = torch.arange(batch, device=device)  # original index of each image still searched
     results: list[list[Hypothesis] | None] = [None] * batch
     for t in range(max_length + 1):
@@ -131,6 +137,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
         words = torch.cat([words.index_select(0, rows), tokens.unsqueeze(1)], dim=1)
         alphas = torch.cat([alphas.index_select(0, rows),
                             out.attention.weights.index_select(0, rows).unsqueeze(1)], dim=1)
+        word_log_probs = torch.cat([word_log_probs.index_select(0, rows),
+                                    log_probs[rows, tokens].unsqueeze(1)], dim=1)
         finished = finished.index_select(0, rows) | (tokens == END)
         state = out.state.select(rows)
         settled = _settled(scores, finished.view(n, k), n_best, length_penalty)
@@ -141,7 +149,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
             done_rows = (done.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
             for image, hyps in zip(images[done].tolist(),
                                    _rank(words[done_rows], alphas[done_rows],
-                                         scores[done].view(-1), k, n_best, length_penalty)):
+                                         word_log_probs[done_rows], scores[done].view(-1), k,
+                                         n_best, length_penalty)):
                 results[image] = hyps
             if bool(settled.all()):
                 break
@@ -150,6 +159,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
             images, scores = images[keep], scores[keep]
             tokens, finished = tokens[keep_rows], finished[keep_rows]
             words, alphas = words[keep_rows], alphas[keep_rows]
+            word_log_probs = word_log_probs[keep_rows]
             state, memory = state.select(keep_rows), memory.select(keep)
     return results
 
@@ -178,12 +188,13 @@ def _settled(scores: torch.Tensor, finished: torch.Tensor, n_best: int, length_p
     return finished.all(dim=1) | (nth_finished > best_live)
 
 
-def _rank(words: torch.Tensor, alphas: torch.Tensor, log_prob: torch.Tensor, k: int,
-          n_best: int, length_penalty: float) -> list[list[Hypothesis]]:
+def _rank(words: torch.Tensor, alphas: torch.Tensor, word_log_probs: torch.Tensor,
+          log_prob: torch.Tensor, k: int, n_best: int, length_penalty: float
+          ) -> list[list[Hypothesis]]:
     """Rows of n images x k beams -> each image's n_best hypotheses, best first."""
     lengths = _lengths(words).float() + 1.0
     ranking = log_prob / lengths.pow(length_penalty) if length_penalty else log_prob
-    hypotheses = _collect(words, alphas, ranking, log_prob)
+    hypotheses = _collect(words, alphas, ranking, log_prob, word_log_probs)
     order = ranking.view(-1, k).argsort(dim=1, descending=True)[:, :n_best].tolist()
     return [[hypotheses[n * k + j] for j in row] for n, row in enumerate(order)]
 
@@ -220,9 +231,9 @@ def _lengths(words: torch.Tensor) -> torch.Tensor:
 
 
 def _collect(words: torch.Tensor, alphas: torch.Tensor, score: torch.Tensor,
-             log_prob: torch.Tensor) -> list[Hypothesis]:
+             log_prob: torch.Tensor, word_log_probs: torch.Tensor) -> list[Hypothesis]:
     lengths = _lengths(words).tolist()
     words_list, scores, log_probs = words.tolist(), score.tolist(), log_prob.tolist()
-    alphas = alphas.float().cpu()
-    return [Hypothesis(words_list[r][:n], scores[r], log_probs[r], alphas[r, :n])
-            for r, n in enumerate(lengths)]
+    alphas, word_log_probs = alphas.float().cpu(), word_log_probs.float().cpu()
+    return [Hypothesis(words_list[r][:n], scores[r], log_probs[r], alphas[r, :n],
+                       word_log_probs[r, :n]) for r, n in enumerate(lengths)]

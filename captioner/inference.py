@@ -17,6 +17,7 @@ from .decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypo
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
 from .models import build_checkpoint_encoder, load_decoder
+from .imagenet import Label, top_labels
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary
 
@@ -41,6 +42,7 @@ class Timing:
 class Alternative:
     words: list[str]
     score: float
+    word_probs: list[float] = field(default_factory=list)  # p of each word, as in Caption
 
     @property
     def text(self) -> str:
@@ -54,6 +56,10 @@ class Caption:
     log_prob: float
     alphas: np.ndarray  # (T, h, w): one attention map per word, each summing to 1
     alternatives: list[Alternative] = field(default_factory=list)  # n-best, best first
+    # p(word | photo, the words before it) for each word: how sure the model was of it
+    word_probs: list[float] = field(default_factory=list)
+    # The encoder's own ImageNet top-5 for the photo (empty for encoders without that head)
+    imagenet: list[Label] = field(default_factory=list)
     image_size: tuple[int, int] = (0, 0)  # (width, height) of the upright input photo
     timing: Timing | None = None
 
@@ -65,11 +71,16 @@ class Caption:
         return {
             "caption": self.text,
             "words": self.words,
+            "word_probs": [round(p, 6) for p in self.word_probs],
             "score": self.score,
             "log_prob": self.log_prob,
             "attention": self.alphas.round(6).tolist(),
             "grid": list(self.alphas.shape[1:]),
-            "alternatives": [{"caption": a.text, "score": a.score} for a in self.alternatives],
+            "alternatives": [{"caption": a.text, "score": a.score,
+                              "word_probs": [round(p, 6) for p in a.word_probs]}
+                             for a in self.alternatives],
+            "imagenet_top5": [{"label": label.name, "probability": round(label.probability, 6)}
+                              for label in self.imagenet],
             "image_size": list(self.image_size),
             "timing_ms": None if self.timing is None else vars(self.timing),
         }
@@ -139,9 +150,13 @@ class Captioner:
                                          block_repeats=block_repeats)
         timing = Timing((prepared - started) * 1e3, (encoded_at - prepared) * 1e3,
                         (time.perf_counter() - encoded_at) * 1e3)
-        for caption, photo in zip(captions, photos):
+        with torch.inference_mode():
+            logits = self.encoder.imagenet_logits(encoded.features)
+        labels = top_labels(logits) if logits is not None else [[] for _ in photos]
+        for caption, photo, photo_labels in zip(captions, photos, labels):
             caption.image_size = photo.size
             caption.timing = timing
+            caption.imagenet = photo_labels
         return captions
 
     def caption_features(self, features: torch.Tensor, grid: tuple[int, int],
@@ -161,5 +176,10 @@ class Captioner:
         alphas = best.alphas.numpy().reshape(len(best.tokens), *grid)
         return Caption(
             words=self.vocab.decode(best.tokens), score=best.score, log_prob=best.log_prob,
-            alphas=alphas,
-            alternatives=[Alternative(self.vocab.decode(h.tokens), h.score) for h in hypotheses])
+            alphas=alphas, word_probs=_probabilities(best),
+            alternatives=[Alternative(self.vocab.decode(h.tokens), h.score, _probabilities(h))
+                          for h in hypotheses])
+
+
+def _probabilities(hypothesis: Hypothesis) -> list[float]:
+    return hypothesis.word_log_probs.exp().tolist()

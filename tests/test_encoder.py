@@ -30,6 +30,26 @@ def test_pretrained_weights_classify_known_photos(lite0):
     assert probs.max(dim=-1).values.min() > 0.5
 
 
+def test_imagenet_labels_reuse_the_captioning_pass_and_are_named(lite0):
+    """The top-5 shown beside a caption: the classifier on the annotations' mean is exactly the
+    backbone's own head, and the names come from timm's label files."""
+    from captioner import Captioner
+    from captioner.imagenet import imagenet_names, top_labels
+
+    preprocess = preprocessing_for("efficientnet_lite0", 224)
+    pixels = preprocess.batch([load_image(EXAMPLES / "chelsea.jpg")])
+    with torch.inference_mode():
+        reused = lite0.imagenet_logits(lite0(pixels).features)
+        own = lite0.backbone.classify(pixels)
+    assert torch.allclose(reused, own, atol=1e-4)
+    [labels] = top_labels(reused)
+    assert len(labels) == 5 and labels[0].name == imagenet_names()[285] == "Egyptian cat"
+    assert [l.probability for l in labels] == sorted((l.probability for l in labels), reverse=True)
+    caption = Captioner.from_checkpoint().caption(EXAMPLES / "chelsea.jpg")[0]
+    assert caption.imagenet[0].name == "Egyptian cat"
+    assert caption.to_dict()["imagenet_top5"][0]["label"] == "Egyptian cat"
+
+
 @pytest.mark.parametrize("size,grid", [(224, (7, 7)), (448, (14, 14))])
 def test_grid_shapes(lite0, size, grid):
     with torch.inference_mode():

@@ -313,3 +313,25 @@ def test_a_registered_attention_is_usable_everywhere_the_config_goes(vocab):
             register_attention("uniform")(lambda config: Uniform())
     finally:
         del ATTENTIONS["uniform"]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_each_words_probability_is_the_models_own_given_the_words_before(decoder, vocab, beam_size):
+    """Word confidence: the decoder's p(word | photo, words before), from greedy and from the
+    chosen beam (followed back through its parents), equal to teacher forcing on its words."""
+    features = _features(batch=3)
+    with torch.inference_mode():
+        if beam_size == 1:
+            hyps = greedy(decoder, features, max_length=8)
+        else:
+            hyps = [h[0] for h in beam_search(decoder, features, beam_size=3, max_length=8)]
+        for i, hyp in enumerate(hyps):
+            assert hyp.word_log_probs.shape == (len(hyp.tokens),)
+            if not hyp.tokens:
+                continue
+            # log p(caption) = the words' log p + the closing <end>'s (<= 0)
+            assert float(hyp.word_log_probs.sum()) >= hyp.log_prob - 1e-4
+            captions = torch.tensor([[vocab.start_id, *hyp.tokens]])
+            forced = decoder(features[i:i + 1], captions).logits[0].log_softmax(-1)
+            expected = forced[torch.arange(len(hyp.tokens)), torch.tensor(hyp.tokens)]
+            assert torch.allclose(hyp.word_log_probs, expected, atol=1e-4)

@@ -86,6 +86,15 @@ def format_timing(timing: Timing | None) -> str:
             f"preprocessing {timing.preprocess_ms:.0f} ms")
 
 
+def confidence_markdown(words: list[str], probabilities: list[float]) -> str:
+    """Each word with its probability under it as a shaded percentage: green when the model was
+    sure (>= 50%), orange when unsure (>= 20%), red below."""
+    def shade(p: float) -> str:
+        return "green" if p >= 0.5 else "orange" if p >= 0.2 else "red"
+    return " ".join(f"{escape_markdown(word)}&nbsp;:{shade(p)}-background[{p:.0%}]"
+                    for word, p in zip(words, probabilities))
+
+
 def escape_markdown(text: str) -> str:
     """Show text literally in Streamlit markdown (captions come from a model's vocabulary)."""
     return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~$:])", r"\\\1", text)
