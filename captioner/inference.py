@@ -5,7 +5,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 import torch
@@ -16,8 +16,8 @@ from .decoder import Decoder
 from .decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypothesis, decode
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
-from .models import build_checkpoint_encoder, load_decoder
 from .imagenet import Label, top_labels
+from .models import build_checkpoint_encoder, load_decoder
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary
 
@@ -92,6 +92,17 @@ def default_checkpoint(kind: str = DEFAULT_MODEL) -> Path:
     return DEFAULT_CHECKPOINTS[kind]
 
 
+@dataclass(frozen=True)
+class EncodedPhotos:
+    """Photos after the encoder: what every decoder on that encoder starts from."""
+    features: torch.Tensor  # (B, L, D)
+    grid: tuple[int, int]
+    sizes: list[tuple[int, int]]  # (width, height) of each upright photo
+    imagenet: list[list[Label]]  # the encoder's ImageNet top-5 per photo
+    preprocess_ms: float
+    encoder_ms: float
+
+
 class Captioner:
     """Encoder + decoder + vocabulary + preprocessing, for inference only.
 
@@ -100,12 +111,16 @@ class Captioner:
     """
 
     def __init__(self, encoder: Encoder, decoder: Decoder, vocab: Vocabulary,
-                 preprocessing: Preprocessing, metadata: dict | None = None):
+                 preprocessing: Preprocessing, metadata: dict | None = None,
+                 encoder_key: Hashable | None = None):
         self.encoder = encoder.eval()
         self.decoder = decoder.eval()
         self.vocab = vocab
         self.preprocessing = preprocessing
         self.metadata = dict(metadata or {})
+        # Captioners with equal keys compute the same features for a photo (same encoder
+        # weights and preprocessing), so one `encode` serves them all. None: share with none.
+        self.encoder_key = encoder_key
 
     @property
     def config(self) -> ModelConfig:
@@ -128,7 +143,13 @@ class Captioner:
                    name: str = "<checkpoint>") -> "Captioner":
         decoder = load_decoder(checkpoint, name)
         encoder = build_checkpoint_encoder(checkpoint, name, encoder_weights)
-        return cls(encoder, decoder, checkpoint.vocab, checkpoint.preprocessing, checkpoint.metadata)
+        # The packaged pretrained weights are the same for every checkpoint that keeps them;
+        # fine-tuned (or user-supplied) weights belong to this file alone.
+        pretrained = checkpoint.encoder is None and encoder_weights is None
+        key = (checkpoint.config.encoder, repr(checkpoint.preprocessing),
+               "pretrained" if pretrained else name)
+        return cls(encoder, decoder, checkpoint.vocab, checkpoint.preprocessing,
+                   checkpoint.metadata, key)
 
     def caption(self, images: ImageSource | Sequence[ImageSource], beam_size: int = BEAM_SIZE,
                 n_best: int = 1, max_length: int = MAX_LENGTH,
@@ -137,26 +158,39 @@ class Captioner:
         """Caption one or more images (paths, bytes, file objects or PIL images)."""
         if not isinstance(images, (list, tuple)):
             images = [images]
+        return self.caption_encoded(self.encode(images), beam_size, n_best, max_length,
+                                    length_penalty, block_repeats)
+
+    def encode(self, images: Sequence[ImageSource]) -> "EncodedPhotos":
+        """The encoder's pass over the photos: reusable by every Captioner with the same
+        `encoder_key` (the app's compare mode encodes a photo once per encoder)."""
         started = time.perf_counter()
         photos = [load_image(image, source_name(image)) for image in images]
         with torch.inference_mode():
             pixels = self.preprocessing.batch(photos)
             prepared = time.perf_counter()
             encoded = self.encoder(pixels)
-        encoded_at = time.perf_counter()
+            logits = self.encoder.imagenet_logits(encoded.features)
+        labels = top_labels(logits) if logits is not None else [[] for _ in photos]
+        return EncodedPhotos(encoded.features, encoded.grid, [p.size for p in photos], labels,
+                             (prepared - started) * 1e3,
+                             (time.perf_counter() - prepared) * 1e3)
+
+    def caption_encoded(self, encoded: "EncodedPhotos", beam_size: int = BEAM_SIZE,
+                        n_best: int = 1, max_length: int = MAX_LENGTH,
+                        length_penalty: float = LENGTH_PENALTY,
+                        block_repeats: bool = BLOCK_REPEATS) -> list[Caption]:
+        started = time.perf_counter()
         captions = self.caption_features(encoded.features, encoded.grid, beam_size=beam_size,
                                          n_best=n_best, max_length=max_length,
                                          length_penalty=length_penalty,
                                          block_repeats=block_repeats)
-        timing = Timing((prepared - started) * 1e3, (encoded_at - prepared) * 1e3,
-                        (time.perf_counter() - encoded_at) * 1e3)
-        with torch.inference_mode():
-            logits = self.encoder.imagenet_logits(encoded.features)
-        labels = top_labels(logits) if logits is not None else [[] for _ in photos]
-        for caption, photo, photo_labels in zip(captions, photos, labels):
-            caption.image_size = photo.size
+        timing = Timing(encoded.preprocess_ms, encoded.encoder_ms,
+                        (time.perf_counter() - started) * 1e3)
+        for caption, size, labels in zip(captions, encoded.sizes, encoded.imagenet):
+            caption.image_size = size
             caption.timing = timing
-            caption.imagenet = photo_labels
+            caption.imagenet = labels
         return captions
 
     def caption_features(self, features: torch.Tensor, grid: tuple[int, int],

@@ -118,3 +118,24 @@ def test_exif_rotated_photo_is_captioned_upright(captioner):
     upright = captioner.caption(Image.fromarray(np.rot90(stored, k=-1).copy()))[0]
     assert rotated.image_size == (100, 200)
     assert rotated.words == upright.words
+
+
+def test_one_encoder_pass_serves_every_captioner_with_the_same_encoder(tmp_path, vocab):
+    """Compare mode's sharing: checkpoints on the packaged encoder share `encoder_key`, and
+    captioning their common `encode` gives exactly what each gives alone."""
+    from conftest import photo, write_checkpoint
+
+    soft = Captioner.from_checkpoint(write_checkpoint(tmp_path / "s.pt", vocab, "soft"))
+    luong = Captioner.from_checkpoint(write_checkpoint(tmp_path / "l.pt", vocab, "luong-concat"))
+    other_size = Captioner.from_checkpoint(write_checkpoint(tmp_path / "b.pt", vocab,
+                                                            image_size=160))
+    assert soft.encoder_key == luong.encoder_key != other_size.encoder_key
+    images = [photo(seed=1), photo(seed=2)]
+    encoded = soft.encode(images)
+    for captioner in (soft, luong):
+        shared = captioner.caption_encoded(encoded, beam_size=3)
+        alone = captioner.caption(images, beam_size=3)
+        assert [c.words for c in shared] == [c.words for c in alone]
+        for a, b in zip(shared, alone):
+            assert a.word_probs == pytest.approx(b.word_probs)
+        assert shared[0].image_size == images[0].size and len(shared[0].imagenet) == 5
