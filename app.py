@@ -10,6 +10,7 @@ file the default model.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import streamlit as st
@@ -17,10 +18,10 @@ import streamlit as st
 from captioner import Captioner, CheckpointError, ImageError, load_image
 from ui.support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, UPLOAD_TYPES,
                                    caption_json, checkpoint_path, download_stem, env_checkpoint,
-                                   confidence_markdown, escape_markdown, fit_within,
-                                   format_timing, grid_png)
+                                   batch_csv, batch_row, confidence_markdown, escape_markdown,
+                                   fit_within, format_timing, grid_png)
 from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, MAX_LENGTH
-from captioner.inference import MAX_CAPTION_LENGTH
+from captioner.inference import DEFAULT_CHECKPOINTS, MAX_CAPTION_LENGTH, default_checkpoint
 from captioner.overlay import map_style, word_overlays
 
 MODEL_LABELS = {"soft": "Soft attention (shipped)", "hard": "Hard attention (shipped)",
@@ -85,12 +86,13 @@ def describe_model(captioner: Captioner) -> str:
             f"{len(captioner.vocab):,} words")
 
 
-def choose_photo(limit_mb: int) -> tuple[bytes, str] | None:
-    """The upload or the example photo the user picked last, as (bytes, name)."""
+def choose_photos(limit_mb: int) -> list[tuple[bytes, str]]:
+    """The uploads, the camera's photo or the example the user picked last, as (bytes, name)."""
     upload_column, example_column = st.columns([3, 2])
     uploaded = upload_column.file_uploader(
-        f"Upload a photo (JPEG, PNG, WebP, BMP or GIF; up to {limit_mb} MB)",
-        type=list(UPLOAD_TYPES), key="upload", on_change=remember_source, args=("upload",))
+        f"Upload photos (JPEG, PNG, WebP, BMP or GIF; up to {limit_mb} MB each; several give "
+        "a table)", type=list(UPLOAD_TYPES), key="upload", accept_multiple_files=True,
+        on_change=remember_source, args=("upload",))
     example = example_column.segmented_control(
         "…or try an example", list(EXAMPLE_PHOTOS), key="example",
         on_change=remember_source, args=("example",))
@@ -100,14 +102,12 @@ def choose_photo(limit_mb: int) -> tuple[bytes, str] | None:
         snapshot = upload_column.camera_input("Camera", key="camera", on_change=remember_source,
                                               args=("camera",))
     source = st.session_state.get("source")
-    if snapshot is not None and (source == "camera" or (uploaded is None and not example)):
-        return snapshot.getvalue(), "camera.jpg"
-    if example and (source == "example" or uploaded is None):
+    if snapshot is not None and (source == "camera" or (not uploaded and not example)):
+        return [(snapshot.getvalue(), "camera.jpg")]
+    if example and (source == "example" or not uploaded):
         path = EXAMPLE_PHOTOS[example]
-        return path.read_bytes(), path.name
-    if uploaded is not None:
-        return uploaded.getvalue(), uploaded.name
-    return None
+        return [(path.read_bytes(), path.name)]
+    return [(file.getvalue(), file.name) for file in uploaded or []]
 
 
 def decoded_photo(data: bytes, name: str):
@@ -197,6 +197,113 @@ def show_grid(caption, tile, draw: dict) -> None:
             column.image(image, caption=word, width="stretch", output_format="JPEG")
 
 
+def show_batch(captioner: Captioner, files: list[tuple[bytes, str]], settings: tuple,
+               model_key: tuple) -> tuple[bytes, str] | None:
+    """Several photos: a table (file, caption, score, milliseconds) with CSV and JSON
+    downloads; a bad file gets its own message and the rest are captioned. Returns the file
+    of the row the user picked, whose overlays are shown below."""
+    results = st.session_state.setdefault("batch", {})
+    rows, good = [], []
+    for data, name in files:
+        key = (hashlib.sha256(data).hexdigest(), model_key, settings)
+        if key not in results:
+            try:
+                photo = load_image(data, name)
+            except ImageError as exc:
+                results[key] = str(exc)
+            else:
+                with st.spinner(f"Captioning {name}…"):
+                    results[key] = captioner.caption(photo, beam_size=settings[0],
+                                                     max_length=settings[1],
+                                                     block_repeats=settings[2])[0]
+        result = results[key]
+        if isinstance(result, str):
+            st.error(f"**{escape_markdown(name)}**: cannot use this file. {result}.")
+            continue
+        rows.append(batch_row(name, result))
+        good.append((data, name))
+    if not rows:
+        return None
+    st.subheader(f"{len(rows)} photos captioned", anchor=False)
+    st.dataframe(rows, key="batch_table", hide_index=True, width="stretch",
+                 column_order=("file", "caption", "score", "milliseconds"))
+    left, right = st.columns(2)
+    left.download_button("Table (CSV)", key="download_batch_csv", on_click="ignore",
+                         mime="text/csv", file_name="captions.csv", data=batch_csv(rows))
+    right.download_button("Table (JSON)", key="download_batch_json", on_click="ignore",
+                          mime="application/json", file_name="captions.json",
+                          data=json.dumps(rows, indent=1).encode("utf-8"))
+    picked = st.selectbox("Open a photo's overlays", range(len(rows)), index=None,
+                          key="batch_pick", placeholder="Choose a row of the table",
+                          format_func=lambda i: f"{i + 1}. {rows[i]['file']}: {rows[i]['caption']}")
+    if picked is None:
+        st.info("Choose a row to see where each of its words looked.")
+        return None
+    return good[picked]
+
+
+def available_models(choice: str, path: Path | None) -> dict[str, Path]:
+    """Compare mode's models: the installed shipped ones, and the checkpoint file when given."""
+    models = {MODEL_LABELS[kind]: default_checkpoint(kind) for kind in DEFAULT_CHECKPOINTS
+              if default_checkpoint(kind).exists()}
+    if choice == CUSTOM_MODEL and path is not None and path.is_file():
+        models.setdefault(f"Checkpoint {path.name}", path)
+    return models
+
+
+def show_compare(models: dict[str, Path], data: bytes, name: str, settings: tuple,
+                 smooth: bool, opacity: float) -> None:
+    """Every model on one photo, side by side; one slider picks the word position in all."""
+    digest, photo, large, tile = decoded_photo(data, name)
+    results = st.session_state.setdefault("compare", {})
+    encoded = {}  # encoder_key -> the photo through that encoder, once per encoder
+    captions = {}
+    for label, path in models.items():
+        try:
+            captioner = load_captioner(str(path), path.stat().st_mtime_ns)
+        except (CheckpointError, OSError) as exc:
+            st.error(f"{label}: cannot load the model: {exc}")
+            continue
+        key = (digest, str(path), path.stat().st_mtime_ns, settings)
+        if key not in results:
+            shared = captioner.encoder_key
+            if shared is None or shared not in encoded:
+                encoded[shared] = captioner.encode([photo])
+            results[key] = captioner.caption_encoded(
+                encoded[shared], beam_size=settings[0], max_length=settings[1],
+                block_repeats=settings[2])[0]
+        captions[label] = (captioner, results[key])
+    if not captions:
+        return
+    longest = max(len(caption.words) for _, caption in captions.values())
+    index = 0
+    if longest > 1:
+        index = st.select_slider("Word position (all models)", options=range(longest),
+                                 key="compare_word", format_func=lambda i: f"word {i + 1}")
+    for column, (label, (captioner, caption)) in zip(st.columns(len(captions)),
+                                                     captions.items()):
+        with column:
+            st.subheader(label, anchor=False)
+            st.markdown(f"**{escape_markdown(caption.text) or '(empty caption)'}**")
+            st.caption(f"Score {caption.score:.3f} · {describe_model(captioner)}")
+            if caption.words:
+                st.markdown(confidence_markdown(caption.words, caption.word_probs))
+            draw = {**map_style(captioner.config), "smooth": smooth, "opacity": opacity}
+            if index < len(caption.words):
+                [picked] = word_overlays(large, caption.alphas[index:index + 1], **draw)
+                st.image(picked, width="stretch", output_format="JPEG",
+                         caption=f"“{caption.words[index]}” (word {index + 1} of "
+                                 f"{len(caption.words)})")
+            else:
+                st.image(large, width="stretch", output_format="JPEG",
+                         caption=f"(this caption has {len(caption.words)} words)")
+    first = next(iter(captions.values()))[1]
+    if first.imagenet:
+        st.markdown("**What the CNN saw** (ImageNet top 5): " + " · ".join(
+            f"{escape_markdown(label.name)} {label.probability:.0%}" for label in first.imagenet))
+        st.caption(TRAINED_ON)
+
+
 def main() -> None:
     st.set_page_config(page_title="Show, attend and tell", layout="wide")
     st.title("Show, attend and tell", anchor=False)
@@ -216,34 +323,49 @@ def main() -> None:
     st.sidebar.header("Display")
     smooth_box = st.sidebar.container()
     opacity = st.sidebar.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="opacity")
-    chosen = choose_photo(int(st.get_option("server.maxUploadSize")))
+    st.sidebar.header("Compare")
+    compare = st.sidebar.toggle("Every model side by side", key="compare_mode",
+                                help="The shipped models and the checkpoint file (when one is "
+                                     "given) caption the same photo; one slider picks the word.")
+    chosen = choose_photos(int(st.get_option("server.maxUploadSize")))
 
     captioner, model_path, modified = load_model(choice, path)
     model_info.caption(describe_model(captioner))
     style = map_style(captioner.config)
-    hard = style["hard"]
+    hard = style["hard"] and not compare
     smooth = smooth_box.toggle("Smooth attention maps", value=True, key="smooth", disabled=hard,
                                help="Soft attention only: blur the grid like the paper's "
                                     "figures; off shows the cells the model really sees.")
     if hard:
         smooth_box.caption("Hard attention: the outlined cell is where the model looked; the "
                            "faint map is its distribution over cells.")
-    if style["window"]:
+    if style["window"] and not compare:
         smooth_box.caption("Local attention: the outline is the window around the centre it "
                            "predicted for the word; it sees nothing outside it.")
     draw = {**style, "smooth": smooth, "opacity": opacity}
+    settings = (beam, max_length, block_repeats)
 
-    if chosen is None:
+    if not chosen:
         st.info("Upload a photo or pick an example to caption it.")
         return
-    data, name = chosen
+    if len(chosen) > 1:
+        picked = show_batch(captioner, chosen, settings, (model_path, modified))
+        if picked is None:
+            return
+        st.divider()
+        data, name = picked
+    else:
+        [(data, name)] = chosen
     try:
         digest, photo, large, tile = decoded_photo(data, name)
     except ImageError as exc:
         st.error(f"Cannot use this file. {exc}. Upload another photo (JPEG, PNG, WebP, BMP or "
                  "GIF).")
         return
-    caption = captioned(captioner, (digest, model_path, modified, beam, max_length, block_repeats),
+    if compare:
+        show_compare(available_models(choice, path), data, name, settings, smooth, opacity)
+        return
+    caption = captioned(captioner, (digest, model_path, modified, *settings),
                         photo, beam, max_length, block_repeats)
 
     picture, text = st.columns([3, 2], gap="large")

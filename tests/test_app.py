@@ -17,7 +17,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from captioner import Captioner, Vocabulary, inference
-from ui.support import (CHECKPOINT_ENV, CUSTOM_MODEL, EXAMPLE_PHOTOS, caption_json,
+from ui.support import (CHECKPOINT_ENV, CUSTOM_MODEL, EXAMPLE_PHOTOS, batch_csv, batch_row,
+                        caption_json,
                                    checkpoint_path, download_stem, escape_markdown, fit_within,
                                    grid_png)
 
@@ -169,6 +170,61 @@ def test_the_camera_is_offered_on_request(monkeypatch, checkpoints):
     app.run()
     assert_no_problem(app)
     assert len(app.get("camera_input")) == 1
+
+
+@pytest.mark.slow
+def test_many_photos_give_a_table_downloads_and_each_bad_file_its_own_message(
+        monkeypatch, checkpoints, expected):
+    coffee = (EXAMPLES / "coffee.jpg").read_bytes()
+    app = start_app(monkeypatch, checkpoints["soft"])
+    app.file_uploader(key="upload").set_value([("chelsea.jpg", CHELSEA, "image/jpeg"),
+                                               ("broken.jpg", truncated_jpeg(), "image/jpeg"),
+                                               ("coffee.jpg", coffee, "image/jpeg")])
+    app.run()
+    assert not app.exception
+    assert len(app.error) == 1 and "broken.jpg" in app.error[0].value
+    table = app.dataframe[0].value
+    assert list(table["file"]) == ["chelsea.jpg", "coffee.jpg"]
+    assert list(table["caption"]) == [text(expected(CHELSEA)), text(expected(coffee))]
+    assert (table["milliseconds"] > 0).all()
+    assert not grid_words(app)  # no overlays until a row is chosen
+    app.selectbox(key="batch_pick").set_value(1)
+    app.run()
+    assert not app.exception and len(app.error) == 1  # the bad file's message stays
+    assert shown_caption(app) == text(expected(coffee))
+    assert grid_words(app) == expected(coffee).words
+
+
+def test_batch_downloads_hold_the_table(expected):
+    caption = expected(photo(seed=3))
+    rows = [batch_row("a,b.jpg", caption), batch_row("c.png", caption)]
+    lines = batch_csv(rows).decode().splitlines()
+    assert lines[0] == "file,caption,score,milliseconds"
+    assert lines[1].startswith('"a,b.jpg",') and len(lines) == 3
+    assert rows[0]["word_probs"] == [round(p, 4) for p in caption.word_probs]
+
+
+@pytest.mark.slow
+def test_compare_mode_captions_with_every_model_and_one_slider(monkeypatch, checkpoints,
+                                                              expected):
+    app = start_app(monkeypatch, checkpoints["local"])  # the checkpoint file, beside the shipped
+    app.toggle(key="compare_mode").set_value(True)
+    app.run()
+    app = upload(app, "chelsea.jpg", CHELSEA)
+    assert_no_problem(app)
+    headers = [h.value for h in app.subheader]
+    assert "Checkpoint local.pt" in headers
+    shipped = [label for label in ("Soft attention (shipped)", "Hard attention (shipped)")
+               if label in headers]
+    assert len(shipped) == sum(path.exists() for path in inference.DEFAULT_CHECKPOINTS.values())
+    want = expected(CHELSEA, "local")
+    assert f"**{want.text}**" in [m.value for m in app.markdown]
+    assert len(want.words) >= 2
+    app.select_slider(key="compare_word").set_value(1)
+    app.run()
+    titles = [c for image in app.image for c in image.captions]
+    assert f"“{want.words[1]}” (word 2 of {len(want.words)})" in titles
+    assert len(app.image) == len(headers)  # one overlay per model, all at word 2
 
 
 def truncated_jpeg() -> bytes:

@@ -5,6 +5,7 @@ these pieces are testable without a browser.
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -71,6 +72,25 @@ def caption_json(caption: Caption, image_name: str, checkpoint: str) -> bytes:
     """Words, scores, alternatives and attention maps as JSON (the caption download)."""
     record = {"image": image_name, "checkpoint": checkpoint, **caption.to_dict()}
     return json.dumps(record, indent=1).encode("utf-8")
+
+
+def batch_row(name: str, caption: Caption) -> dict:
+    """One row of the many-photos table (and of its CSV and JSON downloads)."""
+    timing = caption.timing
+    total = 0.0 if timing is None else timing.preprocess_ms + timing.encoder_ms + timing.decoder_ms
+    return {"file": name, "caption": caption.text, "score": round(caption.score, 4),
+            "milliseconds": round(total, 1),
+            "word_probs": [round(p, 4) for p in caption.word_probs]}
+
+
+def batch_csv(rows: list[dict]) -> bytes:
+    """The table as CSV (file, caption, score, milliseconds), UTF-8."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["file", "caption", "score", "milliseconds"],
+                            extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
 
 
 def download_stem(image_name: str) -> str:
