@@ -79,6 +79,7 @@ def app_url(tmp_path):
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(port)],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    (tmp_path / "server.pid").write_text(str(server.pid))
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(url, server, log)
@@ -145,3 +146,52 @@ def test_upload_a_photo_and_see_caption_and_overlays(app_url, tmp_path):
         target = Path(os.environ["SAVE_SCREENSHOT"])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, target)
+
+
+def test_many_photos_table_and_compare_mode_in_the_browser(app_url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, checkpoint = app_url
+    captioner = Captioner.from_checkpoint(checkpoint)
+    coffee = EXAMPLES / "coffee.jpg"
+    want = {p: captioner.caption(p, beam_size=3, n_best=3)[0].text or "(empty caption)"
+            for p in (PHOTO, coffee)}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.locator("input[type=file]").set_input_files([str(PHOTO), str(coffee)])
+            expect(page.get_by_text("2 photos captioned")).to_be_visible(
+                timeout=CAPTION_TIMEOUT_MS)
+            expect(page.locator("[data-testid=stDataFrame]")).to_have_count(1)
+            page.get_by_role("combobox", name="Open a photo's overlays").click()
+            page.get_by_role("option").filter(has_text="2. coffee.jpg").click()
+            expect(page.locator(".st-key-caption h2")).to_have_text(
+                want[coffee], timeout=CAPTION_TIMEOUT_MS)
+            # Compare mode on one photo: the fixture checkpoint beside the shipped models.
+            page.goto(url)
+            page.get_by_text("Every model side by side").click()
+            page.locator("input[type=file]").set_input_files(str(PHOTO))
+            expect(page.get_by_text("Checkpoint soft.pt")).to_be_visible(
+                timeout=CAPTION_TIMEOUT_MS)
+            expect(page.get_by_text(want[PHOTO], exact=True)).to_be_visible()
+            expect(page.get_by_text("Word position (all models)")).to_be_visible()
+            assert page.locator("[data-testid=stException]").count() == 0
+        finally:
+            browser.close()
+
+
+def test_four_people_at_once_each_get_their_own_photos_caption(app_url, tmp_path):
+    """The many-users benchmark at N = 4 (python -m benchmarks.many_users runs 8, 16, 32)."""
+    from benchmarks.many_users import distinct_photos, drive_sessions, expected_captions
+
+    url, checkpoint = app_url
+    photos = distinct_photos(4, tmp_path / "photos")
+    expected = expected_captions(str(checkpoint), photos)
+    assert len(set(expected.values())) >= 2  # pages that mixed photos up would show
+    server_pid = int(Path(tmp_path / "server.pid").read_text())
+    result = drive_sessions(url, server_pid, photos, expected, timeout_s=240)
+    assert result.correct == 4, result.wrong
+    assert 0 < result.server_peak_rss_mb < 1500
