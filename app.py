@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -39,6 +40,15 @@ GRID_COLUMNS = 5
 def load_captioner(path: str, modified_ns: int) -> Captioner:
     """One Captioner per checkpoint file (and version of it) per process, shared by sessions."""
     return Captioner.from_checkpoint(path)
+
+
+@st.cache_resource
+def model_lock() -> threading.Lock:
+    """One photo through the models at a time, for every session of the process. Streamlit runs
+    each session in its own thread; letting them all run torch at once oversubscribes the
+    cores (each call already uses all of them) and multiplies the activations held in memory.
+    Queued, each caption takes tens of milliseconds: measured in docs/performance.md."""
+    return threading.Lock()
 
 
 def remember_source(source: str) -> None:
@@ -126,7 +136,7 @@ def captioned(captioner: Captioner, key: tuple, photo, beam: int, max_length: in
     """Caption once per photo, model and decoding settings; display changes reuse it."""
     saved = st.session_state.get("caption")
     if saved is None or saved[0] != key:
-        with st.spinner("Captioning…"):
+        with st.spinner("Captioning…"), model_lock():
             caption = captioner.caption(photo, beam_size=beam, n_best=beam,
                                         max_length=max_length, block_repeats=block_repeats)[0]
         saved = (key, caption)
@@ -212,7 +222,7 @@ def show_batch(captioner: Captioner, files: list[tuple[bytes, str]], settings: t
             except ImageError as exc:
                 results[key] = str(exc)
             else:
-                with st.spinner(f"Captioning {name}…"):
+                with st.spinner(f"Captioning {name}…"), model_lock():
                     results[key] = captioner.caption(photo, beam_size=settings[0],
                                                      max_length=settings[1],
                                                      block_repeats=settings[2])[0]
@@ -267,11 +277,12 @@ def show_compare(models: dict[str, Path], data: bytes, name: str, settings: tupl
         key = (digest, str(path), path.stat().st_mtime_ns, settings)
         if key not in results:
             shared = captioner.encoder_key
-            if shared is None or shared not in encoded:
-                encoded[shared] = captioner.encode([photo])
-            results[key] = captioner.caption_encoded(
-                encoded[shared], beam_size=settings[0], max_length=settings[1],
-                block_repeats=settings[2])[0]
+            with model_lock():
+                if shared is None or shared not in encoded:
+                    encoded[shared] = captioner.encode([photo])
+                results[key] = captioner.caption_encoded(
+                    encoded[shared], beam_size=settings[0], max_length=settings[1],
+                    block_repeats=settings[2])[0]
         captions[label] = (captioner, results[key])
     if not captions:
         return

@@ -131,7 +131,7 @@ class PeakMemory:
 async def _one_page(browser, url: str, photo: Path, timeout_ms: float) -> tuple[str, float]:
     page = await browser.new_page(viewport={"width": 1200, "height": 900})
     try:
-        await page.goto(url)
+        await page.goto(url, timeout=timeout_ms)
         await page.locator("input[type=file]").wait_for(state="attached", timeout=timeout_ms)
         await page.locator("input[type=file]").set_input_files(str(photo))
         header = page.locator(".st-key-caption h2")
