@@ -85,7 +85,7 @@ def test_the_expected_reward_goes_up_and_checkpoints_carry_the_model(shapes, fir
     """SCST raises what it optimises, the sampled captions' mean CIDEr-D. (The greedy
     caption's CIDEr-D is not guaranteed to follow: on this tiny set, from a first stage that
     already memorised it, greedy CIDEr-D fell from 3.97 to 2.69 while the expected reward
-    rose from 1.16 to 1.73: docs/results.md.)"""
+    rose from 1.16 to 1.73: python -m benchmarks.scst_objective, docs/results.md.)"""
     init = first_stage
     if attention == "hard":  # the same weights as a hard-attention model
         checkpoint = load_checkpoint(first_stage)
