@@ -35,7 +35,7 @@ class Hypothesis(NamedTuple):
     log_prob: float  # sum of the log-probabilities of the words and the closing <end>
     alphas: torch.Tensor  # (len(tokens), L) attention weights of each word
     # (len(tokens),) log p of each word given the words before it (how sure the model was)
-    word_log_probs: torch.Tensor | None = None
+    word_log_probs: torch.Tensor
 
 
 def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGTH,
