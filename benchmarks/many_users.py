@@ -40,6 +40,7 @@ class SessionsResult:
     correct: int
     seconds_to_last_caption: float
     server_peak_rss_mb: float
+    server_cpu_s: float  # CPU time the server used meanwhile (all its threads)
     wrong: list[str]  # "photo: shown != expected" for each page that was wrong or timed out
 
 
@@ -95,6 +96,15 @@ def start_server(checkpoint: str | None, log: Path, timeout_s: float = 90
             time.sleep(0.5)
     server.terminate()
     raise RuntimeError(f"streamlit did not answer within {timeout_s} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def rss_mb(pid: int) -> float:
@@ -159,14 +169,15 @@ async def _drive(url: str, photos: list[Path], timeout_ms: float) -> list[tuple[
 def drive_sessions(url: str, server_pid: int, photos: list[Path], expected: dict[Path, str],
                    timeout_s: float = 300) -> SessionsResult:
     """All pages at once; each must show expected[photo] for its own photo."""
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_seconds(server_pid)
     with PeakMemory(server_pid) as memory:
         shown = asyncio.run(_drive(url, photos, timeout_s * 1000))
+    cpu = cpu_seconds(server_pid) - cpu_before
     wrong = [f"{photo.name}: {text!r} != {expected[photo]!r}"
              for photo, (text, _) in zip(photos, shown) if text != expected[photo]]
     last = max((t for _, t in shown if t), default=started)
     return SessionsResult(len(photos), len(photos) - len(wrong), round(last - started, 2),
-                          round(memory.peak, 1), wrong)
+                          round(memory.peak, 1), round(cpu, 1), wrong)
 
 
 def expected_captions(checkpoint: str | None, photos: list[Path]) -> dict[Path, str]:
@@ -209,7 +220,8 @@ def main() -> None:
         results.append(result)
         print(f"N={count:3d}: {result.correct}/{count} pages showed their own photo's caption; "
               f"last caption after {result.seconds_to_last_caption:.1f} s; server RSS "
-              f"{idle:.0f} MB idle, peak {result.server_peak_rss_mb:.0f} MB", flush=True)
+              f"{idle:.0f} MB idle, peak {result.server_peak_rss_mb:.0f} MB; server CPU "
+              f"{result.server_cpu_s:.1f} s", flush=True)
         for line in result.wrong:
             print(f"  wrong: {line}")
     if args.out:
