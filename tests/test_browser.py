@@ -173,6 +173,10 @@ def test_many_photos_table_and_compare_mode_in_the_browser(app_url, tmp_path):
             # Compare mode on one photo: the fixture checkpoint beside the shipped models.
             page.goto(url)
             page.get_by_text("Every model side by side").click()
+            # Upload only after the toggle's rerun has finished, or the rerun drops the file.
+            expect(page.get_by_role("switch", name="Every model side by side")).to_be_checked()
+            expect(page.locator("[data-testid=stStatusWidget]")).to_have_count(
+                0, timeout=CAPTION_TIMEOUT_MS)
             page.locator("input[type=file]").set_input_files(str(PHOTO))
             expect(page.get_by_text("Checkpoint soft.pt")).to_be_visible(
                 timeout=CAPTION_TIMEOUT_MS)
