@@ -212,10 +212,14 @@ def show_batch(captioner: Captioner, files: list[tuple[bytes, str]], settings: t
     """Several photos: a table (file, caption, score, milliseconds) with CSV and JSON
     downloads; a bad file gets its own message and the rest are captioned. Returns the file
     of the row the user picked, whose overlays are shown below."""
-    results = st.session_state.setdefault("batch", {})
+    # Only the current files' results are kept: a long session does not pile up old ones.
+    previous = st.session_state.get("batch", {})
+    results = st.session_state["batch"] = {}
     rows, good = [], []
     for data, name in files:
         key = (hashlib.sha256(data).hexdigest(), model_key, settings)
+        if key in previous:
+            results[key] = previous[key]
         if key not in results:
             try:
                 photo = load_image(data, name)
@@ -265,7 +269,10 @@ def show_compare(models: dict[str, Path], data: bytes, name: str, settings: tupl
                  smooth: bool, opacity: float) -> None:
     """Every model on one photo, side by side; one slider picks the word position in all."""
     digest, photo, large, tile = decoded_photo(data, name)
-    results = st.session_state.setdefault("compare", {})
+    # Only this photo's results are kept (one entry per model and decoding settings).
+    results = {key: value for key, value in st.session_state.get("compare", {}).items()
+               if key[0] == digest}
+    st.session_state["compare"] = results
     encoded = {}  # encoder_key -> the photo through that encoder, once per encoder
     captions = {}
     for label, path in models.items():
