@@ -4,7 +4,9 @@ scripts/device_ablation.sh and the CPU speed benchmark:
     python scripts/ablation_attention.py results/ablation_attention results/attention_speed.json
 
 FOLDER holds sweep.json, <run>_log.jsonl (val BLEU-4 per epoch) and <run>_test_beam3.json
-(evaluate's result, rescored with Java for METEOR) for each run.
+(evaluate's result, rescored with Java for METEOR) for each run; FOLDER/cpu_rerun holds the
+same two files for rows rerun on the CPU to full length (`training.train --attention NAME`),
+added as extra rows "NAME, full length on the CPU".
 """
 from __future__ import annotations
 
@@ -38,11 +40,29 @@ def row(folder: Path, name: str, sweep: dict, speed: dict) -> dict:
     }
 
 
+EARLY_STOP_PATIENCE = 4  # the default recipe's: a run that ended this long after its best stopped
+
+
+def rerun_rows(folder: Path, speed: dict) -> list[dict]:
+    rows = []
+    for log in sorted((folder / "cpu_rerun").glob("*_log.jsonl")):
+        name = log.name.removesuffix("_log.jsonl")
+        vals = [json.loads(line)["bleu4"] for line in log.read_text().splitlines()
+                if '"val"' in line]
+        best = max(range(len(vals)), key=vals.__getitem__)
+        run = {"val_bleu4": vals[best], "best_epoch": best + 1,
+               "exit": 0 if len(vals) - (best + 1) >= EARLY_STOP_PATIENCE else 1}
+        extra = row(folder / "cpu_rerun", name, {name: run}, speed)
+        extra["variant"] = f"{name}, full length on the CPU"
+        rows.append(extra)
+    return rows
+
+
 def main() -> None:
     folder, speed_file = Path(sys.argv[1]), Path(sys.argv[2])
     sweep = {r["name"]: r for r in json.loads((folder / "sweep.json").read_text())}
     speed = json.loads(speed_file.read_text())
-    rows = [row(folder, name, sweep, speed) for name in ROWS]
+    rows = [row(folder, name, sweep, speed) for name in ROWS] + rerun_rows(folder, speed)
     out = Path("results/ablation_attention.json")
     out.write_text(json.dumps(rows, indent=1) + "\n")
     print("| variant | val BLEU-4 (epoch / run, stopped by) | test BLEU-1 | BLEU-4 | METEOR "
