@@ -265,10 +265,9 @@ def available_models(choice: str, path: Path | None) -> dict[str, Path]:
     return models
 
 
-def show_compare(models: dict[str, Path], data: bytes, name: str, settings: tuple,
+def show_compare(models: dict[str, Path], digest: str, photo, large, settings: tuple,
                  smooth: bool, opacity: float) -> None:
     """Every model on one photo, side by side; one slider picks the word position in all."""
-    digest, photo, large, tile = decoded_photo(data, name)
     # Only this photo's results are kept (one entry per model and decoding settings).
     results = {key: value for key, value in st.session_state.get("compare", {}).items()
                if key[0] == digest}
@@ -381,7 +380,8 @@ def main() -> None:
                  "GIF).")
         return
     if compare:
-        show_compare(available_models(choice, path), data, name, settings, smooth, opacity)
+        show_compare(available_models(choice, path), digest, photo, large, settings, smooth,
+                     opacity)
         return
     caption = captioned(captioner, (digest, model_path, modified, *settings),
                         photo, beam, max_length, block_repeats)

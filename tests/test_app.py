@@ -126,24 +126,19 @@ def test_display_changes_reuse_the_caption(monkeypatch, checkpoints):
 
 
 @pytest.mark.slow
-def test_hard_attention_model_draws_the_chosen_region(monkeypatch, checkpoints, expected):
-    app = upload(start_app(monkeypatch, checkpoints["hard"]), "chelsea.jpg", CHELSEA)
+@pytest.mark.parametrize("kind, note, smoothing", [
+    ("hard", "Hard attention: the outlined cell is where the model looked", False),
+    ("local", "Local attention: the outline is the window", True)])
+def test_outlined_attention_kinds_say_what_the_outline_is(monkeypatch, checkpoints, expected,
+                                                          kind, note, smoothing):
+    """Hard attention outlines its chosen cell (smoothing does not apply), local its window."""
+    app = upload(start_app(monkeypatch, checkpoints[kind]), "chelsea.jpg", CHELSEA)
     assert_no_problem(app)
-    want = expected(CHELSEA, "hard")
+    want = expected(CHELSEA, kind)
     assert shown_caption(app) == text(want)
     assert grid_words(app) == want.words
-    assert app.toggle(key="smooth").disabled  # smoothing does not apply to the outlined cell
-
-
-@pytest.mark.slow
-def test_local_attention_model_outlines_its_window(monkeypatch, checkpoints, expected):
-    app = upload(start_app(monkeypatch, checkpoints["local"]), "chelsea.jpg", CHELSEA)
-    assert_no_problem(app)
-    want = expected(CHELSEA, "local")
-    assert shown_caption(app) == text(want)
-    assert grid_words(app) == want.words
-    assert any("Local attention: the outline is the window" in c.value for c in app.caption)
-    assert not app.toggle(key="smooth").disabled
+    assert any(note in c.value for c in app.caption)
+    assert app.toggle(key="smooth").disabled != smoothing
 
 
 @pytest.mark.slow
