@@ -3,11 +3,14 @@ Chromium pages at the same time (Playwright on Debian's /usr/bin/chromium), each
 different photo. Every page must show the caption the library gives for its own photo.
 
     python -m benchmarks.many_users --sessions 8,16,32 [--checkpoint FILE] [--out results/x.json]
+        [--profile prof.txt]
 
 Reports per N: pages with the right caption, seconds from the first upload until the last
 caption appeared, and the server's peak resident memory (read from /proc while it runs).
 The photos are the app's four examples, each cropped, flipped and turned differently, so no
 two pages upload the same file. tests/test_browser.py runs N = 4 through `drive_sessions`.
+--profile samples all the server's threads with py-spy (`pip install py-spy`) while the pages
+run and writes collapsed stacks (one file per N) for finding where the server's time goes.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -193,6 +198,28 @@ def expected_captions(checkpoint: str | None, photos: list[Path]) -> dict[Path, 
     return texts
 
 
+class ServerProfile:
+    """py-spy sampling every thread of the server (collapsed stacks) while the pages run;
+    a no-op without a path."""
+
+    def __init__(self, pid: int, path: Path | None):
+        self.pid, self.path, self.process = pid, path, None
+
+    def __enter__(self) -> "ServerProfile":
+        if self.path is not None:
+            self.process = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(self.pid), "--rate", "200", "--threads",
+                 "--format", "raw", "--nonblocking", "-o", str(self.path)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(2)  # attached before the first page opens
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            self.process.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,7 +227,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="model file (default: the shipped soft model)")
     parser.add_argument("--work", default="/tmp/many_users", help="photos and the server log")
     parser.add_argument("--out", help="also write the results here (JSON)")
+    parser.add_argument("--profile", help="py-spy the server into this file (N appended)")
     args = parser.parse_args()
+    if args.profile and shutil.which("py-spy") is None:
+        parser.error("--profile needs py-spy: pip install py-spy")
     from .common import machine
 
     counts = [int(n) for n in args.sessions.split(",")]
@@ -213,7 +243,9 @@ def main() -> None:
         server, url = start_server(args.checkpoint, work / f"server{count}.log")
         try:
             idle = rss_mb(server.pid)
-            result = drive_sessions(url, server.pid, photos[:count], expected)
+            profile = Path(f"{args.profile}.{count}") if args.profile else None
+            with ServerProfile(server.pid, profile):
+                result = drive_sessions(url, server.pid, photos[:count], expected)
         finally:
             server.terminate()
             server.wait(timeout=30)
