@@ -5,8 +5,10 @@ scripts/device_ablation.sh and the CPU speed benchmark:
 
 FOLDER holds sweep.json, <run>_log.jsonl (val BLEU-4 per epoch) and <run>_test_beam3.json
 (evaluate's result, rescored with Java for METEOR) for each run; FOLDER/cpu_rerun holds the
-same two files for rows rerun on the CPU to full length (`training.train --attention NAME`),
-added as extra rows "NAME, full length on the CPU".
+same two files for rows rerun on the CPU (`training.train --attention NAME`). A rerun that
+early stopping ended becomes the row NAME (the variant's full-length numbers) and the device
+run it replaces, cut by the time budget, stays as the extra row "NAME, H200 run cut by time";
+a rerun still going is an extra row "NAME, CPU rerun (unfinished)".
 """
 from __future__ import annotations
 
@@ -43,37 +45,55 @@ def row(folder: Path, name: str, sweep: dict, speed: dict) -> dict:
 EARLY_STOP_PATIENCE = 4  # the default recipe's: a run that ended this long after its best stopped
 
 
-def rerun_rows(folder: Path, speed: dict) -> list[dict]:
-    rows = []
-    for log in sorted((folder / "cpu_rerun").glob("*_log.jsonl")):
-        name = log.name.removesuffix("_log.jsonl")
+def rerun_rows(folder: Path, speed: dict) -> dict[str, dict]:
+    """The CPU reruns that have test captions, by variant name."""
+    rows = {}
+    for test in sorted((folder / "cpu_rerun").glob("*_test_beam3.json")):
+        name = test.name.removesuffix("_test_beam3.json")
+        log = folder / "cpu_rerun" / f"{name}_log.jsonl"
         vals = [json.loads(line)["bleu4"] for line in log.read_text().splitlines()
                 if '"val"' in line]
         best = max(range(len(vals)), key=vals.__getitem__)
         run = {"val_bleu4": vals[best], "best_epoch": best + 1,
                "exit": 0 if len(vals) - (best + 1) >= EARLY_STOP_PATIENCE else 1}
-        extra = row(folder / "cpu_rerun", name, {name: run}, speed)
-        extra["variant"] = f"{name}, full length on the CPU"
-        rows.append(extra)
+        rows[name] = {**row(folder / "cpu_rerun", name, {name: run}, speed), "ran_on": "CPU"}
     return rows
+
+
+def ablation_rows(folder: Path, speed: dict) -> list[dict]:
+    """One row per variant, full length where a run reached early stopping, then the extras."""
+    sweep = {r["name"]: r for r in json.loads((folder / "sweep.json").read_text())}
+    reruns = rerun_rows(folder, speed)
+    rows, extras = [], []
+    for name in ROWS:
+        device = {**row(folder, name, sweep, speed), "ran_on": "H200"}
+        rerun = reruns.get(name)
+        if rerun is not None and rerun["stopped_by"] == "early stopping":
+            rows.append(rerun)
+            extras.append({**device, "variant": f"{name}, H200 run cut by time"})
+        else:
+            rows.append(device)
+            if rerun is not None:
+                extras.append({**rerun, "variant": f"{name}, CPU rerun (unfinished)"})
+    return rows + extras
 
 
 def main() -> None:
     folder, speed_file = Path(sys.argv[1]), Path(sys.argv[2])
-    sweep = {r["name"]: r for r in json.loads((folder / "sweep.json").read_text())}
     speed = json.loads(speed_file.read_text())
-    rows = [row(folder, name, sweep, speed) for name in ROWS] + rerun_rows(folder, speed)
+    rows = ablation_rows(folder, speed)
     out = Path("results/ablation_attention.json")
     out.write_text(json.dumps(rows, indent=1) + "\n")
-    print("| variant | val BLEU-4 (epoch / run, stopped by) | test BLEU-1 | BLEU-4 | METEOR "
-          "| ROUGE-L | CIDEr | decode ms/step | train captions/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| variant | trained on | val BLEU-4 (epoch / run, stopped by) | test BLEU-1 | BLEU-4 "
+          "| METEOR | ROUGE-L | CIDEr | words | distinct | decode ms/step | train captions/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        t = r["test"]
-        print(f"| {r['variant']} | {r['val_bleu4']:.2f} ({r['best_epoch']} / {r['epochs_run']}, "
-              f"{r['stopped_by']}) | {t['BLEU-1']:.1f} | {t['BLEU-4']:.1f} | {t['METEOR']:.2f} "
-              f"| {t['ROUGE-L']:.1f} | {t['CIDEr']:.1f} | {r['decode_ms_per_step']:.2f} "
-              f"| {r['train_captions_per_s']:.0f} |")
+        t, d = r["test"], r["test_diversity"]
+        print(f"| {r['variant']} | {r['ran_on']} | {r['val_bleu4']:.2f} ({r['best_epoch']} / "
+              f"{r['epochs_run']}, {r['stopped_by']}) | {t['BLEU-1']:.1f} | {t['BLEU-4']:.1f} "
+              f"| {t['METEOR']:.2f} | {t['ROUGE-L']:.1f} | {t['CIDEr']:.1f} "
+              f"| {d['distinct_words']} | {d['distinct_captions']:.0%} "
+              f"| {r['decode_ms_per_step']:.2f} | {r['train_captions_per_s']:.0f} |")
     print(f"wrote {out}")
 
 
