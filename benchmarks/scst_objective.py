@@ -1,9 +1,10 @@
 """What SCST improves, on the tests' tiny generated dataset (a minute on a CPU): a first stage
 that memorises 8 photos, then SCST at the given learning rates; for each model the greedy
 caption's CIDEr-D and the expected CIDEr-D of sampled captions (64 per photo, fixed seed) on
-the training photos.
+the training photos, for each SCST baseline (training.scst --baseline).
 
-    python -m benchmarks.scst_objective [--lr 2e-3 5e-4] [--work /tmp/scst_objective]
+    python -m benchmarks.scst_objective [--lr 2e-3 5e-4] [--baseline mean greedy]
+        [--work /tmp/scst_objective]
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lr", nargs="+", default=["2e-3", "5e-4"])
+    parser.add_argument("--baseline", nargs="+", default=["mean", "greedy"])
     parser.add_argument("--work", default="/tmp/scst_objective")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))  # the generated dataset and the tests' settings
@@ -56,13 +58,14 @@ def main() -> None:
     first = work / "xe"
     train(parse_config(tiny_args(shapes, first, "--epochs", "8", "--early-stop-patience", "100")))
     rows = [("first stage", first / "last.pt")]
-    for lr in args.lr:
-        out = work / f"scst-{lr}"
-        scst(parse_config(scst_args(shapes, first / "last.pt", out, "--epochs", "20", "--lr", lr),
-                          cls=ScstConfig))
-        rows.append((f"SCST lr {lr}, 20 epochs", out / "last.pt"))
+    for baseline in args.baseline:
+        for lr in args.lr:
+            out = work / f"scst-{baseline}-{lr}"
+            scst(parse_config(scst_args(shapes, first / "last.pt", out, "--epochs", "20", "--lr",
+                                        lr, "--baseline", baseline), cls=ScstConfig))
+            rows.append((f"SCST {baseline} baseline, lr {lr}", out / "last.pt"))
     for name, path in rows:
-        print(f"{name:24s} greedy CIDEr-D {greedy_cider(path):5.2f}   expected sampled "
+        print(f"{name:34s} greedy CIDEr-D {greedy_cider(path):5.2f}   expected sampled "
               f"CIDEr-D {sampled_cider(path, shapes):5.2f}")
 
 

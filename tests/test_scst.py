@@ -125,3 +125,34 @@ def test_scst_needs_an_init_and_two_samples(shapes, tmp_path, capsys):
     assert "--init is required" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_config(["--data", str(data), "--samples", "1"], cls=ScstConfig)
+
+
+def test_greedy_baseline_is_the_greedy_captions_reward(shapes, first_stage, tmp_path):
+    """--baseline greedy (Rennie et al.): each image's baseline is its greedy caption's CIDEr-D,
+    decoded in eval mode; one sample per image is then enough, and training mode comes back."""
+    from captioner.decoding import greedy
+    from training.scst import ImageBatch, greedy_rewards
+
+    data, cache = shapes
+    checkpoint = load_checkpoint(first_stage)
+    records = load_karpathy(data).split("train")
+    features_cache = ensure_cache(load_karpathy(data), cache, "efficientnet_lite0", 64)
+    features = features_cache.batch(features_cache.rows([r.path for r in records]))
+    scorer = CiderD({i: r.captions for i, r in enumerate(records)})
+    decoder = load_decoder(checkpoint).train()
+    batch = ImageBatch(features, torch.arange(len(records)))
+    rewards = greedy_rewards(decoder, batch, scorer, checkpoint.vocab, 20)
+    assert decoder.training
+    with torch.no_grad():
+        captions = greedy(decoder.eval(), features, 20)
+    expected = [scorer.score(i, checkpoint.vocab.decode(c.tokens)) for i, c in enumerate(captions)]
+    assert rewards.tolist() == pytest.approx(expected)
+    assert max(expected) > 0  # the memorised first stage says something right
+
+    out = tmp_path / "greedy"
+    scst(parse_config(scst_args(shapes, first_stage, out, "--baseline", "greedy", "--samples",
+                                "1", "--max-steps", "2"), cls=ScstConfig))
+    log = [r for r in read_log(out) if r["type"] == "train"]
+    assert log and all(r["baseline"] > 0 for r in log)
+    with pytest.raises(SystemExit):
+        parse_config(["--data", str(data), "--baseline", "best"], cls=ScstConfig)

@@ -11,11 +11,15 @@ frequencies from all training references (training.cider). The policy gradient i
 
     grad = -sum_j (r_j - b_j) grad log p(caption_j, locations_j | image)
 
-Baseline: b_j is the mean reward of the image's other samples (Luo 2020, "a better variant of
-SCST") rather than the reward of a greedy caption (Rennie et al.): it needs no extra decoding
-pass, it does not depend on sample j (so the gradient stays unbiased), and it follows the
-sampling policy itself instead of a greedy caption that is often better than every sample
-early on (which would push all probabilities down at once).
+Baseline (--baseline): by default b_j is the mean reward of the image's other samples (Luo
+2020, "a better variant of SCST"): it needs no extra decoding pass, it does not depend on
+sample j (so the gradient stays unbiased), and it follows the sampling policy itself instead
+of a greedy caption that is often better than every sample early on (which would push all
+probabilities down at once). --baseline greedy is Rennie et al.'s own: b_j is the reward of
+the image's greedy caption (eval mode, the app's repeat blocking), so a sample is pushed up
+only when it beats what the model would say at test time; this ties the objective to the
+greedy/beam caption, which the mean baseline does not (benchmarks.scst_objective shows the
+mean baseline raising the sampled reward while the greedy caption's fell).
 
 Hard attention samples its locations too, so a caption is a joint sequence of actions (words
 and locations) with one reward at the end. Every sampled location's log-probability is
@@ -41,6 +45,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from captioner.decoder import Decoder
+from captioner.decoding import greedy
 from captioner.models import load_decoder
 from captioner.vocab import Vocabulary
 
@@ -53,6 +58,7 @@ from .loop import (TrainingError, find_resumable, fit, load_data, make_stage,
 
 START, END, PAD, UNK = (Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id,
                         Vocabulary.unk_id)
+BASELINES = ("mean", "greedy")
 
 
 @dataclass
@@ -61,7 +67,8 @@ class ScstConfig(StageConfig):
 
     init: str = ""  # first-stage checkpoint (required unless --resume)
     out: str = "runs/scst"
-    samples: int = 5  # captions sampled per image; the baseline is the others' mean reward
+    samples: int = 5  # captions sampled per image
+    baseline: str = "mean"  # mean: the other samples' mean reward | greedy: the greedy caption's
     temperature: float = 1.0  # sampling temperature (1: the model's own distribution)
     lr: float = 5e-5
     batch_size: int = 16  # images per process and step (x samples captions)
@@ -70,7 +77,9 @@ class ScstConfig(StageConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.samples < 2:
+        if self.baseline not in BASELINES:
+            raise ValueError(f"--baseline must be one of {', '.join(BASELINES)}")
+        if self.samples < 2 and self.baseline == "mean":
             raise ValueError("--samples must be at least 2 (the baseline is the others' mean)")
         if self.temperature <= 0:
             raise ValueError("--temperature must be positive")
@@ -145,6 +154,20 @@ def sample_captions(decoder: Decoder, features: torch.Tensor, samples: int, max_
     return Samples(torch.stack(words, 1), torch.stack(masks, 1).float(), log_prob, entropy)
 
 
+def greedy_rewards(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabulary,
+                   max_length: int) -> torch.Tensor:
+    """(I,) CIDEr-D of each image's greedy caption, decoded as at test time (eval mode)."""
+    decoder.eval()
+    try:
+        with torch.no_grad():
+            captions = greedy(decoder, batch.features, max_length)
+    finally:
+        decoder.train()
+    return torch.tensor([scorer.score(image, vocab.decode(caption.tokens))
+                         for image, caption in zip(batch.images.tolist(), captions)],
+                        device=batch.features.device)
+
+
 def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabulary,
               optimizer: torch.optim.Optimizer, config: ScstConfig, runtime: Runtime
               ) -> dict[str, float]:
@@ -157,7 +180,11 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
     rewards = torch.tensor([scorer.score(image, vocab.decode(ids))
                             for image, ids in zip(images, drawn.tokens.tolist())],
                            device=drawn.log_prob.device).view(-1, k)  # (I, k)
-    baseline = (rewards.sum(1, keepdim=True) - rewards) / (k - 1)  # the other samples' mean
+    if config.baseline == "greedy":
+        baseline = greedy_rewards(decoder, batch, scorer, vocab, config.max_length
+                                  ).unsqueeze(1).expand(-1, k)
+    else:  # the other samples' mean
+        baseline = (rewards.sum(1, keepdim=True) - rewards) / (k - 1)
     advantage = (rewards - baseline).view(-1)
     words = drawn.mask.sum()
     # Normalised by the global batch's sampled words, as the first stage's loss is: every
