@@ -59,16 +59,33 @@ def first_stage(shapes, tmp_path_factory):
     return out / "last.pt"
 
 
-def sampled_cider(checkpoint_path, shapes, samples: int = 64) -> float:
-    """Mean CIDEr-D of captions sampled from the policy (train mode, temperature 1) for the
-    training photos: the expected reward SCST maximises, estimated with a fixed seed."""
+def training_photos(shapes):
+    """The tiny set's training records, their cached features and a CIDEr-D scorer over them."""
     data, cache = shapes
-    checkpoint = load_checkpoint(checkpoint_path)
     dataset = load_karpathy(data)
     records = dataset.split("train")
     features_cache = ensure_cache(dataset, cache, "efficientnet_lite0", 64)
     features = features_cache.batch(features_cache.rows([r.path for r in records]))
-    scorer = CiderD({i: r.captions for i, r in enumerate(records)})
+    return records, features, CiderD({i: r.captions for i, r in enumerate(records)})
+
+
+def as_attention(first_stage, attention: str, folder):
+    """The first stage's checkpoint, or its weights as a hard-attention model (same shapes)."""
+    if attention == "soft":
+        return first_stage
+    checkpoint = load_checkpoint(first_stage)
+    checkpoint.config = replace(checkpoint.config, attention=attention)
+    checkpoint.training = None
+    path = folder / f"{attention}_init.pt"
+    save_checkpoint(checkpoint, path)
+    return path
+
+
+def sampled_cider(checkpoint_path, shapes, samples: int = 64) -> float:
+    """Mean CIDEr-D of captions sampled from the policy (train mode, temperature 1) for the
+    training photos: the expected reward SCST maximises, estimated with a fixed seed."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    records, features, scorer = training_photos(shapes)
     decoder = load_decoder(checkpoint).train()
     torch.manual_seed(0)
     with torch.no_grad():
@@ -86,13 +103,7 @@ def test_the_expected_reward_goes_up_and_checkpoints_carry_the_model(shapes, fir
     caption's CIDEr-D is not guaranteed to follow: on this tiny set, from a first stage that
     already memorised it, greedy CIDEr-D fell from 3.97 to 2.69 while the expected reward
     rose from 1.16 to 1.73: python -m benchmarks.scst_objective, docs/results.md.)"""
-    init = first_stage
-    if attention == "hard":  # the same weights as a hard-attention model
-        checkpoint = load_checkpoint(first_stage)
-        checkpoint.config = replace(checkpoint.config, attention="hard")
-        checkpoint.training = None
-        init = tmp_path / "hard_init.pt"
-        save_checkpoint(checkpoint, init)
+    init = as_attention(first_stage, attention, tmp_path)
     out = tmp_path / "scst"
     scst(parse_config(scst_args(shapes, init, out, "--epochs", "20"), cls=ScstConfig))
     before, after = sampled_cider(init, shapes), sampled_cider(out / "last.pt", shapes)
@@ -127,18 +138,17 @@ def test_scst_needs_an_init_and_two_samples(shapes, tmp_path, capsys):
         parse_config(["--data", str(data), "--samples", "1"], cls=ScstConfig)
 
 
-def test_greedy_baseline_is_the_greedy_captions_reward(shapes, first_stage, tmp_path):
-    """--baseline greedy (Rennie et al.): each image's baseline is its greedy caption's CIDEr-D,
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_greedy_baseline_is_the_greedy_captions_reward(shapes, first_stage, tmp_path, attention):
+    """--reward-baseline greedy (Rennie et al.): each image's baseline is its greedy caption's CIDEr-D,
     decoded in eval mode; one sample per image is then enough, and training mode comes back."""
     from captioner.decoding import greedy
     from training.scst import ImageBatch, greedy_rewards
 
-    data, cache = shapes
-    checkpoint = load_checkpoint(first_stage)
-    records = load_karpathy(data).split("train")
-    features_cache = ensure_cache(load_karpathy(data), cache, "efficientnet_lite0", 64)
-    features = features_cache.batch(features_cache.rows([r.path for r in records]))
-    scorer = CiderD({i: r.captions for i, r in enumerate(records)})
+    data, _ = shapes
+    init = as_attention(first_stage, attention, tmp_path)
+    checkpoint = load_checkpoint(init)
+    records, features, scorer = training_photos(shapes)
     decoder = load_decoder(checkpoint).train()
     batch = ImageBatch(features, torch.arange(len(records)))
     rewards = greedy_rewards(decoder, batch, scorer, checkpoint.vocab, 20)
@@ -150,9 +160,9 @@ def test_greedy_baseline_is_the_greedy_captions_reward(shapes, first_stage, tmp_
     assert max(expected) > 0  # the memorised first stage says something right
 
     out = tmp_path / "greedy"
-    scst(parse_config(scst_args(shapes, first_stage, out, "--baseline", "greedy", "--samples",
+    scst(parse_config(scst_args(shapes, init, out, "--reward-baseline", "greedy", "--samples",
                                 "1", "--max-steps", "2"), cls=ScstConfig))
     log = [r for r in read_log(out) if r["type"] == "train"]
-    assert log and all(r["baseline"] > 0 for r in log)
+    assert log and all(r["baseline"] > 0 and 0 <= r["positive_advantages"] <= 1 for r in log)
     with pytest.raises(SystemExit):
-        parse_config(["--data", str(data), "--baseline", "best"], cls=ScstConfig)
+        parse_config(["--data", str(data), "--reward-baseline", "best"], cls=ScstConfig)

@@ -11,15 +11,15 @@ frequencies from all training references (training.cider). The policy gradient i
 
     grad = -sum_j (r_j - b_j) grad log p(caption_j, locations_j | image)
 
-Baseline (--baseline): by default b_j is the mean reward of the image's other samples (Luo
+Baseline (--reward-baseline): by default b_j is the mean reward of the image's other samples (Luo
 2020, "a better variant of SCST"): it needs no extra decoding pass, it does not depend on
 sample j (so the gradient stays unbiased), and it follows the sampling policy itself instead
 of a greedy caption that is often better than every sample early on (which would push all
-probabilities down at once). --baseline greedy is Rennie et al.'s own: b_j is the reward of
-the image's greedy caption (eval mode, the app's repeat blocking), so a sample is pushed up
-only when it beats what the model would say at test time; this ties the objective to the
-greedy/beam caption, which the mean baseline does not (benchmarks.scst_objective shows the
-mean baseline raising the sampled reward while the greedy caption's fell).
+probabilities down at once). --reward-baseline greedy is Rennie et al.'s own: b_j is the
+reward of the image's greedy caption (eval mode, the app's repeat blocking), so a sample is
+pushed up only when it beats what the model would say at test time. It is meant to tie the
+objective to the test-time caption, but on the tests' tiny set it did not: the greedy
+caption's CIDEr-D fell with either baseline (benchmarks.scst_objective, docs/results.md).
 
 Hard attention samples its locations too, so a caption is a joint sequence of actions (words
 and locations) with one reward at the end. Every sampled location's log-probability is
@@ -58,7 +58,7 @@ from .loop import (TrainingError, find_resumable, fit, load_data, make_stage,
 
 START, END, PAD, UNK = (Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id,
                         Vocabulary.unk_id)
-BASELINES = ("mean", "greedy")
+REWARD_BASELINES = ("mean", "greedy")
 
 
 @dataclass
@@ -68,7 +68,8 @@ class ScstConfig(StageConfig):
     init: str = ""  # first-stage checkpoint (required unless --resume)
     out: str = "runs/scst"
     samples: int = 5  # captions sampled per image
-    baseline: str = "mean"  # mean: the other samples' mean reward | greedy: the greedy caption's
+    # mean: the image's other samples' mean reward | greedy: its greedy caption's reward
+    reward_baseline: str = "mean"
     temperature: float = 1.0  # sampling temperature (1: the model's own distribution)
     lr: float = 5e-5
     batch_size: int = 16  # images per process and step (x samples captions)
@@ -77,9 +78,9 @@ class ScstConfig(StageConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.baseline not in BASELINES:
-            raise ValueError(f"--baseline must be one of {', '.join(BASELINES)}")
-        if self.samples < 2 and self.baseline == "mean":
+        if self.reward_baseline not in REWARD_BASELINES:
+            raise ValueError(f"--reward-baseline must be one of {', '.join(REWARD_BASELINES)}")
+        if self.samples < 2 and self.reward_baseline == "mean":
             raise ValueError("--samples must be at least 2 (the baseline is the others' mean)")
         if self.temperature <= 0:
             raise ValueError("--temperature must be positive")
@@ -180,7 +181,7 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
     rewards = torch.tensor([scorer.score(image, vocab.decode(ids))
                             for image, ids in zip(images, drawn.tokens.tolist())],
                            device=drawn.log_prob.device).view(-1, k)  # (I, k)
-    if config.baseline == "greedy":
+    if config.reward_baseline == "greedy":
         baseline = greedy_rewards(decoder, batch, scorer, vocab, config.max_length
                                   ).unsqueeze(1).expand(-1, k)
     else:  # the other samples' mean
@@ -207,7 +208,8 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
     grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), config.grad_clip)
     optimizer.step()
     return {"sentences": len(images), "loss": loss.item(), "reward": rewards.mean().item(),
-            "baseline": baseline.mean().item(), "best_sample": rewards.max(1).values.mean().item(),
+            "baseline": baseline.mean().item(),
+            "positive_advantages": (advantage > 0).float().mean().item(), "best_sample": rewards.max(1).values.mean().item(),
             "sample_words": float(words) / len(images), "grad_norm": float(grad_norm)}
 
 
