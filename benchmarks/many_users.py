@@ -207,11 +207,15 @@ class ServerProfile:
 
     def __enter__(self) -> "ServerProfile":
         if self.path is not None:
-            self.process = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(self.pid), "--rate", "200", "--threads",
-                 "--format", "raw", "--nonblocking", "-o", str(self.path)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            log = self.path.with_name(self.path.name + ".log")
+            with open(log, "wb") as out:
+                self.process = subprocess.Popen(
+                    ["py-spy", "record", "--pid", str(self.pid), "--rate", "200", "--threads",
+                     "--format", "raw", "--nonblocking", "-o", str(self.path)],
+                    stdout=out, stderr=subprocess.STDOUT)
             time.sleep(2)  # attached before the first page opens
+            if self.process.poll() is not None:  # e.g. no ptrace permission in a container
+                raise RuntimeError(f"py-spy could not sample the server: {log.read_text()[-800:]}")
         return self
 
     def __exit__(self, *exc) -> None:

@@ -5,16 +5,20 @@ scripts/device_ablation.sh and the CPU speed benchmark:
 
 FOLDER holds sweep.json, <run>_log.jsonl (val BLEU-4 per epoch) and <run>_test_beam3.json
 (evaluate's result, rescored with Java for METEOR) for each run; FOLDER/cpu_rerun holds the
-same two files for rows rerun on the CPU (`training.train --attention NAME`). A rerun that
-early stopping ended becomes the row NAME (the variant's full-length numbers) and the device
-run it replaces, cut by the time budget, stays as the extra row "NAME, H200 run cut by time";
-a rerun still going is an extra row "NAME, CPU rerun (unfinished)".
+same two files for rows rerun on the CPU (`training.train --attention NAME`), once they have
+test captions. A rerun that early stopping ended becomes the row NAME (the variant's
+full-length numbers) and the device run it replaces stays as an extra row ("NAME, H200 run
+cut by time" when the time budget had ended it); a rerun that ended otherwise (its --epochs
+cap, or stopped by hand) is the extra row "NAME, CPU rerun ended before early stopping".
 """
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from the repo root
+from training.config import TrainConfig  # noqa: E402
 
 ROWS = ["soft", "hard", "static", "luong-dot", "luong-general", "luong-concat", "local",
         "luong-general-no-feeding"]
@@ -42,7 +46,8 @@ def row(folder: Path, name: str, sweep: dict, speed: dict) -> dict:
     }
 
 
-EARLY_STOP_PATIENCE = 4  # the default recipe's: a run that ended this long after its best stopped
+# the default recipe's: a run that ended this long after its best was stopped by it
+EARLY_STOP_PATIENCE = TrainConfig.early_stop_patience
 
 
 def rerun_rows(folder: Path, speed: dict) -> dict[str, dict]:
@@ -50,13 +55,18 @@ def rerun_rows(folder: Path, speed: dict) -> dict[str, dict]:
     rows = {}
     for test in sorted((folder / "cpu_rerun").glob("*_test_beam3.json")):
         name = test.name.removesuffix("_test_beam3.json")
+        if name not in ROWS:
+            raise SystemExit(f"{test}: {name} is not a row of the ablation ({', '.join(ROWS)})")
         log = folder / "cpu_rerun" / f"{name}_log.jsonl"
         vals = [json.loads(line)["bleu4"] for line in log.read_text().splitlines()
                 if '"val"' in line]
         best = max(range(len(vals)), key=vals.__getitem__)
         run = {"val_bleu4": vals[best], "best_epoch": best + 1,
                "exit": 0 if len(vals) - (best + 1) >= EARLY_STOP_PATIENCE else 1}
-        rows[name] = {**row(folder / "cpu_rerun", name, {name: run}, speed), "ran_on": "CPU"}
+        rerun = row(folder / "cpu_rerun", name, {name: run}, speed)
+        if rerun["stopped_by"] != "early stopping":
+            rerun["stopped_by"] = "ended before early stopping"
+        rows[name] = {**rerun, "ran_on": "CPU"}
     return rows
 
 
@@ -70,11 +80,13 @@ def ablation_rows(folder: Path, speed: dict) -> list[dict]:
         rerun = reruns.get(name)
         if rerun is not None and rerun["stopped_by"] == "early stopping":
             rows.append(rerun)
-            extras.append({**device, "variant": f"{name}, H200 run cut by time"})
+            cut = " cut by time" if device["stopped_by"] == "time budget" else ""
+            extras.append({**device, "variant": f"{name}, H200 run{cut}"})
         else:
             rows.append(device)
             if rerun is not None:
-                extras.append({**rerun, "variant": f"{name}, CPU rerun (unfinished)"})
+                extras.append({**rerun, "variant": f"{name}, CPU rerun ended before early "
+                                                   "stopping"})
     return rows + extras
 
 
