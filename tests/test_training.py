@@ -76,8 +76,10 @@ def test_overfits_a_handful_of_captions(shapes, tmp_path, attention, flags):
 
 
 @pytest.mark.slow
-def test_resume_after_a_crash_matches_an_uninterrupted_run(shapes, tmp_path, monkeypatch):
-    args = ["--epochs", "3", "--attention", "hard"]
+@pytest.mark.parametrize("augment", [(), ("--flip-augment",)], ids=["plain", "flip"])
+def test_resume_after_a_crash_matches_an_uninterrupted_run(shapes, tmp_path, monkeypatch,
+                                                            augment):
+    args = ["--epochs", "3", "--attention", "hard", *augment]
     full_out, cut_out = tmp_path / "full", tmp_path / "cut"
     train(parse_config(tiny_args(shapes, full_out, *args)))
 

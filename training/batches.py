@@ -8,8 +8,10 @@ once for all of its captions.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -82,31 +84,85 @@ def batch_layout(rows: list[tuple[int, list[int]]]) -> tuple[list[int], torch.Te
             torch.tensor([index[image] for image, _ in rows]))
 
 
+# Words that name a side: a mirrored photo's captions say the other one.
+MIRRORED_WORDS = (("left", "right"),)
+
+
+@dataclass(frozen=True)
+class Mirroring:
+    """Horizontal-flip augmentation on cached features: in each epoch every training image is
+    used mirrored with probability 1/2, its grid read from a cache of the flipped photos and
+    "left" and "right" swapped in its captions. Which images are mirrored depends only on
+    (seed, epoch), so a resumed run and every process of a distributed one agree."""
+
+    cache: FeatureCache  # grids of the mirrored photos
+    rows: dict[int, int]  # plain cache row -> the same image's row in `cache`
+    swaps: tuple[tuple[int, int], ...]  # word ids that trade places
+    seed: int
+
+    @classmethod
+    def build(cls, plain: FeatureCache, mirrored: FeatureCache, paths: list[str],
+              vocab: Vocabulary, seed: int) -> "Mirroring":
+        swaps = tuple((vocab.stoi[a], vocab.stoi[b]) for a, b in MIRRORED_WORDS
+                      if a in vocab.stoi and b in vocab.stoi)
+        return cls(mirrored, {plain.index[p]: mirrored.index[p] for p in paths}, swaps, seed)
+
+    def chosen(self, epoch: int) -> frozenset[int]:
+        """The plain cache rows used mirrored in `epoch`."""
+        rows = sorted(self.rows)
+        coins = np.random.default_rng([self.seed, epoch]).random(len(rows)) < 0.5
+        return frozenset(row for row, heads in zip(rows, coins) if heads)
+
+    def swap_words(self, captions: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """captions (B, T) with each pair's words exchanged in the rows where `which` (B,)."""
+        which = which.unsqueeze(1)
+        swapped = captions.clone()
+        for a, b in self.swaps:
+            swapped[which & (captions == a)] = b
+            swapped[which & (captions == b)] = a
+        return swapped
+
+
 class CachedBatches(Dataset):
     """Item i is batch i: its images' features read once from the memory-mapped cache (in
-    DataLoader workers if any), captions padded."""
+    DataLoader workers if any), captions padded; with `mirroring`, the images it chose for
+    `epoch` from the mirrored cache with their captions' sides swapped."""
 
-    def __init__(self, table, batches: list[list[int]], cache: FeatureCache):
-        self.table, self.batches, self.cache = table, batches, cache
+    def __init__(self, table, batches: list[list[int]], cache: FeatureCache,
+                 mirroring: Mirroring | None = None, epoch: int = 0):
+        self.table, self.batches, self.cache, self.mirroring = table, batches, cache, mirroring
+        self.mirrored = mirroring.chosen(epoch) if mirroring is not None else frozenset()
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __getitem__(self, i: int) -> Batch:
         images, captions, image_of = batch_layout([self.table[j] for j in self.batches[i]])
-        return Batch(self.cache.batch(images), captions, image_of)
+        flipped = [image in self.mirrored for image in images]
+        if not any(flipped):
+            return Batch(self.cache.batch(images), captions, image_of)
+        features = torch.empty(len(images), *self.cache.features.shape[1:])
+        plain = [k for k, f in enumerate(flipped) if not f]
+        mirrored = [k for k, f in enumerate(flipped) if f]
+        if plain:
+            features[plain] = self.cache.batch([images[k] for k in plain])
+        features[mirrored] = self.mirroring.cache.batch(
+            [self.mirroring.rows[images[k]] for k in mirrored])
+        captions = self.mirroring.swap_words(captions, torch.tensor(flipped)[image_of])
+        return Batch(features, captions, image_of)
 
 
-def epoch_loader(table, reader: Callable[[list[list[int]]], Dataset], config: StageConfig,
+def epoch_loader(table, reader: Callable[[list[list[int]], int], Dataset], config: StageConfig,
                  runtime: Runtime, epoch: int, skip: int) -> tuple[DataLoader, int]:
     """This process's batches of `epoch` after the first `skip`, and how many it has in all.
 
-    `reader` turns the epoch's batches (lists of table rows) into a Dataset of Batches.
+    `reader` turns the epoch's batches (lists of table rows) and the epoch into a Dataset of
+    Batches.
     DistributedSampler pads the list by repeating batches so that every process takes the
     same number of steps (DDP needs every process in every all-reduce).
     """
     batches = reader(image_batches(table, config.batch_size, config.seed, epoch,
-                                      runtime.world_size))
+                                      runtime.world_size), epoch)
     sampler = DistributedSampler(batches, num_replicas=runtime.world_size, rank=runtime.rank,
                                  shuffle=False)
     mine = list(sampler)

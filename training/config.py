@@ -81,6 +81,9 @@ class TrainConfig(StageConfig):
     --attention: a soft model is a warm start for hard attention (same parameters)."""
 
     min_word_count: int = 5
+    # Each epoch, every training photo is used mirrored with probability 1/2 ("left" and
+    # "right" swapped in its captions); builds a second cache of the mirrored training photos.
+    flip_augment: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     # The model flags given on the command line (parse_config fills it in), checked against
     # an --init checkpoint. Not a flag itself.

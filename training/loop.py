@@ -72,7 +72,7 @@ class Stage:
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     scaler: torch.amp.GradScaler
     table: list[tuple[int, list[int]]]  # (image row, word ids) of every training caption
-    reader: Callable[[list[list[int]]], Dataset]  # an epoch's batches -> Dataset of Batches
+    reader: Callable[[list[list[int]], int], Dataset]  # (batches, epoch) -> Dataset of Batches
     features_of: FeaturesOf  # validation images' grids
     encoder: torch.nn.Module | None = None  # trained too: saved into the checkpoints
     # One optimisation step on a batch from `reader`: (batch, progress) -> logged numbers,

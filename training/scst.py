@@ -234,7 +234,7 @@ def _scst(config: ScstConfig, runtime: Runtime) -> Path:
     rows = cache.rows([r.path for r in train_records])
     table = [(row, (i,)) for i, row in enumerate(rows)]  # one entry per image
     stage = make_stage(decoder, decoder, [{"params": decoder.parameters()}], config, runtime,
-                       table, lambda batches: CachedImages(table, batches, cache),
+                       table, lambda batches, epoch: CachedImages(table, batches, cache),
                        cached_features(cache, runtime.device), data_parallel=False)
     stage.step = lambda batch, progress: scst_step(decoder, batch, scorer, vocab,
                                                    stage.optimizer, config, runtime)

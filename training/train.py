@@ -23,7 +23,7 @@ from captioner.decoder import build_decoder
 from captioner.encoder import encoder_spec
 from captioner.vocab import Vocabulary
 
-from .batches import CachedBatches, caption_table
+from .batches import CachedBatches, Mirroring, caption_table
 from .config import TrainConfig, parse_config
 from .distributed import Runtime
 from .features import cached_features, ensure_cache
@@ -53,14 +53,19 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
                                  config.min_word_count)
         model_config = config.model_config(len(vocab), encoder_spec(config.model.encoder).dim)
     config = dataclasses.replace(config, model=model_config)  # what the checkpoints record
-    # Rank 0 builds (or resumes) the cache while the others wait, then everyone opens it.
+    # Rank 0 builds (or resumes) the caches while the others wait, then everyone opens them.
+    caches = [{}]  # ensure_cache's extra arguments: the dataset's own cache, the mirrored one
+    if config.flip_augment:
+        caches.append({"images": train_records, "mirrored": True})
     if runtime.is_main:
         gpu = runtime.device.type == "cuda"
-        ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size,
-                     batch_size=64 if gpu else 8, workers=max(2, config.loader_workers),
-                     device=runtime.device)
+        for which in caches:
+            ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size,
+                         batch_size=64 if gpu else 8, workers=max(2, config.loader_workers),
+                         device=runtime.device, **which)
     runtime.barrier()
-    cache = ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size)
+    cache, *mirrored = [ensure_cache(dataset, config.cache_dir, model_config.encoder,
+                                     model_config.image_size, **which) for which in caches]
     if init is None and resumed is None:
         random.seed(config.seed)
     if resumed is None:
@@ -69,8 +74,11 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
     if resumed is not None or init is not None:
         decoder.load_state_dict((resumed or init).decoder)
     table = caption_table(train_records, cache, vocab)
+    mirroring = (Mirroring.build(cache, mirrored[0], [r.path for r in train_records], vocab,
+                                 config.seed) if mirrored else None)
     stage = make_stage(decoder, decoder, [{"params": decoder.parameters()}], config, runtime,
-                       table, lambda batches: CachedBatches(table, batches, cache),
+                       table, lambda batches, epoch: CachedBatches(table, batches, cache,
+                                                                   mirroring, epoch),
                        cached_features(cache, runtime.device))
     if runtime.is_main:
         print(f"{dataset.name}: {len(train_records)} train images, {len(table)} captions, "
