@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from the repo root
 from training.config import TrainConfig  # noqa: E402
+from scripts.sweep import best_val  # noqa: E402
 
 ROWS = ["soft", "hard", "static", "luong-dot", "luong-general", "luong-concat", "local",
         "luong-general-no-feeding"]
@@ -57,12 +58,9 @@ def rerun_rows(folder: Path, speed: dict) -> dict[str, dict]:
         name = test.name.removesuffix("_test_beam3.json")
         if name not in ROWS:
             raise SystemExit(f"{test}: {name} is not a row of the ablation ({', '.join(ROWS)})")
-        log = folder / "cpu_rerun" / f"{name}_log.jsonl"
-        vals = [json.loads(line)["bleu4"] for line in log.read_text().splitlines()
-                if '"val"' in line]
-        best = max(range(len(vals)), key=vals.__getitem__)
-        run = {"val_bleu4": vals[best], "best_epoch": best + 1,
-               "exit": 0 if len(vals) - (best + 1) >= EARLY_STOP_PATIENCE else 1}
+        bleu4, epoch, validated = best_val(folder / "cpu_rerun" / f"{name}_log.jsonl")
+        run = {"val_bleu4": bleu4, "best_epoch": epoch,
+               "exit": 0 if validated - epoch >= EARLY_STOP_PATIENCE else 1}
         rerun = row(folder / "cpu_rerun", name, {name: run}, speed)
         if rerun["stopped_by"] != "early stopping":
             rerun["stopped_by"] = "ended before early stopping"
