@@ -27,6 +27,7 @@ LENGTH_PENALTY = 1.0
 # No caption repeats a trigram ("a man in a red shirt and a red shirt"): a word that would
 # complete a trigram the caption already holds is not a candidate.
 BLOCK_REPEATS = True
+REPEAT_NGRAM = 3
 
 
 class Hypothesis(NamedTuple):
@@ -70,7 +71,7 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (B, V)
         if block_repeats and words:
-            log_probs = block_repeated_trigrams(log_probs, torch.stack(words, 1))
+            log_probs = block_repeated_ngrams(log_probs, torch.stack(words, 1), REPEAT_NGRAM)
         tokens = choose(log_probs).masked_fill(finished, END)
         chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
         total += chosen
@@ -127,7 +128,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (n*k, V)
         if block_repeats:  # before the <end>-only rows: their trailing <end>s may "repeat"
-            log_probs = block_repeated_trigrams(log_probs, words)
+            log_probs = block_repeated_ngrams(log_probs, words, REPEAT_NGRAM)
         log_probs = torch.where(finished.unsqueeze(1), end_only, log_probs)
         candidates = (scores.view(-1, 1) + log_probs).view(n, k * vocab)
         scores, flat = candidates.topk(k, dim=1)  # (n, k) each
@@ -211,14 +212,18 @@ def _next_word_log_probs(logits: torch.Tensor, step: int, max_length: int) -> to
     return log_probs
 
 
-def block_repeated_trigrams(log_probs: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-    """log_probs (R, V) with -inf for every word that would complete a trigram that row r of
+def block_repeated_ngrams(log_probs: torch.Tensor, words: torch.Tensor, n: int) -> torch.Tensor:
+    """log_probs (R, V) with -inf for every word that would complete an n-gram that row r of
     words (R, t), the words so far, already holds."""
-    if words.shape[1] < 3:
+    t = words.shape[1]
+    if t < n:
         return log_probs
-    # Position j starts a trigram (w_j, w_j+1, w_j+2) whose first two words are the last two.
-    same_pair = (words[:, :-2] == words[:, -2:-1]) & (words[:, 1:-1] == words[:, -1:])
-    repeats = torch.zeros_like(log_probs).scatter_add_(1, words[:, 2:], same_pair.to(log_probs.dtype))
+    # Position j starts an n-gram w_j .. w_j+n-1 whose first n-1 words are the last n-1.
+    same_prefix = torch.ones_like(words[:, :t - n + 1], dtype=torch.bool)
+    for k in range(n - 1):
+        same_prefix &= words[:, k:k + t - n + 1] == words[:, t - n + 1 + k:t - n + 2 + k]
+    repeats = torch.zeros_like(log_probs).scatter_add_(1, words[:, n - 1:],
+                                                        same_prefix.to(log_probs.dtype))
     return log_probs.masked_fill(repeats > 0, float("-inf"))
 
 

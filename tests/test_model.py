@@ -4,7 +4,7 @@ import torch
 
 from captioner import build_decoder, beam_search, greedy, sample
 from captioner.attention import ATTENTIONS, HardAttention, build_attention
-from captioner.decoding import block_repeated_trigrams
+from captioner.decoding import block_repeated_ngrams
 
 from conftest import tiny_config
 
@@ -259,7 +259,7 @@ def _repeats_a_trigram(tokens: list[int]) -> bool:
 
 def test_block_repeated_trigrams_forbids_exactly_the_completing_words():
     words = torch.tensor([[5, 6, 7, 5, 6], [5, 6, 7, 8, 9], [4, 4, 4, 4, 4]])
-    blocked = block_repeated_trigrams(torch.zeros(3, 12), words)
+    blocked = block_repeated_ngrams(torch.zeros(3, 12), words, 3)
     assert torch.isinf(blocked[0]).nonzero().flatten().tolist() == [7]  # "5 6 7" again
     assert not torch.isinf(blocked[1]).any()
     assert torch.isinf(blocked[2]).nonzero().flatten().tolist() == [4]
