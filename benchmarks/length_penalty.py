@@ -1,9 +1,10 @@
 """Score checkpoints on the validation split at several length penalties (beam search ranks
-by log p / (words + 1) ** P), so the decoding default is chosen on val, never on test.
+by log p / (words + 1) ** P) and repeat-blocking n-gram sizes (no caption holds an n-gram of N
+words twice), so the decoding defaults are chosen on val, never on test.
 
     python -m benchmarks.length_penalty --data ../shared/data/flickr8k/dataset_flickr8k.json \
-        --cache-dir cache --checkpoint runs/soft_scst/best.pt runs/hard_scst/best.pt \
-        --penalties 0,0.5,1 --out results/length_penalty_val.json
+        --cache-dir cache --checkpoint captioner/weights/soft_flickr8k.pt \
+        --penalties 0,0.5,1 --repeat-ngrams 3,2 --out results/decoding_val.json
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from pathlib import Path
 import torch
 
 from captioner import Captioner, load_checkpoint
+from captioner.decoding import LENGTH_PENALTY, REPEAT_NGRAM
 from training.data import load_karpathy
-from training.evaluate import evaluate, split_features
-from training.features import cached_features
+from training.evaluate import checkpoint_features, evaluate
 
 
 def main() -> None:
@@ -24,7 +25,9 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--checkpoint", nargs="+", required=True)
-    parser.add_argument("--penalties", default="0,0.5,1")
+    parser.add_argument("--penalties", default=f"{LENGTH_PENALTY:g}")
+    parser.add_argument("--repeat-ngrams", default=str(REPEAT_NGRAM),
+                        help="n-gram sizes to block repeats of (0: no blocking)")
     parser.add_argument("--beam", type=int, default=3)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--threads", type=int, default=2)
@@ -35,17 +38,20 @@ def main() -> None:
     for path in args.checkpoint:
         checkpoint = load_checkpoint(path)
         captioner = Captioner.from_parts(checkpoint, name=path)
-        features = cached_features(split_features(dataset, "val", args.cache_dir,
-                                         checkpoint.config.encoder, checkpoint.config.image_size))
+        features = checkpoint_features(checkpoint, captioner, dataset, "val", args.cache_dir)
         for penalty in map(float, args.penalties.split(",")):
-            result = evaluate(captioner, dataset, "val", features, args.beam,
-                              length_penalty=penalty)
-            row = {"checkpoint": path, "length_penalty": penalty, **result["metrics"],
-                   **result["diversity"]}
-            rows.append(row)
-            print(f"{path}  P={penalty:g}  " + "  ".join(
-                f"{k} {100 * row[k]:.2f}" for k in ("BLEU-4", "METEOR", "CIDEr")
-                if row[k] is not None) + f"  words/caption {row['mean_words']}", flush=True)
+            for ngram in map(int, args.repeat_ngrams.split(",")):
+                result = evaluate(captioner, dataset, "val", features, args.beam,
+                                  length_penalty=penalty, block_repeats=ngram > 0,
+                                  repeat_ngram=ngram)
+                row = {"checkpoint": path, "length_penalty": penalty, "repeat_ngram": ngram,
+                       **result["metrics"], **result["diversity"]}
+                rows.append(row)
+                print(f"{path}  P={penalty:g}  n-gram {ngram}  " + "  ".join(
+                    f"{k} {100 * row[k]:.2f}" for k in ("BLEU-4", "METEOR", "CIDEr")
+                    if row[k] is not None) + f"  words {row['distinct_words']}  distinct "
+                    f"{100 * row['distinct_captions']:.0f}%  words/caption {row['mean_words']}",
+                    flush=True)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
 

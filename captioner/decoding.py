@@ -40,10 +40,11 @@ class Hypothesis(NamedTuple):
 
 
 def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGTH,
-           block_repeats: bool = BLOCK_REPEATS) -> list[Hypothesis]:
+           block_repeats: bool = BLOCK_REPEATS, repeat_ngram: int = REPEAT_NGRAM
+           ) -> list[Hypothesis]:
     """Most likely word at every step. features (B, L, D) -> one hypothesis per image."""
     return _walk(decoder, features, max_length, lambda log_probs: log_probs.argmax(dim=-1),
-                 block_repeats)
+                 repeat_ngram if block_repeats else 0)
 
 
 def sample(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGTH,
@@ -53,13 +54,14 @@ def sample(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGT
     def draw(log_probs: torch.Tensor) -> torch.Tensor:
         probs = (log_probs / temperature).softmax(dim=-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    return _walk(decoder, features, max_length, draw, block_repeats=False)
+    return _walk(decoder, features, max_length, draw, repeat_ngram=0)
 
 
 def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
-          choose: Callable[[torch.Tensor], torch.Tensor], block_repeats: bool
+          choose: Callable[[torch.Tensor], torch.Tensor], repeat_ngram: int
           ) -> list[Hypothesis]:
-    """One word per image per step, picked by choose(log_probs (B, V)) -> (B,) word ids."""
+    """One word per image per step, picked by choose(log_probs (B, V)) -> (B,) word ids;
+    no n-gram of repeat_ngram words twice in a caption (0: no blocking)."""
     memory = decoder.prepare(features, decoding=True)
     state = decoder.init_state(memory)
     batch = features.shape[0]
@@ -70,8 +72,8 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
     for t in range(max_length + 1):  # room for max_length words and the closing <end>
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (B, V)
-        if block_repeats and words:
-            log_probs = block_repeated_ngrams(log_probs, torch.stack(words, 1), REPEAT_NGRAM)
+        if repeat_ngram and words:
+            log_probs = block_repeated_ngrams(log_probs, torch.stack(words, 1), repeat_ngram)
         tokens = choose(log_probs).masked_fill(finished, END)
         chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
         total += chosen
@@ -88,14 +90,14 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
 
 def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE,
                 max_length: int = MAX_LENGTH, n_best: int = 1,
-                length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS
-                ) -> list[list[Hypothesis]]:
+                length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
+                repeat_ngram: int = REPEAT_NGRAM) -> list[list[Hypothesis]]:
     """Batched beam search. features (B, L, D) -> for each image its n_best hypotheses, best first.
 
     A finished hypothesis stays in the beam and may only be extended by <end> at no cost, so
     every row advances in lockstep. With length_penalty > 0 the final ranking divides each
     log-probability by (number of words + 1) ** length_penalty. With block_repeats no
-    hypothesis holds the same trigram twice.
+    hypothesis holds the same n-gram of repeat_ngram words twice.
 
     An image leaves the batch as soon as its result is settled (without length penalty: its
     n_best-th best finished hypothesis scores at least as high as every live one, which can
@@ -128,7 +130,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (n*k, V)
         if block_repeats:  # before the <end>-only rows: their trailing <end>s may "repeat"
-            log_probs = block_repeated_ngrams(log_probs, words, REPEAT_NGRAM)
+            log_probs = block_repeated_ngrams(log_probs, words, repeat_ngram)
         log_probs = torch.where(finished.unsqueeze(1), end_only, log_probs)
         candidates = (scores.view(-1, 1) + log_probs).view(n, k * vocab)
         scores, flat = candidates.topk(k, dim=1)  # (n, k) each
@@ -167,14 +169,15 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
 
 def decode(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE, n_best: int = 1,
            max_length: int = MAX_LENGTH, length_penalty: float = LENGTH_PENALTY,
-           block_repeats: bool = BLOCK_REPEATS) -> list[list[Hypothesis]]:
+           block_repeats: bool = BLOCK_REPEATS, repeat_ngram: int = REPEAT_NGRAM
+           ) -> list[list[Hypothesis]]:
     """Each image's n_best hypotheses, best first: beam search, or greedy decoding for a beam
     of one (the same words, faster). The decoding of the app, the CLI, validation and
     evaluate. features (B, L, D) float32; call in inference_mode with the decoder in eval."""
     if beam_size == 1 and n_best == 1:
-        return [[h] for h in greedy(decoder, features, max_length, block_repeats)]
+        return [[h] for h in greedy(decoder, features, max_length, block_repeats, repeat_ngram)]
     return beam_search(decoder, features, beam_size, max_length, n_best, length_penalty,
-                       block_repeats)
+                       block_repeats, repeat_ngram)
 
 
 def _settled(scores: torch.Tensor, finished: torch.Tensor, n_best: int, length_penalty: float

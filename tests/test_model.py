@@ -4,7 +4,7 @@ import torch
 
 from captioner import build_decoder, beam_search, greedy, sample
 from captioner.attention import ATTENTIONS, HardAttention, build_attention
-from captioner.decoding import block_repeated_ngrams
+from captioner.decoding import REPEAT_NGRAM, block_repeated_ngrams
 
 from conftest import tiny_config
 
@@ -252,21 +252,29 @@ def test_decoding_does_not_change_the_model(decoder):
     assert all(torch.equal(before[k], v) for k, v in decoder.state_dict().items())
 
 
-def _repeats_a_trigram(tokens: list[int]) -> bool:
-    trigrams = list(zip(tokens, tokens[1:], tokens[2:]))
-    return len(trigrams) != len(set(trigrams))
+def _repeats_an_ngram(tokens: list[int], n: int) -> bool:
+    ngrams = list(zip(*(tokens[k:] for k in range(n))))
+    return len(ngrams) != len(set(ngrams))
 
 
-def test_block_repeated_trigrams_forbids_exactly_the_completing_words():
+def test_block_repeated_ngrams_forbids_exactly_the_completing_words():
     words = torch.tensor([[5, 6, 7, 5, 6], [5, 6, 7, 8, 9], [4, 4, 4, 4, 4]])
     blocked = block_repeated_ngrams(torch.zeros(3, 12), words, 3)
     assert torch.isinf(blocked[0]).nonzero().flatten().tolist() == [7]  # "5 6 7" again
     assert not torch.isinf(blocked[1]).any()
     assert torch.isinf(blocked[2]).nonzero().flatten().tolist() == [4]
+    pairs = block_repeated_ngrams(torch.zeros(3, 12), torch.tensor(
+        [[5, 6, 5, 7, 5], [5, 6, 7, 8, 9], [9, 4, 9, 9, 9]]), 2)
+    assert torch.isinf(pairs[0]).nonzero().flatten().tolist() == [6, 7]  # "5 6", "5 7" again
+    assert not torch.isinf(pairs[1]).any()
+    assert torch.isinf(pairs[2]).nonzero().flatten().tolist() == [4, 9]
+    assert torch.equal(block_repeated_ngrams(torch.zeros(1, 12), torch.tensor([[5, 6]]), 3),
+                       torch.zeros(1, 12))  # too few words for a repeat
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
-def test_decoding_never_repeats_a_trigram_unless_asked(vocab, beam_size):
+@pytest.mark.parametrize("ngram", [2, 3])
+def test_decoding_never_repeats_an_ngram_unless_asked(vocab, beam_size, ngram):
     """A random decoder with large weights loops; with blocking (the default) it cannot."""
     torch.manual_seed(0)
     decoder = build_decoder(tiny_config(vocab)).eval()
@@ -274,17 +282,21 @@ def test_decoding_never_repeats_a_trigram_unless_asked(vocab, beam_size):
         torch.nn.init.normal_(p, std=1.0)
     features = _features(batch=40)
 
-    def decode(block: bool) -> list[list[int]]:
+    def decode(block: bool, **default) -> list[list[int]]:
         if beam_size == 1:
-            return [h.tokens for h in greedy(decoder, features, 20, block_repeats=block)]
+            return [h.tokens for h in greedy(decoder, features, 20, block_repeats=block,
+                                             **default)]
         return [hyps[0].tokens for hyps in beam_search(decoder, features, beam_size, 20,
-                                                       block_repeats=block)]
+                                                       block_repeats=block, **default)]
 
     with torch.inference_mode():
-        assert sum(map(_repeats_a_trigram, decode(False))) > 0  # the test can fail
-        assert sum(map(_repeats_a_trigram, decode(True))) == 0
-        if beam_size == 1:  # blocking is the default
-            assert decode(True) == [h.tokens for h in greedy(decoder, features, 20)]
+        assert sum(_repeats_an_ngram(t, ngram) for t in decode(False, repeat_ngram=ngram)) > 0
+        assert sum(_repeats_an_ngram(t, ngram) for t in decode(True, repeat_ngram=ngram)) == 0
+        if ngram == REPEAT_NGRAM:  # blocking at this size is the default
+            assert decode(True) == ([h.tokens for h in greedy(decoder, features, 20)]
+                                    if beam_size == 1 else
+                                    [h[0].tokens for h in beam_search(decoder, features,
+                                                                      beam_size, 20)])
 
 
 def test_a_registered_attention_is_usable_everywhere_the_config_goes(vocab):

@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 from captioner.decoder import Decoder
-from captioner.decoding import BLOCK_REPEATS, LENGTH_PENALTY, decode
+from captioner.decoding import BLOCK_REPEATS, LENGTH_PENALTY, REPEAT_NGRAM, decode
 from captioner.vocab import Vocabulary
 
 from .data import ImageRecord
@@ -18,7 +18,8 @@ from .features import FeaturesOf
 def caption_records(decoder: Decoder, vocab: Vocabulary, records: list[ImageRecord],
                     features_of: FeaturesOf, beam_size: int, max_length: int,
                     length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
-                    chunk_size: int = 100, progress: str | None = None) -> dict[str, str]:
+                    chunk_size: int = 100, progress: str | None = None,
+                    repeat_ngram: int = REPEAT_NGRAM) -> dict[str, str]:
     """Image path -> caption text, for records taken chunk_size at a time (features_of(chunk)
     gives their grids). The decoder must be in eval mode. progress: a progress bar label."""
     starts = range(0, len(records), chunk_size)
@@ -30,7 +31,7 @@ def caption_records(decoder: Decoder, vocab: Vocabulary, records: list[ImageReco
             chunk = records[start:start + chunk_size]
             results = decode(decoder, features_of(chunk).float(), beam_size,
                              max_length=max_length, length_penalty=length_penalty,
-                             block_repeats=block_repeats)
+                             block_repeats=block_repeats, repeat_ngram=repeat_ngram)
             for record, hypotheses in zip(chunk, results):
                 captions[record.path] = " ".join(vocab.decode(hypotheses[0].tokens))
     return captions

@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from captioner.checkpoint import CheckpointError, load_checkpoint
-from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH
+from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, REPEAT_NGRAM
 from captioner.files import atomic_write_text
 from captioner.images import ImageError
 from captioner.inference import Captioner, default_checkpoint
@@ -46,17 +46,27 @@ def split_features(dataset: CaptionDataset, split: str, cache_dir: str, encoder:
     return ensure_cache(subset, cache_dir, encoder, image_size)
 
 
+def checkpoint_features(checkpoint: Checkpoint, captioner: Captioner, dataset: CaptionDataset,
+                        split: str, cache_dir: str) -> FeaturesOf:
+    """The grids of the checkpoint's own encoder: from the pretrained encoder's cache, or from
+    the photos when it carries encoder weights (a fine-tuned encoder's grids differ)."""
+    if checkpoint.encoder is not None:
+        return encoded_features(captioner.encoder, captioner.preprocessing, dataset.image_root)
+    return cached_features(split_features(dataset, split, cache_dir, checkpoint.config.encoder,
+                                          checkpoint.config.image_size))
+
+
 def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features_of: FeaturesOf,
              beam: int = BEAM_SIZE, max_length: int = MAX_LENGTH,
              length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
-             batch_size: int = 100) -> dict:
+             batch_size: int = 100, repeat_ngram: int = REPEAT_NGRAM) -> dict:
     records = dataset.split(split)
     if not records:
         raise DatasetError(f"the dataset has no {split!r} images")
     started = time.perf_counter()
     predictions = caption_records(captioner.decoder, captioner.vocab, records, features_of,
                                   beam, max_length, length_penalty, block_repeats, batch_size,
-                                  progress=f"captioning {split}")
+                                  progress=f"captioning {split}", repeat_ngram=repeat_ngram)
     decode_seconds = time.perf_counter() - started
     scores = score_captions(predictions, {r.path: list(r.raw) for r in records})
     captions = [{"image": r.path, "caption": predictions[r.path], "references": list(r.raw)}
@@ -64,6 +74,7 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
     return {"metrics": scores.as_dict(), "diversity": diversity(list(predictions.values())),
             "notes": list(scores.notes), "split": split,
             "beam": beam, "length_penalty": length_penalty, "block_repeats": block_repeats,
+            "repeat_ngram": repeat_ngram if block_repeats else 0,
             "images": len(records), "decode_seconds": round(decode_seconds, 2),
             "captions": captions}
 
@@ -140,13 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = load_checkpoint(path)
         captioner = Captioner.from_parts(checkpoint, name=str(path))
         dataset = load_karpathy(args.data, args.images)
-        config = captioner.config
-        if checkpoint.encoder is not None:  # fine-tuned (or user-supplied) encoder weights
-            features_of = encoded_features(captioner.encoder, captioner.preprocessing,
-                                           dataset.image_root)
-        else:
-            features_of = cached_features(split_features(dataset, args.split, args.cache_dir,
-                                                         config.encoder, config.image_size))
+        features_of = checkpoint_features(checkpoint, captioner, dataset, args.split,
+                                          args.cache_dir)
         result = evaluate(captioner, dataset, args.split, features_of, args.beam,
                           args.max_length, args.length_penalty, args.block_repeats)
     except (CheckpointError, DatasetError, ImageError, ValueError) as exc:
