@@ -1,10 +1,12 @@
 """Score checkpoints on the validation split at several length penalties (beam search ranks
-by log p / (words + 1) ** P) and repeat-blocking n-gram sizes (no caption holds an n-gram of N
-words twice), so the decoding defaults are chosen on val, never on test.
+by log p / (words + 1) ** P), repeat-blocking n-gram sizes (no caption holds an n-gram of N
+words twice) and repeat penalties (each earlier use of a content word costs R), so the decoding
+defaults are chosen on val, never on test.
 
     python -m benchmarks.length_penalty --data ../shared/data/flickr8k/dataset_flickr8k.json \
         --cache-dir cache --checkpoint captioner/weights/soft_flickr8k.pt \
-        --penalties 0,0.5,1 --repeat-ngrams 3,2 --out results/decoding_val.json
+        --penalties 0,0.5,1 --repeat-ngrams 3,2 --repeat-penalties 0,2 \
+        --out results/decoding_val.json
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 import torch
 
 from captioner import Captioner, load_checkpoint
-from captioner.decoding import LENGTH_PENALTY, REPEAT_NGRAM
+from captioner.decoding import LENGTH_PENALTY, REPEAT_NGRAM, REPEAT_PENALTY
 from training.data import load_karpathy
 from training.evaluate import checkpoint_features, evaluate
 
@@ -28,6 +30,8 @@ def main() -> None:
     parser.add_argument("--penalties", default=f"{LENGTH_PENALTY:g}")
     parser.add_argument("--repeat-ngrams", default=str(REPEAT_NGRAM),
                         help="n-gram sizes to block repeats of (0: no blocking)")
+    parser.add_argument("--repeat-penalties", default=f"{REPEAT_PENALTY:g}",
+                        help="log-probability costs of each earlier use of a content word")
     parser.add_argument("--beam", type=int, default=3)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--threads", type=int, default=2)
@@ -39,19 +43,21 @@ def main() -> None:
         checkpoint = load_checkpoint(path)
         captioner = Captioner.from_parts(checkpoint, name=path)
         features = checkpoint_features(checkpoint, captioner, dataset, "val", args.cache_dir)
-        for penalty in map(float, args.penalties.split(",")):
-            for ngram in map(int, args.repeat_ngrams.split(",")):
-                result = evaluate(captioner, dataset, "val", features, args.beam,
-                                  length_penalty=penalty, block_repeats=ngram > 0,
-                                  repeat_ngram=ngram)
-                row = {"checkpoint": path, "length_penalty": penalty, "repeat_ngram": ngram,
-                       **result["metrics"], **result["diversity"]}
-                rows.append(row)
-                print(f"{path}  P={penalty:g}  n-gram {ngram}  " + "  ".join(
-                    f"{k} {100 * row[k]:.2f}" for k in ("BLEU-4", "METEOR", "CIDEr")
-                    if row[k] is not None) + f"  words {row['distinct_words']}  distinct "
-                    f"{100 * row['distinct_captions']:.0f}%  words/caption {row['mean_words']}",
-                    flush=True)
+        settings = [(penalty, ngram, repeat) for penalty in map(float, args.penalties.split(","))
+                    for ngram in map(int, args.repeat_ngrams.split(","))
+                    for repeat in map(float, args.repeat_penalties.split(","))]
+        for penalty, ngram, repeat in settings:
+            result = evaluate(captioner, dataset, "val", features, args.beam,
+                              length_penalty=penalty, repeat_ngram=ngram,
+                              repeat_penalty=repeat)
+            row = {"checkpoint": path, "length_penalty": penalty, "repeat_ngram": ngram,
+                   "repeat_penalty": repeat, **result["metrics"], **result["diversity"]}
+            rows.append(row)
+            print(f"{path}  P={penalty:g}  n-gram {ngram}  R={repeat:g}  " + "  ".join(
+                f"{k} {100 * row[k]:.2f}" for k in ("BLEU-4", "METEOR", "CIDEr")
+                if row[k] is not None) + f"  words {row['distinct_words']}  distinct "
+                f"{100 * row['distinct_captions']:.0f}%  words/caption {row['mean_words']}",
+                flush=True)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
 

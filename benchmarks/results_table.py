@@ -5,7 +5,8 @@
 Runs `training.evaluate` for each shipped model (soft, hard) at beam 1, 3 and 5 on the test
 split, writes each result JSON to results/, and prints a Markdown table next to the paper's
 Table 1 Flickr8k rows (Xu et al. 2015; they report no ROUGE-L or CIDEr there), with what a
-reader notices: captions that repeat a trigram, distinct words, distinct captions.
+reader notices: captions that repeat a trigram, captions that use a content word twice,
+distinct words, distinct captions.
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from pathlib import Path
 from captioner.inference import DEFAULT_CHECKPOINTS
 
 KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-DIVERSITY = ("captions_repeating_a_trigram", "distinct_words", "distinct_captions")
-HEADERS = KEYS + ("loops", "words", "distinct")
+DIVERSITY = ("captions_repeating_a_trigram", "captions_repeating_a_content_word",
+             "distinct_words", "distinct_captions")
+HEADERS = KEYS + ("loops", "word twice", "words", "distinct")
 PAPER = {
-    "paper: soft attention (VGG)": (67, 44.8, 29.9, 19.5, 18.93) + (None,) * 5,
-    "paper: hard attention (VGG)": (67, 45.7, 31.4, 21.3, 20.30) + (None,) * 5,
+    "paper: soft attention (VGG)": (67, 44.8, 29.9, 19.5, 18.93) + (None,) * 6,
+    "paper: hard attention (VGG)": (67, 45.7, 31.4, 21.3, 20.30) + (None,) * 6,
 }
 
 
@@ -63,7 +65,7 @@ def _cell(key: str, value) -> str:
         return ""
     if key == "distinct":
         return f"{100 * value:.0f}%"
-    if key in ("loops", "words"):
+    if key in ("loops", "word twice", "words"):
         return str(value)
     return f"{value:.2f}" if key == "METEOR" else f"{value:.1f}"
 

@@ -31,23 +31,58 @@ LENGTH_PENALTY = 1.0
 # references repeat a pair of words in 4% of Flickr8k's training captions.
 BLOCK_REPEATS = True
 REPEAT_NGRAM = 2
+# ... and each earlier use of a content word (not a function word such as "a", "in"; see
+# captioner.vocab.FUNCTION_WORDS) costs a candidate this much log-probability: "a man in a red
+# shirt and a black shirt" repeats no pair but still says "shirt" twice. Chosen on val: scores
+# unchanged, captions using a content word twice 130 -> 11 of 1,000 (docs/results.md). Applied
+# where the caller names the content words (the Captioner and caption_records do).
+REPEAT_PENALTY = 2.0
 
 
 class Hypothesis(NamedTuple):
     tokens: list[int]  # word ids, without <start> and <end>
-    score: float  # ranking score: log_prob, divided by length**length_penalty when asked
+    # ranking score: log_prob less any repeat penalties, divided by length**length_penalty
+    # when asked
+    score: float
     log_prob: float  # sum of the log-probabilities of the words and the closing <end>
     alphas: torch.Tensor  # (len(tokens), L) attention weights of each word
     # (len(tokens),) log p of each word given the words before it (how sure the model was)
     word_log_probs: torch.Tensor
 
 
+class Repeats(NamedTuple):
+    """What keeps a caption from repeating itself (see REPEAT_NGRAM, REPEAT_PENALTY)."""
+
+    ngram: int = 0  # no n-gram of this many words twice (0: no blocking)
+    penalty: float = 0.0  # log-probability cost of each earlier use of a content word
+    content_words: torch.Tensor | None = None  # (V,) bool: the words the penalty applies to
+
+    @classmethod
+    def rule(cls, block_repeats: bool, repeat_ngram: int, repeat_penalty: float,
+             content_words: torch.Tensor | None) -> "Repeats":
+        if not block_repeats:
+            return cls()
+        return cls(repeat_ngram, repeat_penalty if content_words is not None else 0.0,
+                   content_words)
+
+    def apply(self, log_probs: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """log_probs (R, V) of the next word after words (R, t)."""
+        if self.ngram:
+            log_probs = block_repeated_ngrams(log_probs, words, self.ngram)
+        if self.penalty and words.shape[1]:
+            uses = torch.zeros_like(log_probs).scatter_add_(
+                1, words, torch.ones_like(words, dtype=log_probs.dtype))
+            log_probs = log_probs - self.penalty * uses * self.content_words.to(log_probs)
+        return log_probs
+
+
 def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGTH,
-           block_repeats: bool = BLOCK_REPEATS, repeat_ngram: int = REPEAT_NGRAM
+           block_repeats: bool = BLOCK_REPEATS, repeat_ngram: int = REPEAT_NGRAM,
+           repeat_penalty: float = REPEAT_PENALTY, content_words: torch.Tensor | None = None
            ) -> list[Hypothesis]:
     """Most likely word at every step. features (B, L, D) -> one hypothesis per image."""
     return _walk(decoder, features, max_length, lambda log_probs: log_probs.argmax(dim=-1),
-                 repeat_ngram if block_repeats else 0)
+                 Repeats.rule(block_repeats, repeat_ngram, repeat_penalty, content_words))
 
 
 def sample(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGTH,
@@ -57,14 +92,13 @@ def sample(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGT
     def draw(log_probs: torch.Tensor) -> torch.Tensor:
         probs = (log_probs / temperature).softmax(dim=-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    return _walk(decoder, features, max_length, draw, repeat_ngram=0)
+    return _walk(decoder, features, max_length, draw, Repeats())
 
 
 def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
-          choose: Callable[[torch.Tensor], torch.Tensor], repeat_ngram: int
+          choose: Callable[[torch.Tensor], torch.Tensor], repeats: Repeats
           ) -> list[Hypothesis]:
-    """One word per image per step, picked by choose(log_probs (B, V)) -> (B,) word ids;
-    no n-gram of repeat_ngram words twice in a caption (0: no blocking)."""
+    """One word per image per step, picked by choose(log_probs (B, V)) -> (B,) word ids."""
     memory = decoder.prepare(features, decoding=True)
     state = decoder.init_state(memory)
     batch = features.shape[0]
@@ -75,9 +109,9 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
     for t in range(max_length + 1):  # room for max_length words and the closing <end>
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (B, V)
-        if repeat_ngram and words:
-            log_probs = block_repeated_ngrams(log_probs, torch.stack(words, 1), repeat_ngram)
-        tokens = choose(log_probs).masked_fill(finished, END)
+        allowed = repeats.apply(log_probs, torch.stack(words, 1)) if words else log_probs
+        tokens = choose(allowed).masked_fill(finished, END)
+        # The model's own log p of the word: what a caption reports, whatever picked it.
         chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
         total += chosen
         words.append(tokens)
@@ -94,13 +128,15 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
 def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE,
                 max_length: int = MAX_LENGTH, n_best: int = 1,
                 length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
-                repeat_ngram: int = REPEAT_NGRAM) -> list[list[Hypothesis]]:
+                repeat_ngram: int = REPEAT_NGRAM, repeat_penalty: float = REPEAT_PENALTY,
+                content_words: torch.Tensor | None = None) -> list[list[Hypothesis]]:
     """Batched beam search. features (B, L, D) -> for each image its n_best hypotheses, best first.
 
     A finished hypothesis stays in the beam and may only be extended by <end> at no cost, so
     every row advances in lockstep. With length_penalty > 0 the final ranking divides each
     log-probability by (number of words + 1) ** length_penalty. With block_repeats no
-    hypothesis holds the same n-gram of repeat_ngram words twice.
+    hypothesis holds the same n-gram of repeat_ngram words twice, and each earlier use of a
+    word marked in content_words (V,) costs repeat_penalty.
 
     An image leaves the batch as soon as its result is settled (without length penalty: its
     n_best-th best finished hypothesis scores at least as high as every live one, which can
@@ -112,6 +148,7 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size})")
     batch, k, device = features.shape[0], beam_size, features.device
+    repeats = Repeats.rule(block_repeats, repeat_ngram, repeat_penalty, content_words)
     memory = decoder.prepare(features, decoding=True)  # one copy per image for its k beams
     state = decoder.init_state(memory).select(
         torch.arange(batch, device=device).repeat_interleave(k))  # (B*k, n)
@@ -132,10 +169,11 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
         n = len(images)
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (n*k, V)
-        if block_repeats:  # before the <end>-only rows: their trailing <end>s may "repeat"
-            log_probs = block_repeated_ngrams(log_probs, words, repeat_ngram)
+        # The search ranks by `allowed`; captions report the model's own log p. Repeats
+        # before the <end>-only rows: their trailing <end>s may "repeat".
+        allowed = torch.where(finished.unsqueeze(1), end_only, repeats.apply(log_probs, words))
         log_probs = torch.where(finished.unsqueeze(1), end_only, log_probs)
-        candidates = (scores.view(-1, 1) + log_probs).view(n, k * vocab)
+        candidates = (scores.view(-1, 1) + allowed).view(n, k * vocab)
         scores, flat = candidates.topk(k, dim=1)  # (n, k) each
         offsets = (torch.arange(n, device=device) * k).unsqueeze(1)
         rows = (offsets + flat // vocab).view(-1)  # parent row of each new hypothesis
@@ -172,15 +210,17 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
 
 def decode(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE, n_best: int = 1,
            max_length: int = MAX_LENGTH, length_penalty: float = LENGTH_PENALTY,
-           block_repeats: bool = BLOCK_REPEATS, repeat_ngram: int = REPEAT_NGRAM
+           block_repeats: bool = BLOCK_REPEATS, repeat_ngram: int = REPEAT_NGRAM,
+           repeat_penalty: float = REPEAT_PENALTY, content_words: torch.Tensor | None = None
            ) -> list[list[Hypothesis]]:
     """Each image's n_best hypotheses, best first: beam search, or greedy decoding for a beam
     of one (the same words, faster). The decoding of the app, the CLI, validation and
     evaluate. features (B, L, D) float32; call in inference_mode with the decoder in eval."""
     if beam_size == 1 and n_best == 1:
-        return [[h] for h in greedy(decoder, features, max_length, block_repeats, repeat_ngram)]
+        return [[h] for h in greedy(decoder, features, max_length, block_repeats, repeat_ngram,
+                                    repeat_penalty, content_words)]
     return beam_search(decoder, features, beam_size, max_length, n_best, length_penalty,
-                       block_repeats, repeat_ngram)
+                       block_repeats, repeat_ngram, repeat_penalty, content_words)
 
 
 def _settled(scores: torch.Tensor, finished: torch.Tensor, n_best: int, length_penalty: float
@@ -196,12 +236,13 @@ def _settled(scores: torch.Tensor, finished: torch.Tensor, n_best: int, length_p
 
 
 def _rank(words: torch.Tensor, alphas: torch.Tensor, word_log_probs: torch.Tensor,
-          log_prob: torch.Tensor, k: int, n_best: int, length_penalty: float
+          searched: torch.Tensor, k: int, n_best: int, length_penalty: float
           ) -> list[list[Hypothesis]]:
-    """Rows of n images x k beams -> each image's n_best hypotheses, best first."""
+    """Rows of n images x k beams -> each image's n_best hypotheses, best first. searched:
+    the search's running score (log p less any repeat penalties)."""
     lengths = _lengths(words).float() + 1.0
-    ranking = log_prob / lengths.pow(length_penalty) if length_penalty else log_prob
-    hypotheses = _collect(words, alphas, ranking, log_prob, word_log_probs)
+    ranking = searched / lengths.pow(length_penalty) if length_penalty else searched
+    hypotheses = _collect(words, alphas, ranking, word_log_probs.sum(dim=1), word_log_probs)
     order = ranking.view(-1, k).argsort(dim=1, descending=True)[:, :n_best].tolist()
     return [[hypotheses[n * k + j] for j in row] for n, row in enumerate(order)]
 

@@ -116,6 +116,7 @@ class Captioner:
         self.encoder = encoder.eval()
         self.decoder = decoder.eval()
         self.vocab = vocab
+        self.content_words = torch.tensor(vocab.content_words())  # for REPEAT_PENALTY
         self.preprocessing = preprocessing
         self.metadata = dict(metadata or {})
         # Captioners with equal keys compute the same features for a photo (same encoder
@@ -202,7 +203,8 @@ class Captioner:
             raise ValueError(f"max_length must be between 1 and {MAX_CAPTION_LENGTH}")
         with torch.inference_mode():
             results = decode(self.decoder, features.float(), beam_size, n_best, max_length,
-                             length_penalty, block_repeats)
+                             length_penalty, block_repeats,
+                             content_words=self.content_words.to(features.device))
         return [self._to_caption(hyps, grid) for hyps in results]
 
     def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int]) -> Caption:

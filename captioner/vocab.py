@@ -13,6 +13,14 @@ from nltk.tokenize import wordpunct_tokenize
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIALS = (PAD, START, END, UNK)
+# English function words, which a caption may use as often as it needs ("a man in a red shirt
+# sits on a bench"); decoding discourages using any other word twice (captioner.decoding).
+FUNCTION_WORDS = frozenset("""
+    a an the this that these those some another other each both all one two three four
+    in on of at to from by with into onto near over under through behind beside between
+    across along around up down out off front next top while for as
+    and or but is are was be being has have it its he she they them his her their
+""".split())
 
 
 def tokenize(text: str) -> list[str]:
@@ -54,6 +62,10 @@ class Vocabulary:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocabulary) and self.itos == other.itos
+
+    def content_words(self) -> list[bool]:
+        """For each id: True for a word that is neither special nor a function word."""
+        return [i >= len(SPECIALS) and w not in FUNCTION_WORDS for i, w in enumerate(self.itos)]
 
     def encode(self, words: Sequence[str]) -> list[int]:
         """<start> w1 .. wn <end>, unknown words as <unk>."""

@@ -55,7 +55,8 @@ def test_beam_one_shortcut_gives_what_beam_search_gives(captioner):
     shortcut = captioner.caption(image, beam_size=1)[0]
     with torch.inference_mode():
         features = captioner.encoder(captioner.preprocessing.batch([image])).features
-        [[beam]] = beam_search(captioner.decoder, features, beam_size=1)
+        [[beam]] = beam_search(captioner.decoder, features, beam_size=1,
+                               content_words=captioner.content_words)
     assert shortcut.words == captioner.vocab.decode(beam.tokens)
     assert shortcut.log_prob == pytest.approx(beam.log_prob, abs=1e-4)
 

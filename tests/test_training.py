@@ -346,6 +346,7 @@ def test_diversity_counts_loops_words_and_duplicates():
     stats = diversity(["a man in a red shirt and a red shirt", "a dog runs", "a dog runs",
                        "a a a a"])
     assert stats["captions_repeating_a_trigram"] == 2  # "a red shirt" twice, "a a a" twice
+    assert stats["captions_repeating_a_content_word"] == 1  # "red", "shirt"; "a" may repeat
     assert stats["distinct_words"] == 8  # a man in red shirt and dog runs
     assert stats["distinct_captions"] == 0.75
 

@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 from captioner.decoder import Decoder
-from captioner.decoding import BLOCK_REPEATS, LENGTH_PENALTY, REPEAT_NGRAM, decode
+from captioner.decoding import BLOCK_REPEATS, LENGTH_PENALTY, REPEAT_NGRAM, REPEAT_PENALTY, decode
 from captioner.vocab import Vocabulary
 
 from .data import ImageRecord
@@ -19,19 +19,25 @@ def caption_records(decoder: Decoder, vocab: Vocabulary, records: list[ImageReco
                     features_of: FeaturesOf, beam_size: int, max_length: int,
                     length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
                     chunk_size: int = 100, progress: str | None = None,
-                    repeat_ngram: int = REPEAT_NGRAM) -> dict[str, str]:
+                    repeat_ngram: int = REPEAT_NGRAM,
+                    repeat_penalty: float = REPEAT_PENALTY) -> dict[str, str]:
     """Image path -> caption text, for records taken chunk_size at a time (features_of(chunk)
     gives their grids). The decoder must be in eval mode. progress: a progress bar label."""
     starts = range(0, len(records), chunk_size)
     if progress:
         starts = tqdm(starts, desc=progress, unit="batch", file=sys.stderr)
     captions = {}
+    content_words = None
     with torch.inference_mode():
         for start in starts:
             chunk = records[start:start + chunk_size]
-            results = decode(decoder, features_of(chunk).float(), beam_size,
-                             max_length=max_length, length_penalty=length_penalty,
-                             block_repeats=block_repeats, repeat_ngram=repeat_ngram)
+            features = features_of(chunk).float()
+            if content_words is None:
+                content_words = torch.tensor(vocab.content_words(), device=features.device)
+            results = decode(decoder, features, beam_size, max_length=max_length,
+                             length_penalty=length_penalty, block_repeats=block_repeats,
+                             repeat_ngram=repeat_ngram, repeat_penalty=repeat_penalty,
+                             content_words=content_words)
             for record, hypotheses in zip(chunk, results):
                 captions[record.path] = " ".join(vocab.decode(hypotheses[0].tokens))
     return captions

@@ -20,10 +20,12 @@ import time
 import torch
 
 from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, REPEAT_NGRAM
+from captioner.decoding import (BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, REPEAT_NGRAM,
+                                REPEAT_PENALTY)
 from captioner.files import atomic_write_text
 from captioner.images import ImageError
 from captioner.inference import Captioner, default_checkpoint
+from captioner.vocab import FUNCTION_WORDS
 
 from .captions import caption_records
 from .data import CaptionDataset, DatasetError, load_karpathy
@@ -59,14 +61,16 @@ def checkpoint_features(checkpoint: Checkpoint, captioner: Captioner, dataset: C
 def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features_of: FeaturesOf,
              beam: int = BEAM_SIZE, max_length: int = MAX_LENGTH,
              length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
-             batch_size: int = 100, repeat_ngram: int = REPEAT_NGRAM) -> dict:
+             batch_size: int = 100, repeat_ngram: int = REPEAT_NGRAM,
+             repeat_penalty: float = REPEAT_PENALTY) -> dict:
     records = dataset.split(split)
     if not records:
         raise DatasetError(f"the dataset has no {split!r} images")
     started = time.perf_counter()
     predictions = caption_records(captioner.decoder, captioner.vocab, records, features_of,
                                   beam, max_length, length_penalty, block_repeats, batch_size,
-                                  progress=f"captioning {split}", repeat_ngram=repeat_ngram)
+                                  progress=f"captioning {split}", repeat_ngram=repeat_ngram,
+                                  repeat_penalty=repeat_penalty)
     decode_seconds = time.perf_counter() - started
     scores = score_captions(predictions, {r.path: list(r.raw) for r in records})
     captions = [{"image": r.path, "caption": predictions[r.path], "references": list(r.raw)}
@@ -75,6 +79,7 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
             "notes": list(scores.notes), "split": split,
             "beam": beam, "length_penalty": length_penalty, "block_repeats": block_repeats,
             "repeat_ngram": repeat_ngram if block_repeats else 0,
+            "repeat_penalty": repeat_penalty if block_repeats else 0.0,
             "images": len(records), "decode_seconds": round(decode_seconds, 2),
             "captions": captions}
 
@@ -96,7 +101,10 @@ def diversity(captions: list[str]) -> dict[str, float]:
     different words the model uses, how many photos get the very same caption."""
     words = [caption.split() for caption in captions]
     loops = sum(len(set(t)) < len(t) for t in (list(zip(w, w[1:], w[2:])) for w in words))
+    content = [[word for word in w if word not in FUNCTION_WORDS] for w in words]
     return {"captions_repeating_a_trigram": loops,
+            # "a man in a red shirt and a black shirt": no phrase twice, but a word a reader sees
+            "captions_repeating_a_content_word": sum(len(set(c)) < len(c) for c in content),
             "distinct_words": len({word for w in words for word in w}),
             "distinct_captions": round(len(set(captions)) / max(1, len(captions)), 4),
             "mean_words": round(sum(map(len, words)) / max(1, len(words)), 2)}
