@@ -336,7 +336,8 @@ def main() -> None:
                                    MAX_LENGTH, key="max_length")
     block_repeats = st.sidebar.toggle("Never repeat a phrase", value=BLOCK_REPEATS,
                                       key="block_repeats",
-                                      help="No pair of words appears twice in a caption.")
+                                      help="No pair of words appears twice in a caption, and a "
+                                           "word such as 'shirt' is not said twice without need.")
     st.sidebar.header("Display")
     smooth_box = st.sidebar.container()
     opacity = st.sidebar.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="opacity")

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=MAX_LENGTH)
     parser.add_argument("--length-penalty", type=float, default=LENGTH_PENALTY)
     parser.add_argument("--block-repeats", action=argparse.BooleanOptionalAction,
-                        default=BLOCK_REPEATS, help="never repeat a pair of words within a caption")
+                        default=BLOCK_REPEATS, help="never repeat a pair of words within a caption; discourage saying a content word twice")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--out", help="write the JSON result here")
     parser.add_argument("--threads", type=int, default=2)
