@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rank hypotheses by log-prob / (words + 1)**P "
                      f"(default {LENGTH_PENALTY:g})")
     cap.add_argument("--block-repeats", action=argparse.BooleanOptionalAction,
-                     default=BLOCK_REPEATS, help="never repeat a pair of words within a caption; discourage saying a content word twice")
+                     default=BLOCK_REPEATS, help="never repeat a pair of words within a "
+                     "caption; discourage saying a content word twice")
     cap.add_argument("--json", action="store_true", help="print JSON with words, scores and maps")
     cap.add_argument("--overlay-dir", type=Path, help="write PHOTO.attention.png grids here")
     cap.add_argument("--no-smooth", action="store_true", help="blocky overlays (no smoothing)")

@@ -34,8 +34,9 @@ REPEAT_NGRAM = 2
 # ... and each earlier use of a content word (not a function word such as "a", "in"; see
 # captioner.vocab.FUNCTION_WORDS) costs a candidate this much log-probability: "a man in a red
 # shirt and a black shirt" repeats no pair but still says "shirt" twice. Chosen on val: scores
-# unchanged, captions using a content word twice 130 -> 11 of 1,000 (docs/results.md). Applied
-# where the caller names the content words (the Captioner and caption_records do).
+# within noise, captions using a content word twice 130 -> 11 of 1,000 (docs/results.md).
+# Decoding has no vocabulary, so the caller names the content words (content_words, from
+# Vocabulary.content_words(); the Captioner and caption_records do): without them, no penalty.
 REPEAT_PENALTY = 2.0
 
 
@@ -80,7 +81,8 @@ def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGT
            block_repeats: bool = BLOCK_REPEATS, repeat_ngram: int = REPEAT_NGRAM,
            repeat_penalty: float = REPEAT_PENALTY, content_words: torch.Tensor | None = None
            ) -> list[Hypothesis]:
-    """Most likely word at every step. features (B, L, D) -> one hypothesis per image."""
+    """Most likely word at every step. features (B, L, D) -> one hypothesis per image; repeats
+    handled as in beam_search."""
     return _walk(decoder, features, max_length, lambda log_probs: log_probs.argmax(dim=-1),
                  Repeats.rule(block_repeats, repeat_ngram, repeat_penalty, content_words))
 
@@ -104,7 +106,8 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
     batch = features.shape[0]
     tokens = torch.full((batch,), START, dtype=torch.long, device=features.device)
     finished = torch.zeros(batch, dtype=torch.bool, device=features.device)
-    total = torch.zeros(batch, device=features.device)
+    total = torch.zeros(batch, device=features.device)  # the model's log p
+    searched = torch.zeros(batch, device=features.device)  # less the repeat penalties: the score
     words, alphas, word_log_probs = [], [], []
     for t in range(max_length + 1):  # room for max_length words and the closing <end>
         out = decoder.step(tokens, state, memory)
@@ -114,6 +117,7 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
         # The model's own log p of the word: what a caption reports, whatever picked it.
         chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
         total += chosen
+        searched += allowed.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
         words.append(tokens)
         word_log_probs.append(chosen)
         alphas.append(out.attention.weights)
@@ -121,7 +125,7 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
         state = out.state
         if bool(finished.all()):
             break
-    return _collect(torch.stack(words, 1), torch.stack(alphas, 1), total, total,
+    return _collect(torch.stack(words, 1), torch.stack(alphas, 1), searched, total,
                     torch.stack(word_log_probs, 1))
 
 

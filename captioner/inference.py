@@ -202,9 +202,10 @@ class Captioner:
         if not 1 <= max_length <= MAX_CAPTION_LENGTH:
             raise ValueError(f"max_length must be between 1 and {MAX_CAPTION_LENGTH}")
         with torch.inference_mode():
+            if self.content_words.device != features.device:
+                self.content_words = self.content_words.to(features.device)
             results = decode(self.decoder, features.float(), beam_size, n_best, max_length,
-                             length_penalty, block_repeats,
-                             content_words=self.content_words.to(features.device))
+                             length_penalty, block_repeats, content_words=self.content_words)
         return [self._to_caption(hyps, grid) for hyps in results]
 
     def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int]) -> Caption:

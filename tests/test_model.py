@@ -4,7 +4,7 @@ import torch
 
 from captioner import build_decoder, beam_search, greedy, sample
 from captioner.attention import ATTENTIONS, HardAttention, build_attention
-from captioner.decoding import REPEAT_NGRAM, block_repeated_ngrams
+from captioner.decoding import REPEAT_NGRAM, block_repeated_ngrams, decode
 
 from conftest import tiny_config
 
@@ -347,3 +347,41 @@ def test_each_words_probability_is_the_models_own_given_the_words_before(decoder
             forced = decoder(features[i:i + 1], captions).logits[0].log_softmax(-1)
             expected = forced[torch.arange(len(hyp.tokens)), torch.tensor(hyp.tokens)]
             assert torch.allclose(hyp.word_log_probs, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_repeat_penalty_discourages_saying_a_content_word_twice(vocab, beam_size):
+    """Each earlier use of a content word costs the penalty in the search, while the caption
+    still reports the model's own probabilities (teacher forcing on its words)."""
+    torch.manual_seed(0)
+    decoder = build_decoder(tiny_config(vocab)).eval()
+    for p in decoder.parameters():  # large random weights: a decoder that repeats itself
+        torch.nn.init.normal_(p, std=1.0)
+    features = _features(batch=40)
+    content = torch.arange(len(vocab)) >= 4  # every word except the specials
+
+    def run(penalty: float):
+        with torch.inference_mode():
+            return [h[0] for h in decode(decoder, features, beam_size, max_length=12,
+                                         length_penalty=0.0, repeat_ngram=0,
+                                         repeat_penalty=penalty, content_words=content)]
+
+    def says_a_word_twice(hyp) -> bool:
+        return len(set(hyp.tokens)) < len(hyp.tokens)
+
+    free, penalised, barred = run(0.0), run(2.0), run(1e4)
+    assert sum(map(says_a_word_twice, free)) > sum(map(says_a_word_twice, penalised)) > 0
+    assert not any(map(says_a_word_twice, barred))
+    paid = 0
+    with torch.inference_mode():
+        for i, hyp in enumerate(penalised):
+            captions = torch.tensor([[vocab.start_id, *hyp.tokens, vocab.end_id]])
+            forced = decoder(features[i:i + 1], captions).logits[0].log_softmax(-1)
+            own = forced[torch.arange(len(hyp.tokens) + 1), captions[0, 1:]]
+            assert torch.allclose(hyp.word_log_probs, own[:-1], atol=1e-4)
+            assert hyp.log_prob == pytest.approx(float(own.sum()), abs=1e-3)
+            # the k-th use of a word (k = 0, 1, ...) cost k times the penalty
+            earlier_uses = sum(hyp.tokens[:t].count(w) for t, w in enumerate(hyp.tokens))
+            assert hyp.score == pytest.approx(hyp.log_prob - 2.0 * earlier_uses, abs=1e-3)
+            paid += earlier_uses > 0
+    assert paid > 0  # the last assertion compared a score that paid the penalty

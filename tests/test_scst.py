@@ -154,7 +154,8 @@ def test_greedy_baseline_is_the_greedy_captions_reward(shapes, first_stage, tmp_
     rewards = greedy_rewards(decoder, batch, scorer, checkpoint.vocab, 20)
     assert decoder.training
     with torch.no_grad():
-        captions = greedy(decoder.eval(), features, 20)
+        captions = greedy(decoder.eval(), features, 20,  # decoded as the app decodes
+                          content_words=torch.tensor(checkpoint.vocab.content_words()))
     expected = [scorer.score(i, checkpoint.vocab.decode(c.tokens)) for i, c in enumerate(captions)]
     assert rewards.tolist() == pytest.approx(expected)
     assert max(expected) > 0  # the memorised first stage says something right

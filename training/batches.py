@@ -96,7 +96,7 @@ class Mirroring:
     (seed, epoch), so a resumed run and every process of a distributed one agree."""
 
     cache: FeatureCache  # grids of the mirrored photos
-    rows: dict[int, int]  # plain cache row -> the same image's row in `cache`
+    rows: dict[int, int]  # plain cache row -> the same image's row in `cache`, in row order
     swaps: tuple[tuple[int, int], ...]  # word ids that trade places
     seed: int
 
@@ -105,13 +105,13 @@ class Mirroring:
               vocab: Vocabulary, seed: int) -> "Mirroring":
         swaps = tuple((vocab.stoi[a], vocab.stoi[b]) for a, b in MIRRORED_WORDS
                       if a in vocab.stoi and b in vocab.stoi)
-        return cls(mirrored, {plain.index[p]: mirrored.index[p] for p in paths}, swaps, seed)
+        by_row = sorted((plain.index[path], path) for path in paths)
+        return cls(mirrored, {row: mirrored.index[path] for row, path in by_row}, swaps, seed)
 
     def chosen(self, epoch: int) -> frozenset[int]:
         """The plain cache rows used mirrored in `epoch`."""
-        rows = sorted(self.rows)
-        coins = np.random.default_rng([self.seed, epoch]).random(len(rows)) < 0.5
-        return frozenset(row for row, heads in zip(rows, coins) if heads)
+        coins = np.random.default_rng([self.seed, epoch]).random(len(self.rows)) < 0.5
+        return frozenset(row for row, heads in zip(self.rows, coins) if heads)
 
     def swap_words(self, captions: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """captions (B, T) with each pair's words exchanged in the rows where `which` (B,)."""

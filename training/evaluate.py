@@ -136,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=MAX_LENGTH)
     parser.add_argument("--length-penalty", type=float, default=LENGTH_PENALTY)
     parser.add_argument("--block-repeats", action=argparse.BooleanOptionalAction,
-                        default=BLOCK_REPEATS, help="never repeat a pair of words within a caption; discourage saying a content word twice")
+                        default=BLOCK_REPEATS, help="never repeat a pair of words within a "
+                        "caption; discourage saying a content word twice")
+    parser.add_argument("--repeat-ngram", type=int, default=REPEAT_NGRAM,
+                        help="with --block-repeats: the n-gram size never repeated")
+    parser.add_argument("--repeat-penalty", type=float, default=REPEAT_PENALTY,
+                        help="with --block-repeats: log-probability cost of each earlier use "
+                        "of a content word")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--out", help="write the JSON result here")
     parser.add_argument("--threads", type=int, default=2)
@@ -162,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         features_of = checkpoint_features(checkpoint, captioner, dataset, args.split,
                                           args.cache_dir)
         result = evaluate(captioner, dataset, args.split, features_of, args.beam,
-                          args.max_length, args.length_penalty, args.block_repeats)
+                          args.max_length, args.length_penalty, args.block_repeats,
+                          repeat_ngram=args.repeat_ngram, repeat_penalty=args.repeat_penalty)
     except (CheckpointError, DatasetError, ImageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

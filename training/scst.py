@@ -161,7 +161,8 @@ def greedy_rewards(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: V
     decoder.eval()
     try:
         with torch.no_grad():
-            captions = greedy(decoder, batch.features, max_length)
+            content_words = torch.tensor(vocab.content_words(), device=batch.features.device)
+            captions = greedy(decoder, batch.features, max_length, content_words=content_words)
     finally:
         decoder.train()
     return torch.tensor([scorer.score(image, vocab.decode(caption.tokens))
