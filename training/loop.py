@@ -451,7 +451,13 @@ def run_in_runtime(stage: Callable[[StageConfig, Runtime], Path], config: StageC
     torch.set_num_threads(config.threads)
     runtime = setup(config.device, config.precision)
     try:
-        return stage(config, runtime)
+        best = stage(config, runtime)
+        # Every process finishes its stage before any tears the process group down: a rank
+        # leaving while another is still in a collective aborted once under load (SIGABRT,
+        # "terminate called without an active exception"). Only on success: after an error
+        # the others might never arrive.
+        runtime.barrier()
+        return best
     finally:
         teardown()
 
