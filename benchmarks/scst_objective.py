@@ -30,7 +30,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "tests"))  # the generated dataset and the tests' settings
     import torch
 
-    from captioner.decoding import greedy
+    from captioner.decoding import content_word_mask, greedy
     from captioner.models import load_decoder
     from fixture_data import make_dataset
     from test_scst import sampled_cider, scst_args, training_photos
@@ -49,7 +49,7 @@ def main() -> None:
         records, features, scorer = training_photos(shapes)
         with torch.inference_mode():
             hyps = greedy(load_decoder(checkpoint).eval(), features, 20,
-                          content_words=torch.tensor(checkpoint.vocab.content_words()))
+                          content_words=content_word_mask(checkpoint.vocab))
         return sum(scorer.score(i, checkpoint.vocab.decode(h.tokens))
                    for i, h in enumerate(hyps)) / len(hyps)
 

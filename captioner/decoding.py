@@ -40,6 +40,12 @@ REPEAT_NGRAM = 2
 REPEAT_PENALTY = 2.0
 
 
+def content_word_mask(vocab: Vocabulary, device: torch.device | str | None = None
+                      ) -> torch.Tensor:
+    """(V,) bool: the words REPEAT_PENALTY applies to (decoding's content_words)."""
+    return torch.tensor(vocab.content_words(), device=device)
+
+
 class Hypothesis(NamedTuple):
     tokens: list[int]  # word ids, without <start> and <end>
     # ranking score: log_prob less any repeat penalties, divided by length**length_penalty

@@ -13,7 +13,8 @@ import torch
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ModelConfig
 from .decoder import Decoder
-from .decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypothesis, decode
+from .decoding import (BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypothesis,
+                       content_word_mask, decode)
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
 from .imagenet import Label, top_labels
@@ -116,7 +117,7 @@ class Captioner:
         self.encoder = encoder.eval()
         self.decoder = decoder.eval()
         self.vocab = vocab
-        self.content_words = torch.tensor(vocab.content_words())  # for REPEAT_PENALTY
+        self.content_words = content_word_mask(vocab)  # for REPEAT_PENALTY
         self.preprocessing = preprocessing
         self.metadata = dict(metadata or {})
         # Captioners with equal keys compute the same features for a photo (same encoder

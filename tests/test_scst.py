@@ -142,7 +142,7 @@ def test_scst_needs_an_init_and_two_samples(shapes, tmp_path, capsys):
 def test_greedy_baseline_is_the_greedy_captions_reward(shapes, first_stage, tmp_path, attention):
     """--reward-baseline greedy (Rennie et al.): each image's baseline is its greedy caption's CIDEr-D,
     decoded in eval mode; one sample per image is then enough, and training mode comes back."""
-    from captioner.decoding import greedy
+    from captioner.decoding import content_word_mask, greedy
     from training.scst import ImageBatch, greedy_rewards
 
     data, _ = shapes
@@ -155,7 +155,7 @@ def test_greedy_baseline_is_the_greedy_captions_reward(shapes, first_stage, tmp_
     assert decoder.training
     with torch.no_grad():
         captions = greedy(decoder.eval(), features, 20,  # decoded as the app decodes
-                          content_words=torch.tensor(checkpoint.vocab.content_words()))
+                          content_words=content_word_mask(checkpoint.vocab))
     expected = [scorer.score(i, checkpoint.vocab.decode(c.tokens)) for i, c in enumerate(captions)]
     assert rewards.tolist() == pytest.approx(expected)
     assert max(expected) > 0  # the memorised first stage says something right

@@ -8,7 +8,8 @@ import torch
 from tqdm import tqdm
 
 from captioner.decoder import Decoder
-from captioner.decoding import BLOCK_REPEATS, LENGTH_PENALTY, REPEAT_NGRAM, REPEAT_PENALTY, decode
+from captioner.decoding import (BLOCK_REPEATS, LENGTH_PENALTY, REPEAT_NGRAM, REPEAT_PENALTY,
+                                content_word_mask, decode)
 from captioner.vocab import Vocabulary
 
 from .data import ImageRecord
@@ -33,7 +34,7 @@ def caption_records(decoder: Decoder, vocab: Vocabulary, records: list[ImageReco
             chunk = records[start:start + chunk_size]
             features = features_of(chunk).float()
             if content_words is None:
-                content_words = torch.tensor(vocab.content_words(), device=features.device)
+                content_words = content_word_mask(vocab, features.device)
             results = decode(decoder, features, beam_size, max_length=max_length,
                              length_penalty=length_penalty, block_repeats=block_repeats,
                              repeat_ngram=repeat_ngram, repeat_penalty=repeat_penalty,

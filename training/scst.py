@@ -45,7 +45,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from captioner.decoder import Decoder
-from captioner.decoding import greedy
+from captioner.decoding import content_word_mask, greedy
 from captioner.models import load_decoder
 from captioner.vocab import Vocabulary
 
@@ -161,8 +161,8 @@ def greedy_rewards(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: V
     decoder.eval()
     try:
         with torch.no_grad():
-            content_words = torch.tensor(vocab.content_words(), device=batch.features.device)
-            captions = greedy(decoder, batch.features, max_length, content_words=content_words)
+            captions = greedy(decoder, batch.features, max_length,
+                              content_words=content_word_mask(vocab, batch.features.device))
     finally:
         decoder.train()
     return torch.tensor([scorer.score(image, vocab.decode(caption.tokens))
