@@ -12,11 +12,27 @@ from captioner.vocab import Vocabulary
 from training.features import ensure_cache
 from training.cider import CiderD
 from training.config import parse_config
-from training.scst import ScstConfig, sample_captions, scst
+from training.scst import ScstConfig, sample_captions, scst, set_dropout
 from training.train import train
 
 from conftest import tiny_config
 from test_training import read_log, shapes, tiny_args  # noqa: F401  (shapes is a fixture)
+
+
+def teacher_forced_log_prob(decoder, features, drawn, samples: int) -> torch.Tensor:
+    """log p(caption) of each sampled caption by teacher forcing, with sampling's rules:
+    <pad>, <start> and <unk> never drawn, only <end> at the last step."""
+    rows = drawn.tokens.shape[0]
+    captions = torch.cat([torch.full((rows, 1), Vocabulary.start_id), drawn.tokens], dim=1)
+    with torch.no_grad():
+        forced = decoder(features.repeat_interleave(samples, 0), captions)
+    logits = forced.logits.clone()
+    logits[..., [Vocabulary.pad_id, Vocabulary.start_id, Vocabulary.unk_id]] = float("-inf")
+    if logits.shape[1] == 7:  # the 7th step may only end the caption
+        logits[:, 6, :] = float("-inf")
+        logits[:, 6, Vocabulary.end_id] = forced.logits[:, 6, Vocabulary.end_id]
+    token_lp = logits.log_softmax(-1).gather(2, drawn.tokens.unsqueeze(2)).squeeze(2)
+    return token_lp.masked_fill(drawn.mask == 0, 0.0).sum(1)  # (-inf at <pad>)
 
 
 @pytest.mark.parametrize("attention", ["soft", "hard"])
@@ -27,21 +43,30 @@ def test_sampled_log_prob_is_the_teacher_forced_one(vocab, attention):
     features = torch.randn(3, 6, 16)
     drawn = sample_captions(decoder, features, samples=4, max_length=6)
     assert drawn.tokens.shape[0] == 12 and drawn.log_prob.requires_grad
-    captions = torch.cat([torch.full((12, 1), Vocabulary.start_id), drawn.tokens], dim=1)
-    with torch.no_grad():
-        forced = decoder(features.repeat_interleave(4, 0), captions)
-    logits = forced.logits.clone()
-    logits[..., [Vocabulary.pad_id, Vocabulary.start_id, Vocabulary.unk_id]] = float("-inf")
-    if logits.shape[1] == 7:  # the 7th step may only end the caption
-        logits[:, 6, :] = float("-inf")
-        logits[:, 6, Vocabulary.end_id] = forced.logits[:, 6, Vocabulary.end_id]
-    token_lp = logits.log_softmax(-1).gather(2, drawn.tokens.unsqueeze(2)).squeeze(2)
-    expected = token_lp.masked_fill(drawn.mask == 0, 0.0).sum(1)  # (-inf at <pad>)
-    assert torch.allclose(drawn.log_prob.detach(), expected, atol=1e-4)
+    assert torch.allclose(drawn.log_prob.detach(),
+                          teacher_forced_log_prob(decoder, features, drawn, 4), atol=1e-4)
     # every sample ends with <end> (or runs to the limit) and pads after it
     lengths = drawn.mask.sum(1).long()
     for row, n in zip(drawn.tokens.tolist(), lengths.tolist()):
         assert all(t == Vocabulary.pad_id for t in row[n:])
+
+
+def test_without_sample_dropout_the_policy_is_the_test_time_network(vocab):
+    """--no-sample-dropout: a training-mode decoder with dropout switched off samples from
+    exactly the network that decodes at test time (eval mode); with dropout on it does not."""
+    torch.manual_seed(0)
+    decoder = build_decoder(tiny_config(vocab, dropout=0.5)).train()
+    features = torch.randn(3, 6, 16)
+    set_dropout(decoder, False)
+    assert decoder.training
+    drawn = sample_captions(decoder, features, samples=4, max_length=6)
+    expected = teacher_forced_log_prob(decoder.eval(), features, drawn, 4)
+    assert torch.allclose(drawn.log_prob.detach(), expected, atol=1e-4)
+    set_dropout(decoder.train(), True)
+    noisy = sample_captions(decoder, features, samples=4, max_length=6)
+    assert not torch.allclose(noisy.log_prob.detach(),
+                              teacher_forced_log_prob(decoder.eval(), features, noisy, 4),
+                              atol=1e-2)
 
 
 def scst_args(shapes, init, out, *extra):

@@ -5,9 +5,10 @@ captioner on the score of its own captions instead of the likelihood of the refe
         --data ../shared/data/flickr8k/dataset_flickr8k.json --out runs/soft_scst
     python -m training.scst ... --resume        # continue from runs/soft_scst/last.pt
 
-For every training image the model samples --samples captions (dropout on, as in training),
-and each caption's reward is its CIDEr-D against that image's references, with document
-frequencies from all training references (training.cider). The policy gradient is
+For every training image the model samples --samples captions (dropout on, as in training,
+unless --no-sample-dropout), and each caption's reward is its CIDEr-D against that image's
+references, with document frequencies from all training references (training.cider). The
+policy gradient is
 
     grad = -sum_j (r_j - b_j) grad log p(caption_j, locations_j | image)
 
@@ -71,6 +72,9 @@ class ScstConfig(StageConfig):
     # mean: the image's other samples' mean reward | greedy: its greedy caption's reward
     reward_baseline: str = "mean"
     temperature: float = 1.0  # sampling temperature (1: the model's own distribution)
+    # Dropout while sampling: on, as in training (Rennie et al.'s reference code), or off, so
+    # that the policy being improved is the network beam search decodes at test time.
+    sample_dropout: bool = True
     lr: float = 5e-5
     batch_size: int = 16  # images per process and step (x samples captions)
     epochs: int = 10
@@ -155,6 +159,14 @@ def sample_captions(decoder: Decoder, features: torch.Tensor, samples: int, max_
     return Samples(torch.stack(words, 1), torch.stack(masks, 1).float(), log_prob, entropy)
 
 
+def set_dropout(decoder: Decoder, on: bool) -> None:
+    """Switch the dropout layers alone; the rest keeps its mode (hard attention still samples
+    its locations in training mode)."""
+    for module in decoder.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.train(on)
+
+
 def greedy_rewards(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabulary,
                    max_length: int) -> torch.Tensor:
     """(I,) CIDEr-D of each image's greedy caption, decoded as at test time (eval mode)."""
@@ -174,6 +186,8 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
               optimizer: torch.optim.Optimizer, config: ScstConfig, runtime: Runtime
               ) -> dict[str, float]:
     decoder.train()
+    if not config.sample_dropout:
+        set_dropout(decoder, False)
     k = config.samples
     with runtime.autocast():
         drawn = sample_captions(decoder, batch.features, k, config.max_length,
