@@ -12,7 +12,9 @@ from captioner.vocab import Vocabulary
 from training.features import ensure_cache
 from training.cider import CiderD
 from training.config import parse_config
-from training.scst import ScstConfig, sample_captions, scst, set_dropout
+from training.losses import caption_loss
+from training.scst import (ImageBatch, ScstConfig, reference_cross_entropy, sample_captions, scst,
+                           set_dropout)
 from training.train import train
 
 from conftest import tiny_config
@@ -67,6 +69,28 @@ def test_without_sample_dropout_the_policy_is_the_test_time_network(vocab):
     assert not torch.allclose(noisy.log_prob.detach(),
                               teacher_forced_log_prob(decoder.eval(), features, noisy, 4),
                               atol=1e-2)
+
+
+def test_reference_cross_entropy_is_the_first_stages(vocab):
+    """--xe-weight's term == the first stage's per-word cross-entropy on the same captions, each
+    image's references grouped under it (here 2 and 3 captions of different lengths)."""
+    torch.manual_seed(0)
+    decoder = build_decoder(tiny_config(vocab)).eval()
+    features = torch.randn(4, 6, 16)
+    captions = [["a", "dog", "runs"], ["a", "dog"], ["a", "red", "ball", "on", "grass"],
+                ["a", "ball"], ["grass"]]
+    references = [[], [vocab.encode(c) for c in captions[:2]], [],
+                  [vocab.encode(c) for c in captions[2:]]]
+    batch = ImageBatch(features[[1, 3]], torch.tensor([1, 3]))
+    padded = torch.nn.utils.rnn.pad_sequence(
+        [torch.tensor(vocab.encode(c)) for c in captions], batch_first=True,
+        padding_value=Vocabulary.pad_id)
+    targets = padded[:, 1:]
+    with torch.no_grad():
+        expected = caption_loss(decoder(features[[1, 1, 3, 3, 3]], padded), targets,
+                                targets != Vocabulary.pad_id).cross_entropy
+        got = reference_cross_entropy(decoder, batch, references)
+    assert torch.allclose(got, expected, atol=1e-5)
 
 
 def scst_args(shapes, init, out, *extra):

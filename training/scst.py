@@ -31,6 +31,10 @@ steps) carry no location term; their gradient reaches the attention through the 
 The entropy bonus of the first stage is kept (--entropy-weight) so that the locations do not
 collapse onto one cell.
 
+--xe-weight W adds W times the first stage's cross-entropy on the batch's reference captions
+(per word, as the policy term is), an anchor that keeps the likelihood of real captions, which
+beam search ranks by, from drifting while the samples' reward rises.
+
 Writes last.pt / best.pt (best validation BLEU-4, the same decoding as the app), log.jsonl
 (reward, baseline, sample length per logging step) and curves.png, like training.train.
 """
@@ -43,6 +47,7 @@ from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from captioner.decoder import Decoder
@@ -50,6 +55,7 @@ from captioner.decoding import content_word_mask, greedy
 from captioner.models import load_decoder
 from captioner.vocab import Vocabulary
 
+from .batches import pad_captions
 from .cider import CiderD
 from .config import StageConfig, parse_config
 from .distributed import Runtime
@@ -75,6 +81,10 @@ class ScstConfig(StageConfig):
     # Dropout while sampling: on, as in training (Rennie et al.'s reference code), or off, so
     # that the policy being improved is the network beam search decodes at test time.
     sample_dropout: bool = True
+    # Weight of the first stage's cross-entropy on the batch's reference captions, added to the
+    # SCST loss (per word, like it) to keep the likelihood of real captions, which beam search
+    # ranks by, from drifting while the samples' reward rises. 0: SCST alone.
+    xe_weight: float = 0.0
     lr: float = 5e-5
     batch_size: int = 16  # images per process and step (x samples captions)
     epochs: int = 10
@@ -88,6 +98,8 @@ class ScstConfig(StageConfig):
             raise ValueError("--samples must be at least 2 (the baseline is the others' mean)")
         if self.temperature <= 0:
             raise ValueError("--temperature must be positive")
+        if self.xe_weight < 0:
+            raise ValueError("--xe-weight must be 0 or more")
 
 
 class ImageBatch(NamedTuple):
@@ -182,9 +194,24 @@ def greedy_rewards(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: V
                         device=batch.features.device)
 
 
+def reference_cross_entropy(decoder: Decoder, batch: ImageBatch,
+                            references: list[list[list[int]]]) -> torch.Tensor:
+    """Mean cross-entropy per word of the batch images' reference captions (teacher forcing,
+    each image's work once for its captions). references[i]: record i's captions as word ids."""
+    rows = [(i, ids) for i, image in enumerate(batch.images.tolist()) for ids in references[image]]
+    captions = pad_captions([ids for _, ids in rows]).to(batch.features.device)
+    image_of = torch.tensor([i for i, _ in rows], device=batch.features.device)
+    targets = captions[:, 1:]
+    mask = targets != PAD
+    out = decoder(batch.features, captions, image_of)
+    token_losses = F.cross_entropy(out.logits.flatten(0, 1).float(), targets.flatten(),
+                                   reduction="none")
+    return (token_losses * mask.flatten()).sum() / mask.sum()
+
+
 def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabulary,
-              optimizer: torch.optim.Optimizer, config: ScstConfig, runtime: Runtime
-              ) -> dict[str, float]:
+              optimizer: torch.optim.Optimizer, config: ScstConfig, runtime: Runtime,
+              references: list[list[list[int]]] | None = None) -> dict[str, float]:
     decoder.train()
     if not config.sample_dropout:
         set_dropout(decoder, False)
@@ -210,6 +237,13 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
     if decoder.config.attention == "hard":  # the first stage's entropy bonus, as there
         policy = policy - config.entropy_weight * drawn.entropy.sum()
     loss = policy / (global_words / runtime.world_size)
+    cross_entropy = torch.zeros(())
+    if config.xe_weight > 0:
+        if references is None:
+            raise TrainingError("--xe-weight needs the reference captions")
+        with runtime.autocast():
+            cross_entropy = reference_cross_entropy(decoder, batch, references)
+        loss = loss + config.xe_weight * cross_entropy
     nonfinite = runtime.sum(float(not torch.isfinite(loss)))[0]
     if nonfinite:
         raise TrainingError(f"SCST loss became {loss.item()}")
@@ -225,7 +259,8 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
     return {"sentences": len(images), "loss": loss.item(), "reward": rewards.mean().item(),
             "baseline": baseline.mean().item(),
             "positive_advantages": (advantage > 0).float().mean().item(), "best_sample": rewards.max(1).values.mean().item(),
-            "sample_words": float(words) / len(images), "grad_norm": float(grad_norm)}
+            "sample_words": float(words) / len(images), "grad_norm": float(grad_norm),
+            "reference_xe": cross_entropy.item()}
 
 
 def scst(config: ScstConfig) -> Path:
@@ -251,8 +286,10 @@ def _scst(config: ScstConfig, runtime: Runtime) -> Path:
     stage = make_stage(decoder, decoder, [{"params": decoder.parameters()}], config, runtime,
                        table, lambda batches, epoch: CachedImages(table, batches, cache),
                        cached_features(cache, runtime.device), data_parallel=False)
+    references = ([[vocab.encode(caption) for caption in record.captions]
+                   for record in train_records] if config.xe_weight > 0 else None)
     stage.step = lambda batch, progress: scst_step(decoder, batch, scorer, vocab,
-                                                   stage.optimizer, config, runtime)
+                                                   stage.optimizer, config, runtime, references)
     if runtime.is_main:
         print(f"SCST from {name} ({model_config.attention} attention): {len(train_records)} "
               f"images x {config.samples} samples, CIDEr-D over {len(train_records)} images' "
