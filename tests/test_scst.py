@@ -165,6 +165,28 @@ def test_the_expected_reward_goes_up_and_checkpoints_carry_the_model(shapes, fir
     assert saved.metadata["train_config"]["samples"] == 4
 
 
+def test_the_cross_entropy_anchor_keeps_the_references_likely(shapes, first_stage, tmp_path):
+    """--xe-weight: after the same SCST steps, the training photos' reference captions are
+    more likely (lower cross-entropy) with the anchor than without, and the log reports it."""
+    records, features, _ = training_photos(shapes)
+    checkpoint = load_checkpoint(first_stage)
+    references = [[checkpoint.vocab.encode(c) for c in r.captions] for r in records]
+    photos = ImageBatch(features, torch.arange(len(records)))
+
+    def reference_xe_after(weight: str) -> float:
+        out = tmp_path / f"xe{weight}"
+        scst(parse_config(scst_args(shapes, first_stage, out, "--max-steps", "12",
+                                    "--xe-weight", weight), cls=ScstConfig))
+        logged = [r["reference_xe"] for r in read_log(out) if r["type"] == "train"]
+        assert all(x > 0 for x in logged) if float(weight) else all(x == 0 for x in logged)
+        decoder = load_decoder(load_checkpoint(out / "last.pt")).eval()
+        with torch.no_grad():
+            return reference_cross_entropy(decoder, photos, references).item()
+
+    anchored, free = reference_xe_after("5"), reference_xe_after("0")
+    assert anchored < free, (anchored, free)
+
+
 def test_scst_resume_continues_exactly(shapes, first_stage, tmp_path):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     scst(parse_config(scst_args(shapes, first_stage, straight, "--max-steps", "4"), cls=ScstConfig))
