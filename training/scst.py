@@ -47,7 +47,6 @@ from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from captioner.decoder import Decoder
@@ -62,6 +61,7 @@ from .distributed import Runtime
 from .features import FeatureCache, cached_features, ensure_cache
 from .loop import (TrainingError, find_resumable, fit, load_data, make_stage,
                    require_pretrained_encoder, run_command, run_in_runtime, starting_checkpoint)
+from .losses import caption_loss
 
 START, END, PAD, UNK = (Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id,
                         Vocabulary.unk_id)
@@ -197,16 +197,15 @@ def greedy_rewards(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: V
 def reference_cross_entropy(decoder: Decoder, batch: ImageBatch,
                             references: list[list[list[int]]]) -> torch.Tensor:
     """Mean cross-entropy per word of the batch images' reference captions (teacher forcing,
-    each image's work once for its captions). references[i]: record i's captions as word ids."""
+    each image's work once for its captions). references[i]: record i's captions as word ids.
+    Hard attention samples its locations here as in the first stage, but only the words are
+    scored: the locations learn from the sentence reward and the expected-context steps."""
     rows = [(i, ids) for i, image in enumerate(batch.images.tolist()) for ids in references[image]]
     captions = pad_captions([ids for _, ids in rows]).to(batch.features.device)
     image_of = torch.tensor([i for i, _ in rows], device=batch.features.device)
     targets = captions[:, 1:]
-    mask = targets != PAD
     out = decoder(batch.features, captions, image_of)
-    token_losses = F.cross_entropy(out.logits.flatten(0, 1).float(), targets.flatten(),
-                                   reduction="none")
-    return (token_losses * mask.flatten()).sum() / mask.sum()
+    return caption_loss(out, targets, targets != PAD).cross_entropy
 
 
 def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabulary,
