@@ -165,9 +165,12 @@ def test_the_expected_reward_goes_up_and_checkpoints_carry_the_model(shapes, fir
     assert saved.metadata["train_config"]["samples"] == 4
 
 
-def test_the_cross_entropy_anchor_keeps_the_references_likely(shapes, first_stage, tmp_path):
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_the_cross_entropy_anchor_keeps_the_references_likely(shapes, first_stage, tmp_path,
+                                                              attention):
     """--xe-weight: after the same SCST steps, the training photos' reference captions are
     more likely (lower cross-entropy) with the anchor than without, and the log reports it."""
+    init = as_attention(first_stage, attention, tmp_path)
     records, features, _ = training_photos(shapes)
     checkpoint = load_checkpoint(first_stage)
     references = [[checkpoint.vocab.encode(c) for c in r.captions] for r in records]
@@ -175,7 +178,7 @@ def test_the_cross_entropy_anchor_keeps_the_references_likely(shapes, first_stag
 
     def reference_xe_after(weight: str) -> float:
         out = tmp_path / f"xe{weight}"
-        scst(parse_config(scst_args(shapes, first_stage, out, "--max-steps", "12",
+        scst(parse_config(scst_args(shapes, init, out, "--max-steps", "12",
                                     "--xe-weight", weight), cls=ScstConfig))
         logged = [r["reference_xe"] for r in read_log(out) if r["type"] == "train"]
         assert all(x > 0 for x in logged) if float(weight) else all(x == 0 for x in logged)
