@@ -21,8 +21,8 @@ from ui.support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, UPLOAD_TYPE
                                    caption_json, checkpoint_path, download_stem, env_checkpoint,
                                    batch_csv, batch_row, confidence_markdown, escape_markdown,
                                    fit_within, format_timing, grid_png)
-from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, MAX_LENGTH
-from captioner.inference import DEFAULT_CHECKPOINTS, MAX_CAPTION_LENGTH, default_checkpoint
+from captioner.decoding import DEFAULT_OPTIONS, MAX_CAPTION_LENGTH, DecodeOptions
+from captioner.inference import DEFAULT_CHECKPOINTS, default_checkpoint
 from captioner.overlay import map_style, word_overlays
 
 MODEL_LABELS = {"soft": "Soft attention (shipped)", "hard": "Hard attention (shipped)",
@@ -131,14 +131,13 @@ def decoded_photo(data: bytes, name: str):
     return saved
 
 
-def captioned(captioner: Captioner, key: tuple, photo, beam: int, max_length: int,
-              block_repeats: bool):
-    """Caption once per photo, model and decoding settings; display changes reuse it."""
+def captioned(captioner: Captioner, key: tuple, photo, options: DecodeOptions):
+    """Caption once per photo, model and decoding options; display changes reuse it."""
     saved = st.session_state.get("caption")
     if saved is None or saved[0] != key:
         with st.spinner("Captioning…"), model_lock():
-            caption = captioner.caption(photo, beam_size=beam, n_best=beam,
-                                        max_length=max_length, block_repeats=block_repeats)[0]
+            # Every hypothesis of the beam is listed under the caption.
+            caption = captioner.caption(photo, options.replace(n_best=options.beam_size))[0]
         saved = (key, caption)
         st.session_state["caption"] = saved
     return saved[1]
@@ -207,7 +206,7 @@ def show_grid(caption, tile, draw: dict) -> None:
             column.image(image, caption=word, width="stretch", output_format="JPEG")
 
 
-def show_batch(captioner: Captioner, files: list[tuple[bytes, str]], settings: tuple,
+def show_batch(captioner: Captioner, files: list[tuple[bytes, str]], options: DecodeOptions,
                model_key: tuple) -> tuple[bytes, str] | None:
     """Several photos: a table (file, caption, score, milliseconds) with CSV and JSON
     downloads; a bad file gets its own message and the rest are captioned. Returns the file
@@ -217,7 +216,7 @@ def show_batch(captioner: Captioner, files: list[tuple[bytes, str]], settings: t
     results = st.session_state["batch"] = {}
     rows, good = [], []
     for data, name in files:
-        key = (hashlib.sha256(data).hexdigest(), model_key, settings)
+        key = (hashlib.sha256(data).hexdigest(), model_key, options)
         if key in previous:
             results[key] = previous[key]
         if key not in results:
@@ -227,9 +226,7 @@ def show_batch(captioner: Captioner, files: list[tuple[bytes, str]], settings: t
                 results[key] = str(exc)
             else:
                 with st.spinner(f"Captioning {name}…"), model_lock():
-                    results[key] = captioner.caption(photo, beam_size=settings[0],
-                                                     max_length=settings[1],
-                                                     block_repeats=settings[2])[0]
+                    results[key] = captioner.caption(photo, options)[0]
         result = results[key]
         if isinstance(result, str):
             st.error(f"**{escape_markdown(name)}**: cannot use this file. {result}.")
@@ -265,7 +262,7 @@ def available_models(choice: str, path: Path | None) -> dict[str, Path]:
     return models
 
 
-def show_compare(models: dict[str, Path], digest: str, photo, large, settings: tuple,
+def show_compare(models: dict[str, Path], digest: str, photo, large, options: DecodeOptions,
                  smooth: bool, opacity: float) -> None:
     """Every model on one photo, side by side; one slider picks the word position in all."""
     # Only this photo's results are kept (one entry per model and decoding settings).
@@ -280,15 +277,13 @@ def show_compare(models: dict[str, Path], digest: str, photo, large, settings: t
         except (CheckpointError, OSError) as exc:
             st.error(f"{label}: cannot load the model: {exc}")
             continue
-        key = (digest, str(path), path.stat().st_mtime_ns, settings)
+        key = (digest, str(path), path.stat().st_mtime_ns, options)
         if key not in results:
             shared = captioner.encoder_key
             with model_lock():
                 if shared is None or shared not in encoded:
                     encoded[shared] = captioner.encode([photo])
-                results[key] = captioner.caption_encoded(
-                    encoded[shared], beam_size=settings[0], max_length=settings[1],
-                    block_repeats=settings[2])[0]
+                results[key] = captioner.caption_encoded(encoded[shared], options)[0]
         captions[label] = (captioner, results[key])
     if not captions:
         return
@@ -330,11 +325,11 @@ def main() -> None:
     choice, path = model_choice()
     model_info = st.sidebar.container()
     st.sidebar.header("Decoding")
-    beam = st.sidebar.slider("Beam size", 1, 10, BEAM_SIZE, key="beam",
+    beam = st.sidebar.slider("Beam size", 1, 10, DEFAULT_OPTIONS.beam_size, key="beam",
                              help="1 = greedy decoding; larger beams also list more hypotheses.")
     max_length = st.sidebar.slider("Maximum caption length (words)", 1, MAX_CAPTION_LENGTH,
-                                   MAX_LENGTH, key="max_length")
-    block_repeats = st.sidebar.toggle("Never repeat a phrase", value=BLOCK_REPEATS,
+                                   DEFAULT_OPTIONS.max_length, key="max_length")
+    block_repeats = st.sidebar.toggle("Never repeat a phrase", value=DEFAULT_OPTIONS.block_repeats,
                                       key="block_repeats",
                                       help="No pair of words appears twice in a caption, and a "
                                            "word such as 'shirt' is not said twice without need.")
@@ -361,13 +356,14 @@ def main() -> None:
         smooth_box.caption("Local attention: the outline is the window around the centre it "
                            "predicted for the word; it sees nothing outside it.")
     draw = {**style, "smooth": smooth, "opacity": opacity}
-    settings = (beam, max_length, block_repeats)
+    options = DEFAULT_OPTIONS.replace(beam_size=beam, max_length=max_length,
+                                      block_repeats=block_repeats)
 
     if not chosen:
         st.info("Upload a photo or pick an example to caption it.")
         return
     if len(chosen) > 1:
-        picked = show_batch(captioner, chosen, settings, (model_path, modified))
+        picked = show_batch(captioner, chosen, options, (model_path, modified))
         if picked is None:
             return
         st.divider()
@@ -381,11 +377,10 @@ def main() -> None:
                  "GIF).")
         return
     if compare:
-        show_compare(available_models(choice, path), digest, photo, large, settings, smooth,
+        show_compare(available_models(choice, path), digest, photo, large, options, smooth,
                      opacity)
         return
-    caption = captioned(captioner, (digest, model_path, modified, *settings),
-                        photo, beam, max_length, block_repeats)
+    caption = captioned(captioner, (digest, model_path, modified, options), photo, options)
 
     picture, text = st.columns([3, 2], gap="large")
     with text:

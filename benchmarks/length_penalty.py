@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from captioner import Captioner, load_checkpoint
-from captioner.decoding import LENGTH_PENALTY, REPEAT_NGRAM, REPEAT_PENALTY
+from captioner.decoding import DEFAULT_OPTIONS, DecodeOptions
 from training.data import load_karpathy
 from training.evaluate import checkpoint_features, evaluate
 
@@ -27,10 +27,10 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--checkpoint", nargs="+", required=True)
-    parser.add_argument("--penalties", default=f"{LENGTH_PENALTY:g}")
-    parser.add_argument("--repeat-ngrams", default=str(REPEAT_NGRAM),
+    parser.add_argument("--penalties", default=f"{DEFAULT_OPTIONS.length_penalty:g}")
+    parser.add_argument("--repeat-ngrams", default=str(DEFAULT_OPTIONS.repeat_ngram),
                         help="n-gram sizes to block repeats of (0: no blocking)")
-    parser.add_argument("--repeat-penalties", default=f"{REPEAT_PENALTY:g}",
+    parser.add_argument("--repeat-penalties", default=f"{DEFAULT_OPTIONS.repeat_penalty:g}",
                         help="log-probability costs of each earlier use of a content word")
     parser.add_argument("--beam", type=int, default=3)
     parser.add_argument("--out", type=Path)
@@ -47,9 +47,9 @@ def main() -> None:
                     for ngram in map(int, args.repeat_ngrams.split(","))
                     for repeat in map(float, args.repeat_penalties.split(","))]
         for penalty, ngram, repeat in settings:
-            result = evaluate(captioner, dataset, "val", features, args.beam,
-                              length_penalty=penalty, repeat_ngram=ngram,
-                              repeat_penalty=repeat)
+            options = DecodeOptions(beam_size=args.beam, length_penalty=penalty,
+                                    repeat_ngram=ngram, repeat_penalty=repeat)
+            result = evaluate(captioner, dataset, "val", features, options)
             row = {"checkpoint": path, "length_penalty": penalty, "repeat_ngram": ngram,
                    "repeat_penalty": repeat, **result["metrics"], **result["diversity"]}
             rows.append(row)

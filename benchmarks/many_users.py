@@ -188,12 +188,12 @@ def drive_sessions(url: str, server_pid: int, photos: list[Path], expected: dict
 def expected_captions(checkpoint: str | None, photos: list[Path]) -> dict[Path, str]:
     """What the app shows for each photo: the library's caption with the app's defaults."""
     from captioner import Captioner
-    from captioner.decoding import BEAM_SIZE
+    from captioner.decoding import DEFAULT_OPTIONS
 
     captioner = Captioner.from_checkpoint(checkpoint)
     texts = {}
     for photo in photos:
-        caption = captioner.caption(photo, beam_size=BEAM_SIZE, n_best=BEAM_SIZE)[0]
+        caption = captioner.caption(photo, n_best=DEFAULT_OPTIONS.beam_size)[0]
         texts[photo] = caption.text or "(empty caption)"
     return texts
 

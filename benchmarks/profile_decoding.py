@@ -38,11 +38,11 @@ def main() -> None:
     for n in map(int, args.images.split(",")):
         features = torch.rand(n, 49, captioner.config.encoder_dim) * 2
         with torch.inference_mode():
-            beam_search(decoder, features, args.beam,
+            beam_search(decoder, features, beam_size=args.beam,
                         content_words=captioner.content_words)  # warm-up
             start = time.perf_counter()
             with profile(activities=[ProfilerActivity.CPU]) as prof:
-                beam_search(decoder, features, args.beam, content_words=captioner.content_words)
+                beam_search(decoder, features, beam_size=args.beam, content_words=captioner.content_words)
             seconds = time.perf_counter() - start
         print(f"\nbeam {args.beam}, {n} image(s): {seconds * 1e3:.1f} ms (profiled)")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))

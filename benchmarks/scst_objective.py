@@ -48,7 +48,7 @@ def main() -> None:
         checkpoint = load_checkpoint(path)
         records, features, scorer = training_photos(shapes)
         with torch.inference_mode():
-            hyps = greedy(load_decoder(checkpoint).eval(), features, 20,
+            hyps = greedy(load_decoder(checkpoint).eval(), features, max_length=20,
                           content_words=content_word_mask(checkpoint.vocab))
         return sum(scorer.score(i, checkpoint.vocab.decode(h.tokens))
                    for i, h in enumerate(hyps)) / len(hyps)

@@ -116,7 +116,7 @@ class SoftAttention(nn.Module):
         return self.scorer.project(features)
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
-                hidden: torch.Tensor) -> AttentionOutput:
+                hidden: torch.Tensor, mode: str | None = None) -> AttentionOutput:
         """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image."""
         alpha = self.scorer(projected, hidden)  # (B*k, L)
         return AttentionOutput(mix_rows(alpha, self.values(features, projected)), alpha, alpha)
@@ -157,7 +157,7 @@ class LocalAttention(nn.Module):
         return side * torch.sigmoid(self.position(hidden))
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
-                hidden: torch.Tensor) -> AttentionOutput:
+                hidden: torch.Tensor, mode: str | None = None) -> AttentionOutput:
         locations = projected.shape[1]
         side = math.isqrt(locations)
         if side * side != locations:
@@ -178,8 +178,10 @@ class HardAttention(nn.Module):
 
     Training (module.training): sample s_t and return its log-probability for REINFORCE; with
     probability `expectation_prob` per row use the expected context instead (paper sec. 4.1,
-    which reduces the estimator's variance). Inference: the argmax location (one region per
-    word) or the expectation, chosen by `inference`.
+    which reduces the estimator's variance). Not training, `mode` (else `inference`, the
+    checkpoint's) picks: "argmax" (one region per word), "expectation" (sum_i alpha_i a_i, how
+    the paper's code scored its hard model) or "sample" (s_t drawn from alpha, with its
+    log-probability, as in training but never the expectation).
     """
 
     def __init__(self, encoder_dim: int, hidden_dim: int, attention_dim: int,
@@ -193,20 +195,24 @@ class HardAttention(nn.Module):
         return self.scorer.project(features)
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
-                hidden: torch.Tensor) -> AttentionOutput:
+                hidden: torch.Tensor, mode: str | None = None) -> AttentionOutput:
         """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image."""
         alpha = self.scorer(projected, hidden)  # (B*k, L)
-        if not self.training:
-            if self.inference == "expectation":
-                return AttentionOutput(mix_rows(alpha, features), alpha, alpha)
+        mode = "train" if self.training else (mode or self.inference)
+        if mode == "expectation":
+            return AttentionOutput(mix_rows(alpha, features), alpha, alpha)
+        if mode == "argmax":
             mix = _one_hot(alpha.argmax(dim=1), alpha)  # one region per word
             return AttentionOutput(mix_rows(mix, features), alpha, mix)
         location = torch.multinomial(alpha.detach(), 1).squeeze(1)  # (B,)
+        log_prob = alpha.gather(1, location.unsqueeze(1)).squeeze(1).clamp_min(1e-12).log()
+        if mode == "sample":
+            mix = _one_hot(location, alpha)
+            return AttentionOutput(mix_rows(mix, features), alpha, mix, log_prob)
         use_expectation = torch.rand(alpha.shape[0], device=alpha.device) < self.expectation_prob
         # Sampled rows take a_{s_t} (no gradient through alpha: REINFORCE trains it);
         # expectation rows take sum_i alpha_i a_i, trained by backprop.
         mix = torch.where(use_expectation.unsqueeze(1), alpha, _one_hot(location, alpha))
-        log_prob = alpha.gather(1, location.unsqueeze(1)).squeeze(1).clamp_min(1e-12).log()
         log_prob = log_prob.masked_fill(use_expectation, 0.0)
         return AttentionOutput(mix_rows(mix, features), alpha, mix, log_prob)
 

@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 from .checkpoint import CheckpointError
-from .decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH
+from .decoding import DecodeOptions
+from .flags import add_option_flags, options_from_args
 from .images import ImageError, load_image
-from .inference import DEFAULT_CHECKPOINTS, MAX_CAPTION_LENGTH, Captioner, default_checkpoint
+from .inference import DEFAULT_CHECKPOINTS, Captioner, default_checkpoint
 from .overlay import map_style, overlay_grid
 
 EXIT_BAD_INPUT = 2
@@ -25,17 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
     source.add_argument("--model", choices=sorted(DEFAULT_CHECKPOINTS),
                         help="which shipped model to use (default: soft)")
-    cap.add_argument("--beam", type=int, default=BEAM_SIZE,
-                     help=f"beam size (1 = greedy; default {BEAM_SIZE})")
-    cap.add_argument("--n-best", type=int, default=1, help="hypotheses to print per photo")
-    cap.add_argument("--max-length", type=int, default=MAX_LENGTH,
-                     help="maximum words per caption")
-    cap.add_argument("--length-penalty", type=float, default=LENGTH_PENALTY,
-                     help="rank hypotheses by log-prob / (words + 1)**P "
-                     f"(default {LENGTH_PENALTY:g})")
-    cap.add_argument("--block-repeats", action=argparse.BooleanOptionalAction,
-                     default=BLOCK_REPEATS, help="never repeat a pair of words within a "
-                     "caption; discourage saying a content word twice")
+    add_option_flags(cap, DecodeOptions, title="decoding")
     cap.add_argument("--json", action="store_true", help="print JSON with words, scores and maps")
     cap.add_argument("--overlay-dir", type=Path, help="write PHOTO.attention.png grids here")
     cap.add_argument("--no-smooth", action="store_true", help="blocky overlays (no smoothing)")
@@ -45,12 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not 1 <= args.beam <= 20:
-        return _fail("--beam must be between 1 and 20")
-    if not 1 <= args.n_best <= args.beam:
-        return _fail("--n-best must be between 1 and --beam")
-    if not 1 <= args.max_length <= MAX_CAPTION_LENGTH:
-        return _fail(f"--max-length must be between 1 and {MAX_CAPTION_LENGTH}")
+    try:
+        options = options_from_args(args, DecodeOptions)
+    except ValueError as exc:
+        return _fail(str(exc))
     if args.threads:
         import torch
 
@@ -74,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        caption = captioner.caption(photo, beam_size=args.beam, n_best=args.n_best,
-                                    max_length=args.max_length,
-                                    length_penalty=args.length_penalty,
-                                    block_repeats=args.block_repeats)[0]
+        caption = captioner.caption(photo, options)[0]
         if args.overlay_dir:
             sheet = overlay_grid(photo, caption.words, caption.alphas, **style,
                                  smooth=not args.no_smooth)

@@ -35,12 +35,16 @@ class Memory(NamedTuple):
     # sizes is bound by memory bandwidth. None in training, where captions outnumber images.
     gate_rows: torch.Tensor | None = None
     out_rows: torch.Tensor | None = None
+    # How hard attention picks its region while decoding (captioner.decoding.HARD_MODES; None:
+    # the model's own). A property of this decoding call, not of the shared model.
+    hard_mode: str | None = None
 
     def select(self, images: torch.Tensor) -> "Memory":
-        return Memory(*(None if x is None else x.index_select(0, images) for x in self))
+        return Memory(*(x.index_select(0, images) if isinstance(x, torch.Tensor) else x
+                        for x in self))
 
     def head(self, rows: int) -> "Memory":
-        return Memory(*(None if x is None else x[:rows] for x in self))
+        return Memory(*(x[:rows] if isinstance(x, torch.Tensor) else x for x in self))
 
 
 class DecoderState(NamedTuple):
@@ -93,9 +97,10 @@ class Decoder(nn.Module):
         with torch.no_grad():  # forget-gate bias 1: remember by default early in training
             self.word_gates.bias[n:2 * n].fill_(1.0)
 
-    def prepare(self, features: torch.Tensor, decoding: bool = False) -> Memory:
+    def prepare(self, features: torch.Tensor, decoding: bool = False,
+                hard_mode: str | None = None) -> Memory:
         """Per-image work done once (decoding=True: also the decoding fast path's rows)."""
-        return Memory(features, self.attention.project(features))
+        return Memory(features, self.attention.project(features), hard_mode=hard_mode)
 
     def init_state(self, memory: Memory) -> DecoderState:
         mean = memory.features.mean(dim=1)  # (B, D)
@@ -181,10 +186,11 @@ class ShowAttendTellDecoder(Decoder):
         self.out_context = nn.Linear(d, m)  # L_z
         self.out = nn.Linear(m, v)  # L_o
 
-    def prepare(self, features: torch.Tensor, decoding: bool = False) -> Memory:
+    def prepare(self, features: torch.Tensor, decoding: bool = False,
+                hard_mode: str | None = None) -> Memory:
         """Per-image work done once; decoding=True also precomputes the context's linear
         maps for every location (exact for scalar and no gates, which commute with them)."""
-        memory = super().prepare(features)
+        memory = super().prepare(features, hard_mode=hard_mode)
         if decoding and self.config.gate != "channel":
             memory = memory._replace(gate_rows=self.context_gates(features),
                                      out_rows=F.linear(features, self.out_context.weight))
@@ -212,7 +218,8 @@ class ShowAttendTellDecoder(Decoder):
                 ) -> tuple[DecoderState, AttentionOutput, tuple[torch.Tensor, torch.Tensor]]:
         """Attend with h_{t-1}, gate the context, run the LSTM cell. word_gates: (B, 4n).
         Returns the new state, the attention and (h_t, the gated context beta_t * z_t)."""
-        attended = self.attention(memory.features, memory.projected, state.h)
+        attended = self.attention(memory.features, memory.projected, state.h,
+                                  memory.hard_mode)
         beta = self._gate(state.h)
         context = attended.context if beta is None else beta * attended.context  # (B, D)
         if memory.gate_rows is not None:  # W_c (beta z_t) = beta * sum_i mix_i (W_c a_i)

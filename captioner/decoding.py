@@ -6,6 +6,8 @@ once, at the end. Callers put the decoder in eval mode and, for speed, in infere
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 import torch
@@ -16,33 +18,91 @@ from .vocab import Vocabulary
 START, END, PAD = Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id
 UNK = Vocabulary.unk_id
 
-# How the app, the CLI, the Python API, training's validation and evaluate decode unless
-# told otherwise: defined here once.
-BEAM_SIZE = 3
-MAX_LENGTH = 20
-# Beam search ranks finished captions by log p / (words + 1) ** LENGTH_PENALTY (0: by log p
-# alone, which favours short captions). 1.0 was chosen on the Flickr8k val split for the
-# default model (docs/results.md, python -m benchmarks.length_penalty).
-LENGTH_PENALTY = 1.0
-# No caption holds the same REPEAT_NGRAM words twice ("a boy in a blue shirt and blue shirt"):
-# a word that would complete an n-gram the caption already holds is not a candidate. Pairs
-# (2), not trigrams (3): chosen on val for both shipped models, where it raised BLEU-4, METEOR
-# and CIDEr (docs/results.md, python -m benchmarks.length_penalty --repeat-ngrams 3,2); human
-# references repeat a pair of words in 4% of Flickr8k's training captions.
-BLOCK_REPEATS = True
-REPEAT_NGRAM = 2
-# ... and each earlier use of a content word (not a function word such as "a", "in"; see
-# captioner.vocab.FUNCTION_WORDS) costs a candidate this much log-probability: "a man in a red
-# shirt and a black shirt" repeats no pair but still says "shirt" twice. Chosen on val: scores
-# within noise, captions using a content word twice 130 -> 11 of 1,000 (docs/results.md).
-# Decoding has no vocabulary, so the caller names the content words (content_words, from
-# Vocabulary.content_words(); the Captioner and caption_records do): without them, no penalty.
-REPEAT_PENALTY = 2.0
+MAX_CAPTION_LENGTH = 50  # the longest caption any caller may ask for
+MAX_BEAM_SIZE = 20
+HARD_MODES = ("expectation", "argmax", "sample")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode: the one set of defaults the app, the CLI, the Python API, training's
+    validation and evaluate share. Passed whole; a new knob is one field here (the CLI and
+    evaluate flags are generated from the fields, their help from `metadata["help"]`)."""
+
+    beam_size: int = field(default=3, metadata={"help": "beam size (1 = greedy)",
+                                                 "aliases": ["--beam"]})
+    n_best: int = field(default=1, metadata={"help": "hypotheses kept per photo, best first"})
+    max_length: int = field(default=20, metadata={"help": "maximum words per caption"})
+    # Beam search ranks finished captions by log p / (words + 1) ** length_penalty (0: by log p
+    # alone, which favours short captions). 1.0 was chosen on the Flickr8k val split for the
+    # default model (docs/results.md, python -m benchmarks.length_penalty).
+    length_penalty: float = field(default=1.0, metadata={
+        "help": "rank hypotheses by log p / (words + 1) ** P"})
+    # No caption holds the same repeat_ngram words twice ("a boy in a blue shirt and blue
+    # shirt"): a word that would complete an n-gram the caption already holds is not a
+    # candidate. Pairs (2), not trigrams (3): chosen on val for both shipped models, where it
+    # raised BLEU-4, METEOR and CIDEr (docs/results.md, python -m benchmarks.length_penalty
+    # --repeat-ngrams 3,2); human references repeat a pair of words in 4% of Flickr8k's
+    # training captions.
+    block_repeats: bool = field(default=True, metadata={
+        "help": "never repeat a pair of words within a caption; discourage saying a content "
+                "word twice"})
+    repeat_ngram: int = field(default=2, metadata={
+        "help": "with --block-repeats: the n-gram size never repeated (0: none)"})
+    # ... and each earlier use of a content word (not a function word such as "a", "in"; see
+    # captioner.vocab.FUNCTION_WORDS) costs a candidate this much log-probability: "a man in a
+    # red shirt and a black shirt" repeats no pair but still says "shirt" twice. Chosen on
+    # val: scores within noise, captions using a content word twice 130 -> 11 of 1,000.
+    # Decoding has no vocabulary, so the caller names the content words (content_words, from
+    # Vocabulary.content_words(); the Captioner and caption_records do): without them, none.
+    repeat_penalty: float = field(default=2.0, metadata={
+        "help": "with --block-repeats: log-probability cost of each earlier use of a content "
+                "word"})
+    # How a hard-attention model attends while decoding (ignored by other attentions):
+    # "expectation" feeds sum_i alpha_i a_i, as the paper's own code scored its hard model;
+    # "argmax" one region a word; "sample" draws each word's region from alpha (what REINFORCE
+    # trains; captions differ from run to run). None: the mode saved in the checkpoint.
+    hard_mode: str | None = field(default=None, metadata={
+        "help": "hard attention only: expectation | argmax | sample (default: the model's)",
+        "choices": HARD_MODES})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.beam_size <= MAX_BEAM_SIZE:
+            raise ValueError(f"beam_size must be between 1 and {MAX_BEAM_SIZE}")
+        if not 1 <= self.n_best <= self.beam_size:
+            raise ValueError(f"n_best must be between 1 and beam_size ({self.beam_size})")
+        if not 1 <= self.max_length <= MAX_CAPTION_LENGTH:
+            raise ValueError(f"max_length must be between 1 and {MAX_CAPTION_LENGTH}")
+        if self.length_penalty < 0:
+            raise ValueError("length_penalty must be at least 0")
+        if self.repeat_ngram < 0:
+            raise ValueError("repeat_ngram must be at least 0 (0: no n-gram is blocked)")
+        if self.repeat_penalty < 0:
+            raise ValueError("repeat_penalty must be at least 0")
+        if self.hard_mode is not None and self.hard_mode not in HARD_MODES:
+            raise ValueError(f"hard_mode must be one of {', '.join(HARD_MODES)}; "
+                             f"got {self.hard_mode!r}")
+
+    def replace(self, **changes) -> "DecodeOptions":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+DEFAULT_OPTIONS = DecodeOptions()
+
+
+def resolve_options(options: DecodeOptions | None, changes: dict) -> DecodeOptions:
+    """`options` (default DEFAULT_OPTIONS) with the fields named in `changes` replaced: the
+    keyword shorthand of decode(..., beam_size=5), as transformers' generate(**kwargs)."""
+    options = DEFAULT_OPTIONS if options is None else options
+    return options.replace(**changes) if changes else options
 
 
 def content_word_mask(vocab: Vocabulary, device: torch.device | str | None = None
                       ) -> torch.Tensor:
-    """(V,) bool: the words REPEAT_PENALTY applies to (decoding's content_words)."""
+    """(V,) bool: the words DecodeOptions.repeat_penalty applies to (decoding's content_words)."""
     return torch.tensor(vocab.content_words(), device=device)
 
 
@@ -58,19 +118,18 @@ class Hypothesis(NamedTuple):
 
 
 class Repeats(NamedTuple):
-    """What keeps a caption from repeating itself (see REPEAT_NGRAM, REPEAT_PENALTY)."""
+    """What keeps a caption from repeating itself (DecodeOptions.repeat_ngram, repeat_penalty)."""
 
     ngram: int = 0  # no n-gram of this many words twice (0: no blocking)
     penalty: float = 0.0  # log-probability cost of each earlier use of a content word
     content_words: torch.Tensor | None = None  # (V,) bool: the words the penalty applies to
 
     @classmethod
-    def rule(cls, block_repeats: bool, repeat_ngram: int, repeat_penalty: float,
-             content_words: torch.Tensor | None) -> "Repeats":
-        if not block_repeats:
+    def rule(cls, options: DecodeOptions, content_words: torch.Tensor | None) -> "Repeats":
+        if not options.block_repeats:
             return cls()
-        return cls(repeat_ngram, repeat_penalty if content_words is not None else 0.0,
-                   content_words)
+        return cls(options.repeat_ngram,
+                   options.repeat_penalty if content_words is not None else 0.0, content_words)
 
     def apply(self, log_probs: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
         """log_probs (R, V) of the next word after words (R, t)."""
@@ -83,17 +142,18 @@ class Repeats(NamedTuple):
         return log_probs
 
 
-def greedy(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGTH,
-           block_repeats: bool = BLOCK_REPEATS, repeat_ngram: int = REPEAT_NGRAM,
-           repeat_penalty: float = REPEAT_PENALTY, content_words: torch.Tensor | None = None
-           ) -> list[Hypothesis]:
+def greedy(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | None = None,
+           content_words: torch.Tensor | None = None, **changes) -> list[Hypothesis]:
     """Most likely word at every step. features (B, L, D) -> one hypothesis per image; repeats
-    handled as in beam_search."""
-    return _walk(decoder, features, max_length, lambda log_probs: log_probs.argmax(dim=-1),
-                 Repeats.rule(block_repeats, repeat_ngram, repeat_penalty, content_words))
+    handled as in beam_search (options.beam_size and n_best are not used)."""
+    options = resolve_options(options, changes)
+    return _walk(decoder, features, options.max_length,
+                 lambda log_probs: log_probs.argmax(dim=-1), Repeats.rule(options, content_words),
+                 options.hard_mode)
 
 
-def sample(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGTH,
+def sample(decoder: Decoder, features: torch.Tensor,
+           max_length: int = DEFAULT_OPTIONS.max_length,
            temperature: float = 1.0, generator: torch.Generator | None = None) -> list[Hypothesis]:
     """Words drawn from p(y_t | ...)^(1/temperature); log_prob is under the model itself
     (no repeat blocking: the samples follow the model's own distribution)."""
@@ -104,10 +164,10 @@ def sample(decoder: Decoder, features: torch.Tensor, max_length: int = MAX_LENGT
 
 
 def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
-          choose: Callable[[torch.Tensor], torch.Tensor], repeats: Repeats
-          ) -> list[Hypothesis]:
+          choose: Callable[[torch.Tensor], torch.Tensor], repeats: Repeats,
+          hard_mode: str | None = None) -> list[Hypothesis]:
     """One word per image per step, picked by choose(log_probs (B, V)) -> (B,) word ids."""
-    memory = decoder.prepare(features, decoding=True)
+    memory = decoder.prepare(features, decoding=True, hard_mode=hard_mode)
     state = decoder.init_state(memory)
     batch = features.shape[0]
     tokens = torch.full((batch,), START, dtype=torch.long, device=features.device)
@@ -135,16 +195,15 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
                     torch.stack(word_log_probs, 1))
 
 
-def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE,
-                max_length: int = MAX_LENGTH, n_best: int = 1,
-                length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
-                repeat_ngram: int = REPEAT_NGRAM, repeat_penalty: float = REPEAT_PENALTY,
-                content_words: torch.Tensor | None = None) -> list[list[Hypothesis]]:
-    """Batched beam search. features (B, L, D) -> for each image its n_best hypotheses, best first.
+def beam_search(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | None = None,
+                content_words: torch.Tensor | None = None, **changes
+                ) -> list[list[Hypothesis]]:
+    """Batched beam search. features (B, L, D) -> for each image its options.n_best hypotheses,
+    best first.
 
     A finished hypothesis stays in the beam and may only be extended by <end> at no cost, so
-    every row advances in lockstep. With length_penalty > 0 the final ranking divides each
-    log-probability by (number of words + 1) ** length_penalty. With block_repeats no
+    every row advances in lockstep. With options.length_penalty > 0 the final ranking divides
+    each log-probability by (number of words + 1) ** length_penalty. With block_repeats no
     hypothesis holds the same n-gram of repeat_ngram words twice, and each earlier use of a
     word marked in content_words (V,) costs repeat_penalty.
 
@@ -153,13 +212,13 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
     only lose probability), so the remaining steps run on fewer rows, and the search ends
     when the last image is settled instead of after max_length steps.
     """
-    if beam_size < 1:
-        raise ValueError("beam_size must be at least 1")
-    if not 1 <= n_best <= beam_size:
-        raise ValueError(f"n_best must be between 1 and beam_size ({beam_size})")
+    options = resolve_options(options, changes)
+    beam_size, n_best, max_length = options.beam_size, options.n_best, options.max_length
+    length_penalty = options.length_penalty
     batch, k, device = features.shape[0], beam_size, features.device
-    repeats = Repeats.rule(block_repeats, repeat_ngram, repeat_penalty, content_words)
-    memory = decoder.prepare(features, decoding=True)  # one copy per image for its k beams
+    repeats = Repeats.rule(options, content_words)
+    # one copy per image for its k beams
+    memory = decoder.prepare(features, decoding=True, hard_mode=options.hard_mode)
     state = decoder.init_state(memory).select(
         torch.arange(batch, device=device).repeat_interleave(k))  # (B*k, n)
     vocab = decoder.config.vocab_size
@@ -218,19 +277,15 @@ def beam_search(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_
     return results
 
 
-def decode(decoder: Decoder, features: torch.Tensor, beam_size: int = BEAM_SIZE, n_best: int = 1,
-           max_length: int = MAX_LENGTH, length_penalty: float = LENGTH_PENALTY,
-           block_repeats: bool = BLOCK_REPEATS, repeat_ngram: int = REPEAT_NGRAM,
-           repeat_penalty: float = REPEAT_PENALTY, content_words: torch.Tensor | None = None
-           ) -> list[list[Hypothesis]]:
-    """Each image's n_best hypotheses, best first: beam search, or greedy decoding for a beam
-    of one (the same words, faster). The decoding of the app, the CLI, validation and
+def decode(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | None = None,
+           content_words: torch.Tensor | None = None, **changes) -> list[list[Hypothesis]]:
+    """Each image's options.n_best hypotheses, best first: beam search, or greedy decoding for
+    a beam of one (the same words, faster). The decoding of the app, the CLI, validation and
     evaluate. features (B, L, D) float32; call in inference_mode with the decoder in eval."""
-    if beam_size == 1 and n_best == 1:
-        return [[h] for h in greedy(decoder, features, max_length, block_repeats, repeat_ngram,
-                                    repeat_penalty, content_words)]
-    return beam_search(decoder, features, beam_size, max_length, n_best, length_penalty,
-                       block_repeats, repeat_ngram, repeat_penalty, content_words)
+    options = resolve_options(options, changes)
+    if options.beam_size == 1:
+        return [[h] for h in greedy(decoder, features, options, content_words)]
+    return beam_search(decoder, features, options, content_words)
 
 
 def _settled(scores: torch.Tensor, finished: torch.Tensor, n_best: int, length_penalty: float

@@ -13,8 +13,7 @@ import torch
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ModelConfig
 from .decoder import Decoder
-from .decoding import (BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hypothesis,
-                       content_word_mask, decode)
+from .decoding import DecodeOptions, Hypothesis, content_word_mask, decode, resolve_options
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
 from .imagenet import Label, top_labels
@@ -29,7 +28,6 @@ DEFAULT_CHECKPOINTS = {
     "hard": WEIGHTS_DIR / "hard_flickr8k.pt",
 }
 DEFAULT_MODEL = "soft"
-MAX_CAPTION_LENGTH = 50
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ class Captioner:
         self.encoder = encoder.eval()
         self.decoder = decoder.eval()
         self.vocab = vocab
-        self.content_words = content_word_mask(vocab)  # for REPEAT_PENALTY
+        self.content_words = content_word_mask(vocab)  # for DecodeOptions.repeat_penalty
         self.preprocessing = preprocessing
         self.metadata = dict(metadata or {})
         # Captioners with equal keys compute the same features for a photo (same encoder
@@ -153,15 +151,14 @@ class Captioner:
         return cls(encoder, decoder, checkpoint.vocab, checkpoint.preprocessing,
                    checkpoint.metadata, key)
 
-    def caption(self, images: ImageSource | Sequence[ImageSource], beam_size: int = BEAM_SIZE,
-                n_best: int = 1, max_length: int = MAX_LENGTH,
-                length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS
-                ) -> list[Caption]:
-        """Caption one or more images (paths, bytes, file objects or PIL images)."""
+    def caption(self, images: ImageSource | Sequence[ImageSource],
+                options: DecodeOptions | None = None, **changes) -> list[Caption]:
+        """Caption one or more images (paths, bytes, file objects or PIL images), decoded by
+        `options` (default: DecodeOptions()) with any fields given as keywords changed:
+        caption(photo, beam_size=5)."""
         if not isinstance(images, (list, tuple)):
             images = [images]
-        return self.caption_encoded(self.encode(images), beam_size, n_best, max_length,
-                                    length_penalty, block_repeats)
+        return self.caption_encoded(self.encode(images), resolve_options(options, changes))
 
     def encode(self, images: Sequence[ImageSource]) -> "EncodedPhotos":
         """The encoder's pass over the photos: reusable by every Captioner with the same
@@ -178,15 +175,11 @@ class Captioner:
                              (prepared - started) * 1e3,
                              (time.perf_counter() - prepared) * 1e3)
 
-    def caption_encoded(self, encoded: "EncodedPhotos", beam_size: int = BEAM_SIZE,
-                        n_best: int = 1, max_length: int = MAX_LENGTH,
-                        length_penalty: float = LENGTH_PENALTY,
-                        block_repeats: bool = BLOCK_REPEATS) -> list[Caption]:
+    def caption_encoded(self, encoded: "EncodedPhotos", options: DecodeOptions | None = None,
+                        **changes) -> list[Caption]:
         started = time.perf_counter()
-        captions = self.caption_features(encoded.features, encoded.grid, beam_size=beam_size,
-                                         n_best=n_best, max_length=max_length,
-                                         length_penalty=length_penalty,
-                                         block_repeats=block_repeats)
+        captions = self.caption_features(encoded.features, encoded.grid,
+                                         resolve_options(options, changes))
         timing = Timing(encoded.preprocess_ms, encoded.encoder_ms,
                         (time.perf_counter() - started) * 1e3)
         for caption, size, labels in zip(captions, encoded.sizes, encoded.imagenet):
@@ -196,17 +189,14 @@ class Captioner:
         return captions
 
     def caption_features(self, features: torch.Tensor, grid: tuple[int, int],
-                         beam_size: int = BEAM_SIZE, n_best: int = 1, max_length: int = MAX_LENGTH,
-                         length_penalty: float = LENGTH_PENALTY,
-                         block_repeats: bool = BLOCK_REPEATS) -> list[Caption]:
+                         options: DecodeOptions | None = None, **changes) -> list[Caption]:
         """Caption precomputed annotation grids (B, L, D), e.g. from a feature cache."""
-        if not 1 <= max_length <= MAX_CAPTION_LENGTH:
-            raise ValueError(f"max_length must be between 1 and {MAX_CAPTION_LENGTH}")
+        options = resolve_options(options, changes)
         with torch.inference_mode():
             if self.content_words.device != features.device:
                 self.content_words = self.content_words.to(features.device)
-            results = decode(self.decoder, features.float(), beam_size, n_best, max_length,
-                             length_penalty, block_repeats, content_words=self.content_words)
+            results = decode(self.decoder, features.float(), options,
+                             content_words=self.content_words)
         return [self._to_caption(hyps, grid) for hyps in results]
 
     def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int]) -> Caption:

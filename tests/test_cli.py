@@ -77,9 +77,13 @@ def test_bad_checkpoint_and_bad_options(tmp_path):
 def test_decoding_flags_default_to_the_library_defaults():
     """The CLI decodes as the app, the Python API and evaluate do unless told otherwise."""
     from captioner.cli import build_parser
-    from captioner.decoding import BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH
+    from captioner.decoding import DecodeOptions
+    from captioner.flags import options_from_args
 
     args = build_parser().parse_args(["caption", "x.jpg"])
-    assert (args.beam, args.max_length, args.length_penalty, args.block_repeats) == (
-        BEAM_SIZE, MAX_LENGTH, LENGTH_PENALTY, BLOCK_REPEATS)
+    assert options_from_args(args, DecodeOptions) == DecodeOptions()
     assert build_parser().parse_args(["caption", "x.jpg", "--no-block-repeats"]).block_repeats is False
+    changed = build_parser().parse_args(["caption", "x.jpg", "--beam", "5", "--n-best", "2",
+                                         "--hard-mode", "sample", "--repeat-penalty", "1.5"])
+    assert options_from_args(changed, DecodeOptions) == DecodeOptions(
+        beam_size=5, n_best=2, hard_mode="sample", repeat_penalty=1.5)

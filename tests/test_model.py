@@ -4,7 +4,7 @@ import torch
 
 from captioner import build_decoder, beam_search, greedy, sample
 from captioner.attention import ATTENTIONS, HardAttention, build_attention
-from captioner.decoding import REPEAT_NGRAM, block_repeated_ngrams, decode
+from captioner.decoding import DEFAULT_OPTIONS, block_repeated_ngrams, decode
 
 from conftest import tiny_config
 
@@ -226,7 +226,7 @@ def test_special_words_are_never_emitted_even_when_most_likely(decoder):
         decoder.out.bias[2] -= 100.0  # ... except <end>, so captions run to max_length
     with torch.inference_mode():
         hyps = (greedy(decoder, _features(), max_length=6)
-                + [h for hs in beam_search(decoder, _features(), 3, max_length=6) for h in hs]
+                + [h for hs in beam_search(decoder, _features(), beam_size=3, max_length=6) for h in hs]
                 + sample(decoder, _features(), max_length=6))
     for h in hyps:
         assert h.tokens and not set(h.tokens) & {0, 1, 2, 3}
@@ -284,19 +284,19 @@ def test_decoding_never_repeats_an_ngram_unless_asked(vocab, beam_size, ngram):
 
     def decode(block: bool, **default) -> list[list[int]]:
         if beam_size == 1:
-            return [h.tokens for h in greedy(decoder, features, 20, block_repeats=block,
+            return [h.tokens for h in greedy(decoder, features, max_length=20, block_repeats=block,
                                              **default)]
-        return [hyps[0].tokens for hyps in beam_search(decoder, features, beam_size, 20,
-                                                       block_repeats=block, **default)]
+        return [hyps[0].tokens for hyps in beam_search(decoder, features, beam_size=beam_size,
+                                                       max_length=20, block_repeats=block, **default)]
 
     with torch.inference_mode():
         assert sum(_repeats_an_ngram(t, ngram) for t in decode(False, repeat_ngram=ngram)) > 0
         assert sum(_repeats_an_ngram(t, ngram) for t in decode(True, repeat_ngram=ngram)) == 0
-        if ngram == REPEAT_NGRAM:  # blocking at this size is the default
-            assert decode(True) == ([h.tokens for h in greedy(decoder, features, 20)]
+        if ngram == DEFAULT_OPTIONS.repeat_ngram:  # blocking at this size is the default
+            assert decode(True) == ([h.tokens for h in greedy(decoder, features, max_length=20)]
                                     if beam_size == 1 else
                                     [h[0].tokens for h in beam_search(decoder, features,
-                                                                      beam_size, 20)])
+                                                                      beam_size=beam_size, max_length=20)])
 
 
 def test_a_registered_attention_is_usable_everywhere_the_config_goes(vocab):
@@ -309,7 +309,7 @@ def test_a_registered_attention_is_usable_everywhere_the_config_goes(vocab):
         def project(self, features):
             return features[..., :1]
 
-        def forward(self, features, projected, hidden):
+        def forward(self, features, projected, hidden, mode=None):
             alpha = torch.full((hidden.shape[0], features.shape[1]), 1.0 / features.shape[1])
             return AttentionOutput(mix_rows(alpha, features), alpha, alpha)
 
@@ -362,7 +362,7 @@ def test_repeat_penalty_discourages_saying_a_content_word_twice(vocab, beam_size
 
     def run(penalty: float):
         with torch.inference_mode():
-            return [h[0] for h in decode(decoder, features, beam_size, max_length=12,
+            return [h[0] for h in decode(decoder, features, beam_size=beam_size, max_length=12,
                                          length_penalty=0.0, repeat_ngram=0,
                                          repeat_penalty=penalty, content_words=content)]
 

@@ -228,7 +228,7 @@ def test_greedy_baseline_is_the_greedy_captions_reward(shapes, first_stage, tmp_
     rewards = greedy_rewards(decoder, batch, scorer, checkpoint.vocab, 20)
     assert decoder.training
     with torch.no_grad():
-        captions = greedy(decoder.eval(), features, 20,  # decoded as the app decodes
+        captions = greedy(decoder.eval(), features, max_length=20,  # decoded as the app decodes
                           content_words=content_word_mask(checkpoint.vocab))
     expected = [scorer.score(i, checkpoint.vocab.decode(c.tokens)) for i, c in enumerate(captions)]
     assert rewards.tolist() == pytest.approx(expected)

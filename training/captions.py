@@ -8,8 +8,7 @@ import torch
 from tqdm import tqdm
 
 from captioner.decoder import Decoder
-from captioner.decoding import (BLOCK_REPEATS, LENGTH_PENALTY, REPEAT_NGRAM, REPEAT_PENALTY,
-                                content_word_mask, decode)
+from captioner.decoding import DEFAULT_OPTIONS, DecodeOptions, content_word_mask, decode
 from captioner.vocab import Vocabulary
 
 from .data import ImageRecord
@@ -17,11 +16,8 @@ from .features import FeaturesOf
 
 
 def caption_records(decoder: Decoder, vocab: Vocabulary, records: list[ImageRecord],
-                    features_of: FeaturesOf, beam_size: int, max_length: int,
-                    length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
-                    chunk_size: int = 100, progress: str | None = None,
-                    repeat_ngram: int = REPEAT_NGRAM,
-                    repeat_penalty: float = REPEAT_PENALTY) -> dict[str, str]:
+                    features_of: FeaturesOf, options: DecodeOptions = DEFAULT_OPTIONS,
+                    chunk_size: int = 100, progress: str | None = None) -> dict[str, str]:
     """Image path -> caption text, for records taken chunk_size at a time (features_of(chunk)
     gives their grids). The decoder must be in eval mode. progress: a progress bar label."""
     starts = range(0, len(records), chunk_size)
@@ -35,10 +31,7 @@ def caption_records(decoder: Decoder, vocab: Vocabulary, records: list[ImageReco
             features = features_of(chunk).float()
             if content_words is None:
                 content_words = content_word_mask(vocab, features.device)
-            results = decode(decoder, features, beam_size, max_length=max_length,
-                             length_penalty=length_penalty, block_repeats=block_repeats,
-                             repeat_ngram=repeat_ngram, repeat_penalty=repeat_penalty,
-                             content_words=content_words)
+            results = decode(decoder, features, options, content_words)
             for record, hypotheses in zip(chunk, results):
                 captions[record.path] = " ".join(vocab.decode(hypotheses[0].tokens))
     return captions

@@ -20,9 +20,9 @@ import time
 import torch
 
 from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from captioner.decoding import (BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, REPEAT_NGRAM,
-                                REPEAT_PENALTY)
+from captioner.decoding import DEFAULT_OPTIONS, DecodeOptions
 from captioner.files import atomic_write_text
+from captioner.flags import add_option_flags, options_from_args
 from captioner.images import ImageError
 from captioner.inference import Captioner, default_checkpoint
 from captioner.vocab import FUNCTION_WORDS
@@ -59,27 +59,23 @@ def checkpoint_features(checkpoint: Checkpoint, captioner: Captioner, dataset: C
 
 
 def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features_of: FeaturesOf,
-             beam: int = BEAM_SIZE, max_length: int = MAX_LENGTH,
-             length_penalty: float = LENGTH_PENALTY, block_repeats: bool = BLOCK_REPEATS,
-             batch_size: int = 100, repeat_ngram: int = REPEAT_NGRAM,
-             repeat_penalty: float = REPEAT_PENALTY) -> dict:
+             options: DecodeOptions = DEFAULT_OPTIONS, batch_size: int = 100) -> dict:
     records = dataset.split(split)
     if not records:
         raise DatasetError(f"the dataset has no {split!r} images")
     started = time.perf_counter()
     predictions = caption_records(captioner.decoder, captioner.vocab, records, features_of,
-                                  beam, max_length, length_penalty, block_repeats, batch_size,
-                                  progress=f"captioning {split}", repeat_ngram=repeat_ngram,
-                                  repeat_penalty=repeat_penalty)
+                                  options, batch_size, progress=f"captioning {split}")
     decode_seconds = time.perf_counter() - started
     scores = score_captions(predictions, {r.path: list(r.raw) for r in records})
     captions = [{"image": r.path, "caption": predictions[r.path], "references": list(r.raw)}
                 for r in records]
     return {"metrics": scores.as_dict(), "diversity": diversity(list(predictions.values())),
             "notes": list(scores.notes), "split": split,
-            "beam": beam, "length_penalty": length_penalty, "block_repeats": block_repeats,
-            "repeat_ngram": repeat_ngram if block_repeats else 0,
-            "repeat_penalty": repeat_penalty if block_repeats else 0.0,
+            "beam": options.beam_size, "length_penalty": options.length_penalty,
+            "block_repeats": options.block_repeats,
+            "repeat_ngram": options.repeat_ngram if options.block_repeats else 0,
+            "repeat_penalty": options.repeat_penalty if options.block_repeats else 0.0,
             "images": len(records), "decode_seconds": round(decode_seconds, 2),
             "captions": captions}
 
@@ -132,17 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                         "captions again")
     parser.add_argument("--images", help="image folder (default: next to the JSON)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
-    parser.add_argument("--beam", type=int, default=BEAM_SIZE)
-    parser.add_argument("--max-length", type=int, default=MAX_LENGTH)
-    parser.add_argument("--length-penalty", type=float, default=LENGTH_PENALTY)
-    parser.add_argument("--block-repeats", action=argparse.BooleanOptionalAction,
-                        default=BLOCK_REPEATS, help="never repeat a pair of words within a "
-                        "caption; discourage saying a content word twice")
-    parser.add_argument("--repeat-ngram", type=int, default=REPEAT_NGRAM,
-                        help="with --block-repeats: the n-gram size never repeated")
-    parser.add_argument("--repeat-penalty", type=float, default=REPEAT_PENALTY,
-                        help="with --block-repeats: log-probability cost of each earlier use "
-                        "of a content word")
+    add_option_flags(parser, DecodeOptions, title="decoding")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--out", help="write the JSON result here")
     parser.add_argument("--threads", type=int, default=2)
@@ -167,9 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_karpathy(args.data, args.images)
         features_of = checkpoint_features(checkpoint, captioner, dataset, args.split,
                                           args.cache_dir)
-        result = evaluate(captioner, dataset, args.split, features_of, args.beam,
-                          args.max_length, args.length_penalty, args.block_repeats,
-                          repeat_ngram=args.repeat_ngram, repeat_penalty=args.repeat_penalty)
+        options = options_from_args(args, DecodeOptions)
+        result = evaluate(captioner, dataset, args.split, features_of, options)
     except (CheckpointError, DatasetError, ImageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from captioner.decoder import Decoder
+from captioner.decoding import DEFAULT_OPTIONS
 from captioner.encoder import preprocessing_for
 from captioner.images import ImageError
 from captioner.vocab import Vocabulary
@@ -337,8 +338,9 @@ def validate(decoder: Decoder, records: list[ImageRecord], features_of: Features
     features_of(records) gives their annotation grids (from the cache, or the encoder)."""
     decoder.eval()
     # The same decoding as evaluate and the app (repeat blocking, length penalty).
-    predictions = caption_records(decoder, vocab, records, features_of, config.val_beam,
-                                  config.max_length, chunk_size=chunk_size)
+    options = DEFAULT_OPTIONS.replace(beam_size=config.val_beam, max_length=config.max_length)
+    predictions = caption_records(decoder, vocab, records, features_of, options,
+                                  chunk_size=chunk_size)
     references = {r.path: [" ".join(c) for c in r.captions] for r in records}
     return corpus_bleu4(predictions, references)
 

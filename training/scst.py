@@ -185,7 +185,7 @@ def greedy_rewards(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: V
     decoder.eval()
     try:
         with torch.no_grad():
-            captions = greedy(decoder, batch.features, max_length,
+            captions = greedy(decoder, batch.features, max_length=max_length,
                               content_words=content_word_mask(vocab, batch.features.device))
     finally:
         decoder.train()
