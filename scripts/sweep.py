@@ -39,7 +39,7 @@ class Run:
 # The attention ablation (issue 15; docs/attention.md): every registered attention with the
 # default recipe until early stopping, input feeding off as its own row, and self-critical
 # training from the shipped soft model beside them. The 2026-11-26 plan (14x14 grid, dropout,
-# lambda, fine-tuning) is in git history with its results (docs/history.md).
+# lambda, fine-tuning) is in git history with its results (docs/results.md).
 PLAN = [
     Run("soft", "training.train", []),
     Run("hard", "training.train", ["--attention", "hard"]),
