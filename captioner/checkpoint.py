@@ -1,14 +1,17 @@
 """Self-contained checkpoint files: config, vocabulary, preprocessing, weights and metadata.
 
 Files are read with torch.load(weights_only=True) only, so a file that carries pickled code
-is refused instead of executed. Writes are atomic (temporary file + rename), so a crash
-mid-write never leaves a damaged checkpoint behind.
+is refused instead of executed. Only regular files up to MAX_CHECKPOINT_BYTES are opened: a
+named pipe would block the reader forever, and a device or a huge file would fill memory.
+Writes are atomic (temporary file + rename), so a crash mid-write never leaves a damaged
+checkpoint behind.
 """
 from __future__ import annotations
 
 import os
 import pickle
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,12 @@ FORMAT = "captioner-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "config", "vocab", "preprocessing", "decoder")
 ENCODER_BASES = (None, "pretrained")
+# Shipped models are about 21 MB; a limit far above any real one still stops a file (or an
+# upload) from making the reader load gigabytes into memory.
+MAX_CHECKPOINT_BYTES = 512 * 2**20
+# O_NONBLOCK: should the path become a FIFO between the stat and the open, opening it does not
+# wait for a writer, and the fstat of the open file refuses it.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 class CheckpointError(ValueError):
@@ -66,16 +75,25 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike, half: bool 
     atomic_write(path, lambda f: torch.save(data, f))
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read and validate a checkpoint; every problem becomes a CheckpointError naming the file."""
+def load_checkpoint(path: str | os.PathLike, max_bytes: int = MAX_CHECKPOINT_BYTES,
+                    name: str | None = None) -> Checkpoint:
+    """Read and validate a checkpoint; every problem becomes a CheckpointError naming the file
+    (as `name`, default the path: an upload's temporary file is shown by the visitor's name)."""
     path = Path(path)
-    name = str(path)
-    if not path.exists():
-        raise CheckpointError(f"{name}: no such checkpoint file")
-    if path.is_dir():
-        raise CheckpointError(f"{name}: is a directory, not a checkpoint file")
+    name = str(path) if name is None else name
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        _check_regular_file(os.stat(path), name, max_bytes)  # before opening: a FIFO blocks
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise CheckpointError(f"{name}: no such checkpoint file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "rb") as file:
+            _check_regular_file(os.fstat(file.fileno()), name, max_bytes)
+            raw = torch.load(file, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as exc:
         text = str(exc)
         found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
@@ -92,6 +110,24 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"{name}: not a readable PyTorch checkpoint, or a truncated one "
                               f"({detail[:160]})") from None
     return checkpoint_from_dict(raw, name)
+
+
+def _check_regular_file(info: os.stat_result, name: str, max_bytes: int) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise CheckpointError(f"{name}: is a directory, not a checkpoint file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode) else
+                "a character device" if stat.S_ISCHR(info.st_mode) else
+                "a block device" if stat.S_ISBLK(info.st_mode) else
+                "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
+        raise CheckpointError(f"{name}: is {kind}, not a checkpoint file; refused unread")
+    if info.st_size > max_bytes:
+        raise CheckpointError(f"{name}: is {_size(info.st_size)}, over the {_size(max_bytes)} "
+                              "limit for a checkpoint; refused unread")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def checkpoint_from_dict(raw: Any, name: str = "<checkpoint>") -> Checkpoint:

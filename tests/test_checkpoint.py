@@ -2,12 +2,14 @@
 import os
 import random
 import pickle
+import socket
+import threading
 
 import pytest
 import torch
 
 from captioner import Captioner, CheckpointError, load_checkpoint, save_checkpoint
-from captioner.checkpoint import FORMAT_VERSION
+from captioner.checkpoint import FORMAT_VERSION, MAX_CHECKPOINT_BYTES
 
 from conftest import photo, write_checkpoint
 
@@ -135,3 +137,76 @@ def test_atomic_save_leaves_no_temporary_files(tmp_path, vocab):
     path = write_checkpoint(tmp_path / "model.pt", vocab)
     save_checkpoint(load_checkpoint(path), path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def _load_with_deadline(path, seconds: float = 10.0, **kwargs):
+    """load_checkpoint in a daemon thread: returns what it raised, or fails the test if it is
+    still blocked after `seconds` (a FIFO read would wait for a writer forever)."""
+    outcome = {}
+
+    def load():
+        try:
+            load_checkpoint(path, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome["error"] = exc
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"load_checkpoint({path}) blocked"
+    return outcome.get("error")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_a_named_pipe_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    error = _load_with_deadline(fifo)
+    assert isinstance(error, CheckpointError)
+    assert str(error) == f"{fifo}: is a named pipe (FIFO), not a checkpoint file; refused unread"
+    link = tmp_path / "link.pt"  # a symlink is followed, and what it points to is judged
+    link.symlink_to(fifo)
+    assert "link.pt: is a named pipe (FIFO)" in str(_load_with_deadline(link))
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null")
+def test_a_device_is_refused():
+    with pytest.raises(CheckpointError, match=r"^/dev/null: is a character device, not a "
+                                              "checkpoint file; refused unread$"):
+        load_checkpoint("/dev/null")
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets")
+def test_a_socket_is_refused(tmp_path):
+    path = tmp_path / "s.pt"
+    if len(str(path)) > 100:  # a Unix socket path must fit in about 104 bytes
+        pytest.skip("temporary folder path too long for a Unix socket")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        with pytest.raises(CheckpointError, match="s.pt: is a socket, not a checkpoint file"):
+            load_checkpoint(path)
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path, checkpoint_path, monkeypatch):
+    size = checkpoint_path.stat().st_size
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(checkpoint_path, max_bytes=size - 1)
+    assert str(refused.value).startswith(f"{checkpoint_path}: is ")
+    assert str(refused.value).endswith(" limit for a checkpoint; refused unread")
+    assert load_checkpoint(checkpoint_path, max_bytes=size).vocab  # exactly the limit is fine
+
+    def never(*args, **kwargs):
+        raise AssertionError("torch.load was reached")
+    monkeypatch.setattr(torch, "load", never)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"x" * 2000)
+    with pytest.raises(CheckpointError, match=r"junk.pt: is 2,000 bytes, over the 1,000 bytes "
+                                              "limit for a checkpoint; refused unread"):
+        load_checkpoint(junk, max_bytes=1000)
+    assert MAX_CHECKPOINT_BYTES >= 100 * 2**20  # far above the shipped models (about 21 MB)
+
+
+def test_messages_can_name_the_file_differently(tmp_path):
+    junk = tmp_path / "tmp1234.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"^my model\.pt: not a readable PyTorch"):
+        load_checkpoint(junk, name="my model.pt")

@@ -1,4 +1,5 @@
-"""Raw COCO / Flickr8k downloads -> Karpathy split JSON, on tiny samples built in tmp_path."""
+"""Raw COCO / Flickr8k downloads and your own photos -> Karpathy split JSON, on tiny samples
+built in tmp_path."""
 from __future__ import annotations
 
 import json
@@ -7,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from training.data import load_karpathy
 from captioner.vocab import tokenize
-from training.convert import ConvertError, convert_coco, convert_flickr8k, main
+from training.convert import ConvertError, convert_coco, convert_flickr8k, convert_photos, main
 
 REPO = Path(__file__).resolve().parents[1]
 PHRASES = ["A dog runs on grass .", "Two kids play in the snow !", "A man rides a red bike",
@@ -238,3 +240,185 @@ def test_coco_image_check_uses_the_filepath_folders(coco, tmp_path):
     with pytest.raises(ConvertError, match="image folder not found"):
         convert_coco(coco["train"], coco["val"], images=tmp_path / "nowhere", val_size=2,
                      test_size=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# your own photos
+# ---------------------------------------------------------------------------------------------
+
+PHOTOS = ["beach.jpg", "cat.png", "dog.jpg", "hike.jpeg", "lake.jpg", "park.jpg"]
+
+
+@pytest.fixture
+def photo_dir(tmp_path) -> Path:
+    """Six tiny real images, plus one photo no captions file mentions."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index, name in enumerate(PHOTOS + ["uncaptioned.jpg"]):
+        Image.new("RGB", (8, 6), (40 * index, 80, 120)).save(folder / name)
+    return folder
+
+
+def test_photos_from_csv_with_several_rows_per_photo(photo_dir, tmp_path):
+    rows = ["image,caption"]
+    for index, name in enumerate(PHOTOS):
+        rows += [f"{name},{PHRASES[index % 5]}", f'{name},"{PHRASES[(index + 1) % 5]}, again"']
+    rows.append(f"{PHOTOS[0]},{PHRASES[0]}")  # the same caption twice: kept once, reported
+    (tmp_path / "captions.csv").write_text("\n".join(rows) + "\n")
+    conversion = convert_photos(tmp_path / "captions.csv", photo_dir, val_fraction=0.2,
+                                test_fraction=0.2, seed=1)
+    data = conversion.dataset
+    assert_karpathy(data, "photos")
+    assert sorted(splits_of(data)) == PHOTOS
+    assert conversion.split_counts() == {"train": 4, "val": 1, "test": 1}
+    beach = data["images"][0]
+    assert [s["raw"] for s in beach["sentences"]] == [PHRASES[0], f"{PHRASES[1]}, again"]
+    problems = conversion.report.problems
+    assert problems["duplicate captions (kept once)"] == ["beach.jpg (line 14)"]
+    assert problems["photos in the folder without captions (left out)"] == ["uncaptioned.jpg"]
+    assert "1 duplicate captions (kept once)" in conversion.summary()
+    # the split depends on the seed only, not on the order of the file's rows
+    (tmp_path / "reversed.csv").write_text("\n".join(rows[:1] + rows[:0:-1]) + "\n")
+    again = convert_photos(tmp_path / "reversed.csv", photo_dir, val_fraction=0.2,
+                           test_fraction=0.2, seed=1)
+    assert splits_of(again.dataset) == splits_of(data)
+    other_seeds = [splits_of(convert_photos(tmp_path / "captions.csv", photo_dir, None, 0.2,
+                                            0.2, seed).dataset) for seed in range(2, 6)]
+    assert any(splits != splits_of(data) for splits in other_seeds)
+
+
+def test_photos_from_json_lines(photo_dir, tmp_path):
+    lines = [json.dumps({"image": PHOTOS[0], "caption": PHRASES[0]}),
+             "",
+             json.dumps({"image": PHOTOS[1], "captions": PHRASES[1:4]}),
+             json.dumps({"image": PHOTOS[2], "captions": ["Ein Hund im Schnee ."]})]
+    (tmp_path / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    conversion = convert_photos(tmp_path / "captions.jsonl", photo_dir, val_fraction=0,
+                                test_fraction=0.3, name="holiday")
+    assert_karpathy(conversion.dataset, "holiday")
+    assert conversion.split_counts() == {"train": 2, "test": 1}
+    by_name = {im["filename"]: im for im in conversion.dataset["images"]}
+    assert [s["raw"] for s in by_name["cat.png"]["sentences"]] == PHRASES[1:4]
+    assert by_name["dog.jpg"]["sentences"][0]["tokens"] == tokenize("Ein Hund im Schnee .")
+
+
+def test_photos_from_a_flickr_style_token_file(photo_dir, tmp_path):
+    lines = [f"{name}#{i}\t{PHRASES[i]}" for name in PHOTOS[:4] for i in range(2)]
+    (tmp_path / "my.token.txt").write_text("\n".join(lines) + "\n")
+    conversion = convert_photos(tmp_path / "my.token.txt", photo_dir)  # flickr, by suffix
+    assert_karpathy(conversion.dataset, "photos")
+    assert conversion.split_counts() == {"train": 2, "val": 1, "test": 1}
+    assert all([s["raw"] for s in im["sentences"]] == PHRASES[:2]
+               for im in conversion.dataset["images"])
+
+
+def test_photos_command_line_writes_a_dataset_the_loader_reads(photo_dir, tmp_path, capsys):
+    captions = tmp_path / "captions.txt"  # a .txt that is CSV: --format decides
+    captions.write_text("image,caption\n" + "".join(f"{n},{PHRASES[0]}\n{n},{PHRASES[0]}\n"
+                                                    for n in PHOTOS))
+    out = tmp_path / "dataset_photos.json"
+    assert main(["photos", "--images", str(photo_dir), "--captions", str(captions), "--format",
+                 "csv", "--val-fraction", "0.2", "--test-fraction", "0", "--seed", "7",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "photos: 6 images (train 5, val 1), 6 captions" in err
+    assert "6 duplicate captions (kept once)" in err
+    dataset = load_karpathy(out)  # finds <json dir>/images
+    assert len(dataset.split("train")) == 5 and dataset.image_path(dataset.images[0]).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["captions.txt", "dataset_photos.json",
+                                                          "images"]
+
+
+def photo_error(tmp_path, photo_dir, name: str, content: str | bytes, capsys,
+                **flags: str) -> str:
+    """Run the command on a bad captions file: exit 2, the old output untouched, no temp file
+    left; returns the error line."""
+    captions = tmp_path / name
+    if isinstance(content, bytes):
+        captions.write_bytes(content)
+    else:
+        captions.write_text(content, encoding="utf-8")
+    out = tmp_path / "out" / "dataset_photos.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("previous")
+    extra = [item for flag, value in flags.items() for item in (f"--{flag}", value)]
+    code = main(["photos", "--images", str(photo_dir), "--captions", str(captions), *extra,
+                 "--out", str(out)])
+    assert code == 2
+    assert out.read_text() == "previous" and [p.name for p in out.parent.iterdir()] == [out.name]
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {captions}")
+    return err
+
+
+def test_missing_photo_names_the_line(photo_dir, tmp_path, capsys):
+    err = photo_error(tmp_path, photo_dir, "captions.csv",
+                      f"image,caption\ncat.png,{PHRASES[0]}\nnope.jpg,{PHRASES[1]}\n", capsys)
+    assert err == f"error: {tmp_path / 'captions.csv'}, line 3: photo nope.jpg not found in " \
+                  f"{photo_dir}"
+
+
+def test_a_photo_outside_the_folder_or_not_an_image_names_the_line(photo_dir, tmp_path, capsys):
+    (photo_dir.parent / "secret.jpg").write_bytes(b"x")
+    err = photo_error(tmp_path, photo_dir, "captions.jsonl",
+                      json.dumps({"image": "../secret.jpg", "caption": "a b"}), capsys)
+    assert "captions.jsonl, line 1: '../secret.jpg': name a photo directly in" in err
+    (photo_dir / "notes.jpg").write_text("not a picture")
+    err = photo_error(tmp_path, photo_dir, "captions.csv",
+                      "image,caption\ncat.png,a cat\n\nnotes.jpg,a note\n", capsys)
+    assert "captions.csv, line 4: photo notes.jpg is not a readable image" in err
+
+
+def test_empty_caption_names_the_line(photo_dir, tmp_path, capsys):
+    err = photo_error(tmp_path, photo_dir, "captions.csv",
+                      "image,caption\ncat.png,a cat\ndog.jpg,  \n", capsys)
+    assert err == f"error: {tmp_path / 'captions.csv'}, line 3: empty caption for dog.jpg"
+    err = photo_error(tmp_path, photo_dir, "captions.jsonl",
+                      '{"image": "cat.png", "captions": ["a cat", ""]}\n', capsys)
+    assert err.endswith("captions.jsonl, line 1: empty caption for cat.png")
+
+
+def test_non_utf8_text_names_the_line(photo_dir, tmp_path, capsys):
+    content = "image,caption\ncat.png,a cat\n".encode() + "dog.jpg,a caf\xe9\n".encode("latin-1")
+    err = photo_error(tmp_path, photo_dir, "captions.csv", content, capsys)
+    assert "captions.csv, line 3: not UTF-8 text" in err
+
+
+@pytest.mark.parametrize("name, content, line", [
+    ("captions.csv", "image,caption\ncat.png,a cat,extra\n", 2),
+    ("captions.csv", "picture,text\ncat.png,a cat\n", 1),
+    ("captions.jsonl", '{"image": "cat.png", "caption": "a cat"}\n{"image": "dog.jpg"\n', 2),
+    ("captions.jsonl", '{"image": "cat.png", "caption": "a"}\n\n["dog.jpg", "a dog"]\n', 3),
+    ("captions.txt", "cat.png#0\ta cat\ndog.jpg a dog without a number\n", 2),
+])
+def test_malformed_row_names_the_line(photo_dir, tmp_path, capsys, name, content, line):
+    err = photo_error(tmp_path, photo_dir, name, content, capsys)
+    assert err.startswith(f"error: {tmp_path / name}, line {line}: ")
+    assert "malformed row" in err or "header must name" in err
+
+
+def test_unreadable_captions_file_is_named(photo_dir, tmp_path, capsys, monkeypatch):
+    captions = tmp_path / "captions.csv"
+    captions.write_text("image,caption\ncat.png,a cat\n")
+
+    def refuse(self):  # chmod 000 does not stop root, so the refusal is simulated
+        raise PermissionError(13, "Permission denied", str(self))
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(ConvertError, match=r"captions.csv: cannot be read \(Permission denied"):
+        convert_photos(captions, photo_dir)
+    monkeypatch.undo()
+    with pytest.raises(ConvertError, match="images: not a regular file"):
+        convert_photos(photo_dir, photo_dir, format="csv")  # a folder given as the file
+    with pytest.raises(ConvertError, match="cannot tell the captions format"):
+        convert_photos(tmp_path / "captions.tsv", photo_dir)
+
+
+def test_split_fractions_are_checked(photo_dir, tmp_path):
+    captions = tmp_path / "captions.csv"
+    captions.write_text("image,caption\ncat.png,a cat\ndog.jpg,a dog\n")
+    with pytest.raises(ConvertError, match="--val-fraction must be at least 0 and below 1"):
+        convert_photos(captions, photo_dir, val_fraction=1.5)
+    with pytest.raises(ConvertError, match="must leave images to train on"):
+        convert_photos(captions, photo_dir, val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(ConvertError, match="2 photos are too few for 1 val and 1 test"):
+        convert_photos(captions, photo_dir)

@@ -7,6 +7,9 @@ r"""Convert raw caption downloads into Karpathy's split JSON format (what traini
         --train Flickr_8k.trainImages.txt --val Flickr_8k.devImages.txt \
         --test Flickr_8k.testImages.txt [--images flickr8k/images] \
         --out flickr8k/dataset_flickr8k.json
+    python -m training.convert photos --images my_photos/images --captions captions.csv \
+        [--format csv|jsonl|flickr] [--val-fraction 0.1] [--test-fraction 0.1] [--seed 123] \
+        --out my_photos/dataset_photos.json
 
 Output: {"images": [{"filename", "filepath" (COCO), "imgid", "split", "sentences": [{"raw",
 "tokens", "imgid", "sentid"}], "sentids", "cocoid" (COCO)}], "dataset": name}. Images are
@@ -17,6 +20,13 @@ into --val-size "val", --test-size "test" and the rest "restval" (Karpathy's 500
 convention, but not his exact images: pass his dataset_coco.json for those).
 Flickr8k: the dev list becomes "val"; images in no list, and entries that are not .jpg names
 (such as the known bogus "2258277193_586949ec62.jpg.1"), are left out and reported.
+Your photos: captions as CSV with an `image,caption` header, JSON lines ({"image", "caption"}
+or {"image", "captions": [...]}) or Flickr8k's token layout (see training/caption_files.py);
+photos are shuffled with --seed and cut into val, test and the rest train. A missing or
+unreadable photo, an empty caption, a malformed row or non-UTF-8 text is an error naming the
+file and line; a caption repeated for the same photo is kept once and reported. Training reads
+<dataset dir>/images by default: put the JSON beside a folder named images (or pass
+--images to training.cache and training.evaluate).
 """
 from __future__ import annotations
 
@@ -30,16 +40,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from PIL import Image
+
 from captioner.files import atomic_write_text
 from captioner.vocab import tokenize
 
+from .caption_files import (CAPTION_FORMATS, CaptionLine, ConvertError, parse_token_line,
+                            read_caption_file, read_text)
 from .data import DataReport
 
 SPLIT_ORDER = ("train", "restval", "val", "test")
-
-
-class ConvertError(ValueError):
-    """An input that cannot be converted; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -122,19 +132,9 @@ def write_json(data: dict, out: str | os.PathLike) -> None:
     atomic_write_text(out, json.dumps(data))
 
 
-def _read_text(path: str | os.PathLike) -> str:
-    path = Path(path)
-    if not path.is_file():
-        raise ConvertError(f"{path}: file not found")
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConvertError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
 def _read_json(path: str | os.PathLike) -> dict:
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise ConvertError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
@@ -271,32 +271,112 @@ def _read_flickr_tokens(path: str | os.PathLike, report: DataReport
     """"name.jpg#i<TAB>caption" lines -> {name: {i: caption}}; bad lines are reported."""
     by_image: dict[str, dict[int, str]] = {}
     skipped: set[str] = set()
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
-        key, tab, caption = line.partition("\t")
-        if not tab:  # some copies use spaces instead of the tab
-            key, _, caption = line.strip().partition(" ")
-        name, hash_sign, index = key.strip().rpartition("#")
-        if not hash_sign or not index.isdigit() or not name:
+        parsed = parse_token_line(line)
+        if parsed is None:
             report.add("malformed caption lines (skipped)", f"line {number}")
             continue
+        name, index, caption = parsed
         if not name.lower().endswith(".jpg"):
             if name not in skipped:
                 skipped.add(name)
                 report.add("entries that are not .jpg image names (skipped)", name)
             continue
         captions = by_image.setdefault(name, {})
-        if int(index) in captions:
+        if index in captions:
             report.add("duplicate caption ids (later one skipped)",
-                       f"{key.strip()} (line {number})")
+                       f"{name}#{index} (line {number})")
             continue
-        captions[int(index)] = caption
+        captions[index] = caption
     return by_image
 
 
 def _read_list(path: str | os.PathLike) -> list[str]:
-    return [line.strip() for line in _read_text(path).splitlines() if line.strip()]
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# your own photos
+# ---------------------------------------------------------------------------------------------
+
+# Files counted as photos when listing those the captions file leaves out.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def convert_photos(captions: str | os.PathLike, images: str | os.PathLike,
+                   format: str | None = None, val_fraction: float = 0.1,
+                   test_fraction: float = 0.1, seed: int = 123,
+                   name: str = "photos") -> Conversion:
+    """A folder of photos + a captions file (caption_files.CAPTION_FORMATS) -> Karpathy JSON
+    with a seeded split. Every photo named must exist and open as an image; the same caption
+    written twice for a photo is kept once and reported."""
+    check_fractions(val_fraction, test_fraction)
+    root = Path(images)
+    if not root.is_dir():
+        raise ConvertError(f"{root}: image folder not found")
+    report = DataReport()
+    by_image: dict[str, list[str]] = {}
+    for record in read_caption_file(captions, format):
+        if record.image not in by_image:
+            _check_photo(root, record, captions)
+            by_image[record.image] = []
+        if record.caption in by_image[record.image]:
+            report.add("duplicate captions (kept once)", f"{record.image} (line {record.line})")
+            continue
+        by_image[record.image].append(record.caption)
+    if not by_image:
+        raise ConvertError(f"{captions}: no captions in the file")
+    for photo in sorted(p.name for p in root.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES):
+        if photo not in by_image:
+            report.add("photos in the folder without captions (left out)", photo)
+    splits = seeded_split(sorted(by_image), val_fraction, test_fraction, seed)
+    raw_images = [RawImage(photo, splits[photo], tuple(caps)) for photo, caps in by_image.items()]
+    return Conversion(build_karpathy(name, raw_images, report), report)
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    for flag, fraction in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
+        if not 0 <= fraction < 1:
+            raise ConvertError(f"{flag} must be at least 0 and below 1 (got {fraction})")
+    if val_fraction + test_fraction >= 1:
+        raise ConvertError("--val-fraction + --test-fraction must leave images to train on")
+
+
+def seeded_split(names: list[str], val_fraction: float, test_fraction: float,
+                 seed: int) -> dict[str, str]:
+    """name -> "val" / "test" / "train": names shuffled with seed, then cut in that order.
+    A positive fraction gets at least one image, so a small set still has something to
+    validate on; train must keep at least one."""
+    def share(fraction: float) -> int:
+        return 0 if fraction == 0 else max(1, round(len(names) * fraction))
+    val, test = share(val_fraction), share(test_fraction)
+    if val + test >= len(names):
+        raise ConvertError(f"{len(names)} photos are too few for {val} val and {test} test "
+                           "images with some left to train on; lower the fractions")
+    order = sorted(names)  # the shuffle must not depend on the caption file's order
+    random.Random(seed).shuffle(order)
+    return {photo: "val" if position < val else "test" if position < val + test else "train"
+            for position, photo in enumerate(order)}
+
+
+def _check_photo(root: Path, record: CaptionLine, captions: str | os.PathLike) -> None:
+    """The photo must be a file directly in root (no folders: training reads
+    <images>/<filename>) that opens as an image."""
+    where = f"{captions}, line {record.line}"
+    if Path(record.image).name != record.image or record.image in (".", ".."):
+        raise ConvertError(f"{where}: {record.image!r}: name a photo directly in the images "
+                           "folder (no folders or absolute paths)")
+    path = root / record.image
+    if not path.is_file():
+        raise ConvertError(f"{where}: photo {record.image} not found in {root}")
+    try:
+        with Image.open(path):  # reads the header only: cheap, and catches non-images
+            pass
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ConvertError(f"{where}: photo {record.image} is not a readable image "
+                           f"({exc})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,7 +386,8 @@ def _read_list(path: str | os.PathLike) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="source", required=True, metavar="{coco,flickr8k}")
+    commands = parser.add_subparsers(dest="source", required=True,
+                                     metavar="{coco,flickr8k,photos}")
     coco = commands.add_parser("coco", help="COCO 2014 captions (+ optional Karpathy split)")
     coco.add_argument("--train-json", required=True, help="captions_train2014.json")
     coco.add_argument("--val-json", required=True, help="captions_val2014.json")
@@ -323,6 +404,17 @@ def main(argv: list[str] | None = None) -> int:
     flickr.add_argument("--test", required=True, help="Flickr_8k.testImages.txt")
     flickr.add_argument("--images", help="check that every image file exists in this folder")
     flickr.add_argument("--out", required=True)
+    photos = commands.add_parser("photos", help="a folder of your photos + a captions file")
+    photos.add_argument("--images", required=True, help="the folder holding the photos")
+    photos.add_argument("--captions", required=True,
+                        help="CSV (image,caption), JSON lines or a Flickr8k-style token file")
+    photos.add_argument("--format", choices=list(CAPTION_FORMATS),
+                        help="the captions file's layout (default: from its suffix)")
+    photos.add_argument("--val-fraction", type=float, default=0.1, help="photos for val")
+    photos.add_argument("--test-fraction", type=float, default=0.1, help="photos for test")
+    photos.add_argument("--seed", type=int, default=123, help="shuffles photos for the split")
+    photos.add_argument("--name", default="photos", help="the dataset's name in the JSON")
+    photos.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     try:
         if args.source == "coco":
@@ -330,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
             _check_out(args.out, inputs)
             conversion = convert_coco(args.train_json, args.val_json, args.karpathy_split,
                                       args.images, args.val_size, args.test_size, args.seed)
+        elif args.source == "photos":
+            _check_out(args.out, [args.captions])
+            conversion = convert_photos(args.captions, args.images, args.format,
+                                        args.val_fraction, args.test_fraction, args.seed,
+                                        args.name)
         else:
             inputs = [args.captions, args.train, args.val, args.test]
             _check_out(args.out, inputs)

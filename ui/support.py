@@ -10,17 +10,23 @@ import io
 import json
 import os
 import re
+import stat
+import tempfile
 from pathlib import Path
 from typing import Mapping
 
 from PIL import Image
 
 import captioner
+from captioner.checkpoint import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, load_checkpoint
 from captioner.inference import DEFAULT_CHECKPOINTS, Caption, Timing, default_checkpoint
 from captioner.overlay import overlay_grid
 
 # Set CAPTIONER_CHECKPOINT to a checkpoint file to make it the app's default model.
 CHECKPOINT_ENV = "CAPTIONER_CHECKPOINT"
+# Set CAPTIONER_MODEL_DIR to a folder of .pt files on the server to offer them by name: a
+# visitor picks one from the list and never types a path, so no other server file is reachable.
+MODEL_DIR_ENV = "CAPTIONER_MODEL_DIR"
 # The example photos ship with the library (tests and benchmarks use them too).
 EXAMPLES_DIR = Path(captioner.__file__).resolve().parent / "examples"
 # Label shown in the app -> example photo (see examples/LICENSES.md).
@@ -47,6 +53,62 @@ def checkpoint_path(choice: str, custom_path: str) -> Path | None:
         custom_path = custom_path.strip()
         return Path(custom_path).expanduser() if custom_path else None
     return default_checkpoint(choice)
+
+
+def env_model_dir(environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The folder named by CAPTIONER_MODEL_DIR, or None when it is not set."""
+    folder = environ.get(MODEL_DIR_ENV, "").strip()
+    return Path(folder).expanduser() if folder else None
+
+
+def model_dir_choices(folder: str | os.PathLike) -> list[str]:
+    """The checkpoint names a visitor may pick, sorted: regular `.pt` files directly in the
+    folder. Subfolders, FIFOs, devices and symlinks that point outside the folder (or nowhere)
+    are left out; a missing or unreadable folder offers nothing."""
+    try:
+        root = Path(folder).resolve(strict=True)
+        entries = list(os.scandir(root))
+    except OSError:
+        return []
+    names = []
+    for entry in entries:
+        if not entry.name.endswith(".pt"):
+            continue
+        try:
+            target = Path(entry.path).resolve(strict=True)
+            regular = stat.S_ISREG(os.stat(target).st_mode)
+        except (OSError, RuntimeError):  # a broken link or a symlink loop
+            continue
+        if regular and root in target.parents:
+            names.append(entry.name)
+    return sorted(names)
+
+
+def model_dir_path(folder: str | os.PathLike, name: str) -> Path:
+    """The file for a name from model_dir_choices(folder). Anything else - "../x.pt", an
+    absolute path, a name with a slash, a file added to no list - is refused, since the name
+    comes from the visitor's browser and may have been forged."""
+    if name not in model_dir_choices(folder):
+        raise CheckpointError("the chosen model is not one of the files in the model folder")
+    return Path(folder) / name
+
+
+def load_uploaded_checkpoint(data: bytes, upload_name: str,
+                             max_bytes: int = MAX_CHECKPOINT_BYTES) -> Checkpoint:
+    """An uploaded checkpoint's bytes -> Checkpoint, read by load_checkpoint (weights only,
+    pickled code refused) from a private temporary file that is removed at once. Messages name
+    the upload, never the server's temporary path."""
+    shown = Path(upload_name).name or "uploaded checkpoint"
+    if len(data) > max_bytes:
+        raise CheckpointError(f"{shown}: is {len(data):,} bytes, over the {max_bytes:,}-byte "
+                              "limit for a checkpoint")
+    fd, temporary = tempfile.mkstemp(prefix="upload-", suffix=".pt")  # mode 0600: private
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        return load_checkpoint(temporary, max_bytes=max_bytes, name=shown)
+    finally:
+        os.unlink(temporary)
 
 
 def fit_within(photo: Image.Image, max_side: int) -> Image.Image:
