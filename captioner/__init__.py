@@ -1,4 +1,6 @@
 """Show, Attend and Tell image captioning: caption a photo and see where each word looked."""
+__version__ = "0.7.0"  # the one version number (pyproject.toml reads it)
+
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .decoder import Decoder, build_decoder
