@@ -226,27 +226,38 @@ def _one_hot(location: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 QUERIES = ("previous", "current")  # which decoder state scores: h_{t-1} or h_t
+# How the overlays draw its maps: a heat map, the one cell it chose (when decoded at the
+# argmax location, config.hard_inference), or the heat map with its window outlined.
+OVERLAYS = ("heatmap", "cell", "window")
 
 
 class AttentionEntry(NamedTuple):
     build: Callable[["ModelConfig"], nn.Module]
     query: str  # one of QUERIES; picks the decoder (captioner.decoder.build_decoder)
+    overlay: str = "heatmap"  # one of OVERLAYS (captioner.overlay.map_style)
+    # It samples its locations and learns them by REINFORCE (AttentionOutput.log_prob), so
+    # training adds the entropy bonus to its policy-gradient terms.
+    reinforce: bool = False
 
 
 # The attention registry: name -> entry. The model config's check, the training CLI's
-# --attention choices, the decoder factory and the tests' parametrisation all read this one
-# dict, so a new attention is one module plus one `register_attention` entry.
+# --attention choices, the decoder factory, the overlays, the training losses and the tests'
+# parametrisation all read this one dict, so a new attention is one module plus one
+# `register_attention` entry.
 ATTENTIONS: dict[str, AttentionEntry] = {}
 
 
-def register_attention(name: str, query: str = "previous"):
+def register_attention(name: str, query: str = "previous", overlay: str = "heatmap",
+                       reinforce: bool = False):
     if query not in QUERIES:
         raise ValueError(f"query must be one of {', '.join(QUERIES)}; got {query!r}")
+    if overlay not in OVERLAYS:
+        raise ValueError(f"overlay must be one of {', '.join(OVERLAYS)}; got {overlay!r}")
 
     def register(builder: Callable[["ModelConfig"], nn.Module]):
         if name in ATTENTIONS:
             raise ValueError(f"attention {name!r} is already registered")
-        ATTENTIONS[name] = AttentionEntry(builder, query)
+        ATTENTIONS[name] = AttentionEntry(builder, query, overlay, reinforce)
         return builder
     return register
 
@@ -257,7 +268,7 @@ def _soft(config: "ModelConfig") -> nn.Module:
                                         config.attention_dim))
 
 
-@register_attention("hard")
+@register_attention("hard", overlay="cell", reinforce=True)
 def _hard(config: "ModelConfig") -> nn.Module:
     return HardAttention(config.encoder_dim, config.hidden_dim, config.attention_dim,
                          config.hard_inference)
@@ -288,7 +299,7 @@ def _luong_concat(config: "ModelConfig") -> nn.Module:
                                         config.attention_dim))
 
 
-@register_attention("local", query="current")
+@register_attention("local", query="current", overlay="window")
 def _local(config: "ModelConfig") -> nn.Module:
     return LocalAttention(config.encoder_dim, config.hidden_dim, config.attention_dim,
                           config.local_window)
