@@ -16,13 +16,23 @@ The decoder never asks which one it has; the training loss adds the REINFORCE te
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import Callable, NamedTuple, Protocol
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:  # the config names its attention; only its type is needed here
-    from .config import ModelConfig
+
+class AttentionConfig(Protocol):
+    """What an attention is built from: the fields of captioner.config.ModelConfig that the
+    builders read (declared here so that the config, which checks its attention's name
+    against ATTENTIONS, is the only one of the two modules to import the other)."""
+
+    attention: str
+    encoder_dim: int
+    hidden_dim: int
+    attention_dim: int
+    hard_inference: str
+    local_window: float
 
 
 class AttentionOutput(NamedTuple):
@@ -232,8 +242,8 @@ OVERLAYS = ("heatmap", "cell", "window")
 
 
 class AttentionEntry(NamedTuple):
-    build: Callable[["ModelConfig"], nn.Module]
-    query: str  # one of QUERIES; picks the decoder (captioner.decoder.build_decoder)
+    build: Callable[[AttentionConfig], nn.Module]
+    query: str  # one of QUERIES; picks the decoder (captioner.build.DECODERS)
     overlay: str = "heatmap"  # one of OVERLAYS (captioner.overlay.map_style)
     # It samples its locations and learns them by REINFORCE (AttentionOutput.log_prob), so
     # training adds the entropy bonus to its policy-gradient terms.
@@ -254,7 +264,7 @@ def register_attention(name: str, query: str = "previous", overlay: str = "heatm
     if overlay not in OVERLAYS:
         raise ValueError(f"overlay must be one of {', '.join(OVERLAYS)}; got {overlay!r}")
 
-    def register(builder: Callable[["ModelConfig"], nn.Module]):
+    def register(builder: Callable[[AttentionConfig], nn.Module]):
         if name in ATTENTIONS:
             raise ValueError(f"attention {name!r} is already registered")
         ATTENTIONS[name] = AttentionEntry(builder, query, overlay, reinforce)
@@ -263,24 +273,24 @@ def register_attention(name: str, query: str = "previous", overlay: str = "heatm
 
 
 @register_attention("soft")
-def _soft(config: "ModelConfig") -> nn.Module:
+def _soft(config: AttentionConfig) -> nn.Module:
     return SoftAttention(AdditiveScorer(config.encoder_dim, config.hidden_dim,
                                         config.attention_dim))
 
 
 @register_attention("hard", overlay="cell", reinforce=True)
-def _hard(config: "ModelConfig") -> nn.Module:
+def _hard(config: AttentionConfig) -> nn.Module:
     return HardAttention(config.encoder_dim, config.hidden_dim, config.attention_dim,
                          config.hard_inference)
 
 
 @register_attention("static")
-def _static(config: "ModelConfig") -> nn.Module:
+def _static(config: AttentionConfig) -> nn.Module:
     return SoftAttention(StaticScorer(config.encoder_dim, config.attention_dim))
 
 
 @register_attention("luong-dot", query="current")
-def _luong_dot(config: "ModelConfig") -> nn.Module:
+def _luong_dot(config: AttentionConfig) -> nn.Module:
     # a_i projected to the hidden size (W_p a_i) is both what h_t is dotted with and what the
     # context averages, so the context lives in the state's space.
     return SoftAttention(BilinearScorer(config.encoder_dim, config.hidden_dim, bias=True),
@@ -288,19 +298,19 @@ def _luong_dot(config: "ModelConfig") -> nn.Module:
 
 
 @register_attention("luong-general", query="current")
-def _luong_general(config: "ModelConfig") -> nn.Module:
+def _luong_general(config: AttentionConfig) -> nn.Module:
     return SoftAttention(BilinearScorer(config.encoder_dim, config.hidden_dim))
 
 
 @register_attention("luong-concat", query="current")
-def _luong_concat(config: "ModelConfig") -> nn.Module:
+def _luong_concat(config: AttentionConfig) -> nn.Module:
     # v^T tanh(W [h_t; a_i]) = v^T tanh(W_h h_t + W_a a_i): the additive score, fed h_t.
     return SoftAttention(AdditiveScorer(config.encoder_dim, config.hidden_dim,
                                         config.attention_dim))
 
 
 @register_attention("local", query="current", overlay="window")
-def _local(config: "ModelConfig") -> nn.Module:
+def _local(config: AttentionConfig) -> nn.Module:
     return LocalAttention(config.encoder_dim, config.hidden_dim, config.attention_dim,
                           config.local_window)
 
@@ -311,5 +321,5 @@ def attention_entry(name: str) -> AttentionEntry:
     return ATTENTIONS[name]
 
 
-def build_attention(config: "ModelConfig") -> nn.Module:
+def build_attention(config: AttentionConfig) -> nn.Module:
     return attention_entry(config.attention).build(config)

@@ -18,7 +18,7 @@ from .decoding import (BEAM_SIZE, BLOCK_REPEATS, LENGTH_PENALTY, MAX_LENGTH, Hyp
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
 from .imagenet import Label, top_labels
-from .models import build_checkpoint_encoder, load_decoder
+from .build import build_checkpoint_encoder, load_decoder
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary
 

@@ -1,7 +1,9 @@
 """pyproject.toml: its console scripts import, its package data covers the shipped models and
-example photos, and its dependencies agree with requirements.txt. Nothing is installed."""
+example photos, and its dependencies agree with requirements.txt. Nothing is installed. And
+the installed packages import without cycles."""
 from __future__ import annotations
 
+import ast
 import importlib
 import tomllib
 from pathlib import Path
@@ -77,3 +79,43 @@ def test_dependencies_agree_with_requirements_txt():
                 assert requirement.specifier.contains(pin.version), (line, str(pin))
     runtime = {canonicalize_name(Requirement(r).name) for r in declared}
     assert set(pins) <= runtime, f"requirements.txt only: {sorted(set(pins) - runtime)}"
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """The repository modules `module` (at `path`) imports, lazily or not."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            found |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def test_no_import_cycles_between_modules():
+    paths = {}
+    for package in SETUPTOOLS["packages"]:
+        for path in (ROOT / package).glob("*.py"):
+            paths[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
+    imports = {m: _imports(p, m) & set(paths) - {m} for m, p in paths.items()}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            module = todo.pop()
+            if module == goal:
+                return True
+            if module not in seen:
+                seen.add(module)
+                # a package's __init__ gathers its modules: the way back from them is not a cycle
+                todo += [m for m in imports[module] if m not in SETUPTOOLS["packages"]]
+        return False
+
+    cycles = sorted((a, b) for a in imports for b in imports[a]
+                    if b not in SETUPTOOLS["packages"] and reaches(b, a))
+    assert cycles == []

@@ -50,9 +50,9 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from captioner.attention import attention_entry
+from captioner.build import load_decoder
 from captioner.decoder import Decoder
 from captioner.decoding import content_word_mask, greedy
-from captioner.models import load_decoder
 from captioner.vocab import Vocabulary
 
 from .batches import pad_captions
