@@ -30,8 +30,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "tests"))  # the generated dataset and the tests' settings
     import torch
 
+    from captioner.build import load_decoder
     from captioner.decoding import content_word_mask, greedy
-    from captioner.models import load_decoder
     from fixture_data import make_dataset
     from test_scst import sampled_cider, scst_args, training_photos
     from test_training import read_log, tiny_args

@@ -1,7 +1,10 @@
 """Show, Attend and Tell image captioning: caption a photo and see where each word looked."""
+__version__ = "0.7.0"  # the one version number (pyproject.toml reads it)
+
+from .build import build_decoder
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .config import ModelConfig
-from .decoder import Decoder, build_decoder
+from .decoder import Decoder
 from .decoding import Hypothesis, beam_search, greedy, sample
 from .encoder import ENCODERS, Encoder, EncoderOutput, build_encoder
 from .images import ImageError, load_image

@@ -16,13 +16,23 @@ The decoder never asks which one it has; the training loss adds the REINFORCE te
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import Callable, NamedTuple, Protocol
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:  # the config names its attention; only its type is needed here
-    from .config import ModelConfig
+
+class AttentionConfig(Protocol):
+    """What an attention is built from: the fields of captioner.config.ModelConfig that the
+    builders read (declared here so that the config, which checks its attention's name
+    against ATTENTIONS, is the only one of the two modules to import the other)."""
+
+    attention: str
+    encoder_dim: int
+    hidden_dim: int
+    attention_dim: int
+    hard_inference: str
+    local_window: float
 
 
 class AttentionOutput(NamedTuple):
@@ -232,50 +242,61 @@ def _one_hot(location: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 QUERIES = ("previous", "current")  # which decoder state scores: h_{t-1} or h_t
+# How the overlays draw its maps: a heat map, the one cell it chose (when decoded at the
+# argmax location, config.hard_inference), or the heat map with its window outlined.
+OVERLAYS = ("heatmap", "cell", "window")
 
 
 class AttentionEntry(NamedTuple):
-    build: Callable[["ModelConfig"], nn.Module]
-    query: str  # one of QUERIES; picks the decoder (captioner.decoder.build_decoder)
+    build: Callable[[AttentionConfig], nn.Module]
+    query: str  # one of QUERIES; picks the decoder (captioner.build.DECODERS)
+    overlay: str = "heatmap"  # one of OVERLAYS (captioner.overlay.map_style)
+    # It samples its locations and learns them by REINFORCE (AttentionOutput.log_prob), so
+    # training adds the entropy bonus to its policy-gradient terms.
+    reinforce: bool = False
 
 
 # The attention registry: name -> entry. The model config's check, the training CLI's
-# --attention choices, the decoder factory and the tests' parametrisation all read this one
-# dict, so a new attention is one module plus one `register_attention` entry.
+# --attention choices, the decoder factory, the overlays, the training losses and the tests'
+# parametrisation all read this one dict, so a new attention is one module plus one
+# `register_attention` entry.
 ATTENTIONS: dict[str, AttentionEntry] = {}
 
 
-def register_attention(name: str, query: str = "previous"):
+def register_attention(name: str, query: str = "previous", overlay: str = "heatmap",
+                       reinforce: bool = False):
     if query not in QUERIES:
         raise ValueError(f"query must be one of {', '.join(QUERIES)}; got {query!r}")
+    if overlay not in OVERLAYS:
+        raise ValueError(f"overlay must be one of {', '.join(OVERLAYS)}; got {overlay!r}")
 
-    def register(builder: Callable[["ModelConfig"], nn.Module]):
+    def register(builder: Callable[[AttentionConfig], nn.Module]):
         if name in ATTENTIONS:
             raise ValueError(f"attention {name!r} is already registered")
-        ATTENTIONS[name] = AttentionEntry(builder, query)
+        ATTENTIONS[name] = AttentionEntry(builder, query, overlay, reinforce)
         return builder
     return register
 
 
 @register_attention("soft")
-def _soft(config: "ModelConfig") -> nn.Module:
+def _soft(config: AttentionConfig) -> nn.Module:
     return SoftAttention(AdditiveScorer(config.encoder_dim, config.hidden_dim,
                                         config.attention_dim))
 
 
-@register_attention("hard")
-def _hard(config: "ModelConfig") -> nn.Module:
+@register_attention("hard", overlay="cell", reinforce=True)
+def _hard(config: AttentionConfig) -> nn.Module:
     return HardAttention(config.encoder_dim, config.hidden_dim, config.attention_dim,
                          config.hard_inference)
 
 
 @register_attention("static")
-def _static(config: "ModelConfig") -> nn.Module:
+def _static(config: AttentionConfig) -> nn.Module:
     return SoftAttention(StaticScorer(config.encoder_dim, config.attention_dim))
 
 
 @register_attention("luong-dot", query="current")
-def _luong_dot(config: "ModelConfig") -> nn.Module:
+def _luong_dot(config: AttentionConfig) -> nn.Module:
     # a_i projected to the hidden size (W_p a_i) is both what h_t is dotted with and what the
     # context averages, so the context lives in the state's space.
     return SoftAttention(BilinearScorer(config.encoder_dim, config.hidden_dim, bias=True),
@@ -283,19 +304,19 @@ def _luong_dot(config: "ModelConfig") -> nn.Module:
 
 
 @register_attention("luong-general", query="current")
-def _luong_general(config: "ModelConfig") -> nn.Module:
+def _luong_general(config: AttentionConfig) -> nn.Module:
     return SoftAttention(BilinearScorer(config.encoder_dim, config.hidden_dim))
 
 
 @register_attention("luong-concat", query="current")
-def _luong_concat(config: "ModelConfig") -> nn.Module:
+def _luong_concat(config: AttentionConfig) -> nn.Module:
     # v^T tanh(W [h_t; a_i]) = v^T tanh(W_h h_t + W_a a_i): the additive score, fed h_t.
     return SoftAttention(AdditiveScorer(config.encoder_dim, config.hidden_dim,
                                         config.attention_dim))
 
 
-@register_attention("local", query="current")
-def _local(config: "ModelConfig") -> nn.Module:
+@register_attention("local", query="current", overlay="window")
+def _local(config: AttentionConfig) -> nn.Module:
     return LocalAttention(config.encoder_dim, config.hidden_dim, config.attention_dim,
                           config.local_window)
 
@@ -306,5 +327,5 @@ def attention_entry(name: str) -> AttentionEntry:
     return ATTENTIONS[name]
 
 
-def build_attention(config: "ModelConfig") -> nn.Module:
+def build_attention(config: AttentionConfig) -> nn.Module:
     return attention_entry(config.attention).build(config)

@@ -17,7 +17,7 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m captioner",
+    parser = argparse.ArgumentParser(prog="captioner",
                                      description="Caption photos and show where the model looked.")
     commands = parser.add_subparsers(dest="command", required=True)
     cap = commands.add_parser("caption", help="caption one or more photos")

@@ -22,9 +22,7 @@ class ModelConfig:
     encoder_dim: int = 1280  # D, channels of one annotation vector a_i
     # Decoder
     vocab_size: int = 0  # filled in from the vocabulary
-    # A name from captioner.attention.ATTENTIONS: "soft" (deterministic), "hard" (stochastic,
-    # REINFORCE), "static" (no decoder state), "luong-dot", "luong-general", "luong-concat"
-    # (scored with the current state h_t), "local" (Luong's local-p on the grid)
+    # A name from captioner.attention.ATTENTIONS (the variants are described there)
     attention: str = "soft"
     # m in the paper: word embedding and deep-output width. 512, not 256: the deep output
     # squeezes every word through an m-wide tanh, and 512 learns faster (docs/results.md).

@@ -6,7 +6,8 @@ Greedy decoding, beam search and sampling (captioner.decoding) advance a decoder
 decoding step per decoder. `Decoder` holds what all decoders share (embedding, initial state,
 the LSTM's word and state gates, teacher forcing over packed captions); `ShowAttendTellDecoder`
 attends with h_{t-1} before the LSTM step (Bahdanau, Xu et al.), `captioner.luong.LuongDecoder`
-with h_t after it. `build_decoder` picks the one the config's attention asks for.
+with h_t after it. `captioner.build.build_decoder` picks the one the config's attention asks
+for.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import AttentionOutput, attention_entry, build_attention, mix_rows
+from .attention import AttentionOutput, build_attention, mix_rows
 from .config import ModelConfig
 from .vocab import Vocabulary
 
@@ -241,11 +242,3 @@ class ShowAttendTellDecoder(Decoder):
     def readout_steps(self, embedded: torch.Tensor, h: torch.Tensor, context: torch.Tensor
                       ) -> torch.Tensor:
         return self.readout(embedded, h, self.out_context(context))
-
-
-def build_decoder(config: ModelConfig) -> Decoder:
-    """The decoder the config's attention is scored with: h_{t-1} or h_t."""
-    if attention_entry(config.attention).query == "current":
-        from .luong import LuongDecoder  # it subclasses Decoder, so it imports this module
-        return LuongDecoder(config)
-    return ShowAttendTellDecoder(config)

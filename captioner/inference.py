@@ -17,7 +17,7 @@ from .decoding import DecodeOptions, Hypothesis, content_word_mask, decode, reso
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
 from .imagenet import Label, top_labels
-from .models import build_checkpoint_encoder, load_decoder
+from .build import build_checkpoint_encoder, load_decoder
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary
 

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .attention import attention_entry
 from .config import ModelConfig
 
 # A perceptually ordered colour ramp (dark purple -> orange -> pale yellow), like "inferno".
@@ -95,10 +96,12 @@ def _outline(image: Image.Image, grid: tuple[int, int], cells: tuple[int, int, i
 
 
 def map_style(config: ModelConfig) -> dict[str, bool]:
-    """How a model's maps are drawn (word_overlays' flags): hard attention decoded at its
-    argmax shows the cell it chose, local attention its window, the rest a heat map."""
-    return {"hard": config.attention == "hard" and config.hard_inference == "argmax",
-            "window": config.attention == "local"}
+    """How a model's maps are drawn (word_overlays' flags), as its attention registered:
+    "cell" (hard attention) shows the cell it chose when decoded at the argmax location and
+    a heat map otherwise, "window" (local attention) outlines its window, "heatmap" the rest."""
+    overlay = attention_entry(config.attention).overlay
+    return {"hard": overlay == "cell" and config.hard_inference == "argmax",
+            "window": overlay == "window"}
 
 
 def word_overlays(photo: Image.Image, alphas: np.ndarray, hard: bool = False,

@@ -1,7 +1,7 @@
 """Assemble results/ablation_attention.json (and print the README's table) from the runs of
 scripts/device_ablation.sh and the CPU speed benchmark:
 
-    python scripts/ablation_attention.py results/ablation_attention results/attention_speed.json
+    python -m scripts.ablation_attention results/ablation_attention results/attention_speed.json
 
 FOLDER holds sweep.json, <run>_log.jsonl (val BLEU-4 per epoch) and <run>_test_beam3.json
 (evaluate's result, rescored with Java for METEOR) for each run; FOLDER/cpu_rerun holds the
@@ -17,12 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from the repo root
-from training.config import TrainConfig  # noqa: E402
-from scripts.sweep import best_val  # noqa: E402
+from captioner.attention import ATTENTIONS
+from scripts.sweep import best_val
+from training.config import TrainConfig
 
-ROWS = ["soft", "hard", "static", "luong-dot", "luong-general", "luong-concat", "local",
-        "luong-general-no-feeding"]
+# every registered attention, and input feeding off as its own row (scripts.sweep's PLAN)
+ROWS = [*ATTENTIONS, "luong-general-no-feeding"]
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
 

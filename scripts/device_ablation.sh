@@ -16,7 +16,7 @@ python -m training.cache --data "$data" --cache-dir "$work/cache" --device "$dev
     --batch-size 64 --workers "${WORKERS:-14}" || exit 1
 echo "cache built in $((SECONDS - started)) s"
 # shellcheck disable=SC2086  # EXTRA is a list of flags
-python scripts/sweep.py --runs-dir "$work/runs" --deadline "$seconds" -- --data "$data" \
+python -m scripts.sweep --runs-dir "$work/runs" --deadline "$seconds" -- --data "$data" \
     --cache-dir "$work/cache" --device "$device" --threads 1 --epochs "${EPOCHS:-30}" ${EXTRA:-}
 for run in "$work"/runs/*/; do
     name=$(basename "$run")

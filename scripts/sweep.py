@@ -1,6 +1,6 @@
 """Run a plan of training runs side by side on one GPU, under a deadline, and rank them on val.
 
-    python scripts/sweep.py --runs-dir runs/sweep --deadline 380 -- \
+    python -m scripts.sweep --runs-dir runs/sweep --deadline 380 -- \
         --data trainval.json --images images --cache-dir cache --device cuda
 
 Decoder training is launch-bound on a GPU (13-word LSTM steps of a 64-caption batch leave
@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from captioner.attention import ATTENTIONS
+
 SHIPPED = "captioner/weights"
 
 
@@ -41,13 +43,7 @@ class Run:
 # training from the shipped soft model beside them. The 2026-11-26 plan (14x14 grid, dropout,
 # lambda, fine-tuning) is in git history with its results (docs/results.md).
 PLAN = [
-    Run("soft", "training.train", []),
-    Run("hard", "training.train", ["--attention", "hard"]),
-    Run("static", "training.train", ["--attention", "static"]),
-    Run("luong-dot", "training.train", ["--attention", "luong-dot"]),
-    Run("luong-general", "training.train", ["--attention", "luong-general"]),
-    Run("luong-concat", "training.train", ["--attention", "luong-concat"]),
-    Run("local", "training.train", ["--attention", "local"]),
+    *(Run(name, "training.train", ["--attention", name]) for name in ATTENTIONS),
     Run("luong-general-no-feeding", "training.train",
         ["--attention", "luong-general", "--no-input-feeding"]),
     Run("scst-soft", "training.scst", ["--init", f"{SHIPPED}/soft_flickr8k.pt"]),
@@ -83,7 +79,7 @@ def launch(run: Run, runs_dir: Path, common: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
-    parser = argparse.ArgumentParser(prog="python scripts/sweep.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m scripts.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-dir", default="runs/sweep")
     parser.add_argument("--deadline", type=float, default=3600, help="seconds for all runs")

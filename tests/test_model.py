@@ -16,8 +16,8 @@ def _features(batch=3, locations=9, dim=16):
 @pytest.mark.parametrize("rows_per_image", [1, 2])
 def test_deterministic_attention_weights_sum_to_one_and_context_is_their_average(
         vocab, attention_kind, rows_per_image):
-    if attention_kind == "hard":
-        pytest.skip("hard attention's context is one sampled location (tests below)")
+    if ATTENTIONS[attention_kind].reinforce:
+        pytest.skip("a sampling attention's context is one sampled location (tests below)")
     attention = build_attention(tiny_config(vocab, attention_kind))
     features = _features()
     projected = attention.project(features)
@@ -68,7 +68,7 @@ def test_teacher_forcing_shapes_and_every_parameter_gets_a_gradient(vocab, atten
     assert out.logits.shape == (4, captions.shape[1] - 1, len(vocab))
     assert torch.allclose(out.alphas.sum(-1), torch.ones(4, captions.shape[1] - 1))
     loss = torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), captions[:, 1:].flatten())
-    if attention_kind == "hard":
+    if ATTENTIONS[attention_kind].reinforce:
         assert out.log_probs is not None and out.log_probs.shape == (4, captions.shape[1] - 1)
         loss = loss - out.log_probs.sum()  # a REINFORCE-shaped term
     else:

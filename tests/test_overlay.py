@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from captioner import ModelConfig
+from captioner.attention import ATTENTIONS, register_attention
 from captioner.overlay import (hard_overlay, map_style, overlay_grid, soft_overlay, upsample,
                                window_overlay)
 
@@ -59,6 +60,18 @@ def test_each_attention_kind_gets_its_drawing():
     assert map_style(ModelConfig(attention="hard", hard_inference="expectation"))["hard"] is False
     assert map_style(ModelConfig(attention="local")) == {"hard": False, "window": True}
     assert map_style(ModelConfig(attention="luong-concat")) == {"hard": False, "window": False}
+
+
+@pytest.mark.parametrize("name", sorted(ATTENTIONS))
+def test_the_drawing_is_the_one_the_attention_registered(name):
+    overlay = ATTENTIONS[name].overlay
+    assert map_style(ModelConfig(attention=name)) == {"hard": overlay == "cell",
+                                                      "window": overlay == "window"}
+
+
+def test_an_unknown_overlay_style_is_refused():
+    with pytest.raises(ValueError, match="overlay must be one of"):
+        register_attention("sparkles", overlay="sparkles")
 
 
 def test_grid_has_a_tile_per_word_plus_the_photo():

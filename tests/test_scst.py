@@ -7,7 +7,7 @@ import torch
 from captioner import build_decoder, load_checkpoint
 from captioner.checkpoint import save_checkpoint
 from training.data import load_karpathy
-from captioner.models import load_decoder
+from captioner.build import load_decoder
 from captioner.vocab import Vocabulary
 from training.features import ensure_cache
 from training.cider import CiderD

@@ -18,6 +18,7 @@ from training.features import build_cache, cache_folder, ensure_cache, open_cach
 from training import loop
 from training.config import parse_config
 from training.loop import TrainingError
+from training.optimizers import OPTIMIZERS
 from training.train import train
 from training.train import main as train_main
 
@@ -59,7 +60,7 @@ def test_overfits_a_handful_of_captions(shapes, tmp_path, attention, flags):
     log = read_log(out)
     train_lines = [r for r in log if r["type"] == "train"]
     assert train_lines[-1]["ce"] < 0.25 * train_lines[0]["ce"]
-    if attention == "hard":
+    if ATTENTIONS[attention].reinforce:
         assert any(r["reinforce"] != 0 for r in train_lines)
         assert all(r["baseline"] < 0 for r in train_lines)
     # greedy decoding reproduces a training caption
@@ -292,6 +293,19 @@ def test_model_flags_are_model_configs_fields_and_only_training_train_has_them()
                       (["--attention", "hard"], ScstConfig)):
         with pytest.raises(SystemExit):
             parse_config(["--data", "x.json", *argv], **({"cls": cls} if cls else {}))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_optimizer_flag_choices_are_the_registry(name):
+    config = parse_config(["--data", "x.json", "--optimizer", name, "--lr", "0.1"])
+    weight = torch.nn.Parameter(torch.zeros(2))
+    optimizer = loop.make_optimizer([{"params": [weight]}], config)
+    assert isinstance(optimizer, torch.optim.Optimizer) and optimizer.defaults["lr"] == 0.1
+
+
+def test_an_unregistered_optimizer_is_refused():
+    with pytest.raises(SystemExit):
+        parse_config(["--data", "x.json", "--optimizer", "lbfgs"])
 
 
 def test_unknown_flags_are_an_error():

@@ -11,12 +11,16 @@ from captioner.attention import ATTENTIONS
 from captioner.config import GATE_KINDS, ModelConfig
 from captioner.encoder import ENCODERS
 
+from .optimizers import OPTIMIZERS
+
 # ModelConfig fields that are not flags: filled in from the vocabulary and the encoder, or
 # chosen at inference.
 DERIVED_MODEL_FIELDS = ("vocab_size", "encoder_dim", "hard_inference")
 MODEL_FLAGS = tuple(f.name for f in fields(ModelConfig) if f.name not in DERIVED_MODEL_FIELDS)
 # The model flags with a fixed set of values: their registries (or lists) are the choices.
 MODEL_CHOICES = {"attention": ATTENTIONS, "encoder": ENCODERS, "gate": GATE_KINDS}  # read live
+# The stage flags with a registry of values.
+STAGE_CHOICES = {"optimizer": OPTIMIZERS}
 
 
 @dataclass
@@ -36,7 +40,7 @@ class StageConfig:
     reinforce_weight: float = 1.0  # lambda_r, weight of the REINFORCE term
     baseline_decay: float = 0.9  # b <- decay * b + (1 - decay) * log p(y | s, a)
     # optimisation
-    optimizer: str = "adam"  # adam | rmsprop | sgd (momentum 0.9)
+    optimizer: str = "adam"  # a name from training.optimizers.OPTIMIZERS (sgd: momentum 0.9)
     lr: float = 4e-4
     weight_decay: float = 0.0
     grad_clip: float = 5.0
@@ -65,8 +69,9 @@ class StageConfig:
     def validate(self) -> None:
         if not self.data:
             raise ValueError("--data is required")
-        if self.optimizer not in ("adam", "rmsprop", "sgd"):
-            raise ValueError("--optimizer must be adam, rmsprop or sgd")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; "
+                             f"got {self.optimizer!r}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError("--precision must be fp32, bf16 or fp16")
         if self.batch_size < 1 or self.epochs < 1:
@@ -168,8 +173,9 @@ def _add_flag(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
         parser.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction,
                             default=f.default)
     else:
+        choices = STAGE_CHOICES.get(f.name)
         parser.add_argument(flag_name(f.name), type=_flag_type(f), default=f.default,
-                            metavar=f.name.upper())
+                            choices=choices, metavar=None if choices else f.name.upper())
 
 
 def config_to_dict(config: StageConfig) -> dict[str, Any]:

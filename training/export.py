@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from captioner.build import load_decoder
 from captioner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from captioner.encoder import changed_tensors, encoder_spec
 from captioner.inference import Captioner
-from captioner.models import load_decoder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from captioner.build import build_checkpoint_encoder, load_decoder
 from captioner.decoder import Decoder, TeacherForcedOutput
 from captioner.encoder import Encoder, top_blocks
 from captioner.images import load_image
-from captioner.models import build_checkpoint_encoder, load_decoder
 from captioner.preprocessing import Preprocessing
 
 from .batches import Batch, batch_layout

@@ -37,6 +37,7 @@ from .distributed import Runtime, setup, teardown
 from .features import FeaturesOf
 from .losses import caption_loss
 from .metrics import corpus_bleu4
+from .optimizers import OPTIMIZERS
 
 MIN_FREE_BYTES = 200 * 2**20
 
@@ -104,12 +105,7 @@ def make_stage(module: torch.nn.Module, decoder: Decoder, param_groups: list[dic
 
 def make_optimizer(param_groups: list[dict], config: StageConfig) -> torch.optim.Optimizer:
     """config.lr is the default; a group may carry its own (the encoder's, when fine-tuning)."""
-    if config.optimizer == "adam":
-        return torch.optim.Adam(param_groups, config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(param_groups, config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(param_groups, config.lr, momentum=0.9,
-                           weight_decay=config.weight_decay)
+    return OPTIMIZERS[config.optimizer](param_groups, config.lr, config.weight_decay)
 
 
 # ---------------------------------------------------------------------------------------------

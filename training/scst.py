@@ -49,9 +49,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
+from captioner.attention import attention_entry
+from captioner.build import load_decoder
 from captioner.decoder import Decoder
 from captioner.decoding import content_word_mask, greedy
-from captioner.models import load_decoder
 from captioner.vocab import Vocabulary
 
 from .batches import pad_captions
@@ -233,7 +234,7 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
     # process then takes one share of the same global gradient.
     global_words = runtime.sum(float(words))[0]
     policy = -(advantage * drawn.log_prob).sum()
-    if decoder.config.attention == "hard":  # the first stage's entropy bonus, as there
+    if attention_entry(decoder.config.attention).reinforce:  # the first stage's entropy bonus
         policy = policy - config.entropy_weight * drawn.entropy.sum()
     loss = policy / (global_words / runtime.world_size)
     cross_entropy = torch.zeros(())

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from captioner.build import build_decoder
 from captioner.checkpoint import load_checkpoint
-from captioner.decoder import build_decoder
 from captioner.encoder import encoder_spec
 from captioner.vocab import Vocabulary
 

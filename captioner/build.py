@@ -1,10 +1,24 @@
-"""A checkpoint's model, built and loaded: used by inference, and by training stages that
-start from a checkpoint. Every failure is a CheckpointError naming the file."""
+"""Models built from a config or a checkpoint: the decoder a config's attention asks for, and
+a checkpoint's encoder and decoder with their weights loaded. Used by inference, and by
+training stages that build a model or start from a checkpoint. Every checkpoint failure is a
+CheckpointError naming the file."""
 from __future__ import annotations
 
+from .attention import attention_entry
 from .checkpoint import Checkpoint, CheckpointError
-from .decoder import Decoder, build_decoder
+from .config import ModelConfig
+from .decoder import Decoder, ShowAttendTellDecoder
 from .encoder import Encoder, build_encoder
+from .luong import LuongDecoder
+
+# The decoder for each attention query (captioner.attention.QUERIES): attend with h_{t-1}
+# before the LSTM step, or with h_t after it.
+DECODERS: dict[str, type[Decoder]] = {"previous": ShowAttendTellDecoder, "current": LuongDecoder}
+
+
+def build_decoder(config: ModelConfig) -> Decoder:
+    """The decoder the config's attention is scored with: h_{t-1} or h_t."""
+    return DECODERS[attention_entry(config.attention).query](config)
 
 
 def build_checkpoint_encoder(checkpoint: Checkpoint, name: str = "<checkpoint>",
