@@ -21,6 +21,8 @@ UNK = Vocabulary.unk_id
 MAX_CAPTION_LENGTH = 50  # the longest caption any caller may ask for
 MAX_BEAM_SIZE = 20
 HARD_MODES = ("expectation", "argmax", "sample")
+# Constrained search keeps a beam per subset of tags used: 2**max_tags beams of beam_size.
+MAX_TAGS = 3
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,20 @@ class DecodeOptions:
         "help": "hard attention only: expectation | argmax | sample (default: the model's)",
         "choices": HARD_MODES})
 
+    # Grounding (captioner.grounding, captioner.constrained): the encoder's own ImageNet
+    # classifier tags the photo with caption words ("cat" from "tabby", "Egyptian cat"); the
+    # caption must use each tag whose confidence reaches tag_threshold (at most max_tags of
+    # them), and a tag at least veto_threshold sure bars the words of its rivals ("dog" on a
+    # surely-cat photo). Chosen on COCO dev photos and Flickr8k val (docs/grounding.md).
+    grounding: bool = field(default=True, metadata={
+        "help": "make the caption name what the encoder's ImageNet classifier is sure of"})
+    tag_threshold: float = field(default=0.3, metadata={
+        "help": "with --grounding: the confidence a tag needs to be placed"})
+    max_tags: int = field(default=2, metadata={
+        "help": "with --grounding: at most this many tags per photo"})
+    veto_threshold: float = field(default=0.8, metadata={
+        "help": "with --grounding: the confidence at which a tag bars its rivals' words"})
+
     def __post_init__(self) -> None:
         if not 1 <= self.beam_size <= MAX_BEAM_SIZE:
             raise ValueError(f"beam_size must be between 1 and {MAX_BEAM_SIZE}")
@@ -79,6 +95,12 @@ class DecodeOptions:
             raise ValueError("repeat_ngram must be at least 0 (0: no n-gram is blocked)")
         if self.repeat_penalty < 0:
             raise ValueError("repeat_penalty must be at least 0")
+        if not 0.0 <= self.tag_threshold <= 1.0:
+            raise ValueError("tag_threshold must be between 0 and 1")
+        if not 0 <= self.max_tags <= MAX_TAGS:
+            raise ValueError(f"max_tags must be between 0 and {MAX_TAGS}")
+        if not 0.0 <= self.veto_threshold <= 1.0:
+            raise ValueError("veto_threshold must be between 0 and 1")
         if self.hard_mode is not None and self.hard_mode not in HARD_MODES:
             raise ValueError(f"hard_mode must be one of {', '.join(HARD_MODES)}; "
                              f"got {self.hard_mode!r}")

