@@ -126,7 +126,8 @@ class Decoder(nn.Module):
         return torch.sigmoid(o) * torch.tanh(c), c
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor,
-                image_of: torch.Tensor | None = None) -> TeacherForcedOutput:
+                image_of: torch.Tensor | None = None,
+                hard_mode: str | None = None) -> TeacherForcedOutput:
         """Teacher forcing over captions (B, T+1) that start with <start>; predicts captions[:, 1:].
 
         features (I, L, D) holds each image once and image_of (B,) names each caption's row
@@ -134,8 +135,10 @@ class Decoder(nn.Module):
         over every location, the initial state) is done once for all of an image's captions.
         Each step runs only the captions that have not ended yet (longest first, a shrinking
         prefix), so padding costs nothing; padded positions of the output are 0.
+        hard_mode: how hard attention picks its region in eval mode (as in Memory; None: the
+        model's own); training mode always samples.
         """
-        memory = self.prepare(features)
+        memory = self.prepare(features, hard_mode=hard_mode)
         state = self.init_state(memory)  # (I, n)
         batch, steps = captions.shape[0], captions.shape[1] - 1
         lengths = (captions[:, 1:] != PAD_ID).sum(1)  # words + <end> per caption

@@ -1,0 +1,166 @@
+"""benchmarks.attention_correctness: regions on the grid, word scores, word -> category, and a
+tiny end-to-end run over every registered attention."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.attention_correctness import (
+    REGION_KINDS, WORD_CLASSES, Mention, annotation_mask, box_coverage, main, mask_coverage,
+    mentions, plural, score_word, summarise, word_table)
+from captioner import build_decoder
+from conftest import photo, tiny_config, write_checkpoint
+
+
+def test_box_coverage_is_the_exact_fraction_of_each_cell_after_squashing():
+    # A 300 x 100 photo squashed onto a 3 x 3 grid: a cell is 100 x 33.3 pixels. The box
+    # x 50..250, y 0..50 covers half of columns 0 and 2 and all of column 1; rows: all of row 0
+    # (0..33.3) and (50 - 33.3) / 33.3 = 1/2 of row 1.
+    coverage = box_coverage([(50, 0, 200, 50)], (300, 100), (3, 3))
+    np.testing.assert_allclose(coverage, [[0.5, 1.0, 0.5], [0.25, 0.5, 0.25], [0, 0, 0]])
+
+
+def test_box_coverage_counts_overlapping_boxes_once_and_clips_to_the_photo():
+    # 2 x 2 grid on 20 x 10 px: box A covers cell (0, 0); box B spans grid x 0.5..1.5,
+    # y 0.5..1.5, so it adds a quarter of each other cell and nothing to (0, 0); box C lies
+    # half outside the photo, on the right of the bottom row: x 1.5..2 of cell (1, 1).
+    coverage = box_coverage([(0, 0, 10, 5), (5, 2.5, 10, 5), (15, 5, 10, 5)], (20, 10), (2, 2))
+    np.testing.assert_allclose(coverage, [[1.0, 0.25], [0.25, 0.75]])
+    assert box_coverage([], (20, 10), (2, 2)).sum() == 0
+
+
+def test_mask_coverage_splits_pixels_cut_by_a_cell_edge():
+    mask = np.zeros((3, 3), dtype=bool)  # 3 x 3 px on a 2 x 2 grid: a cell is 1.5 x 1.5 px
+    mask[0, 0] = True
+    mask[2, 1] = True  # half in column 0, half in column 1, all in row 1
+    np.testing.assert_allclose(mask_coverage(mask, (2, 2)),
+                               [[1 / 2.25, 0], [0.5 / 2.25, 0.5 / 2.25]])
+
+
+def test_a_polygon_through_pycocotools_gives_the_same_cells_as_its_box():
+    # A square polygon on a 64 x 48 photo, x 0..32, y 12..36, rasterised by pycocotools.
+    polygon = [[0, 12, 32, 12, 32, 36, 0, 36]]
+    mask = annotation_mask(polygon, (64, 48))
+    assert mask.shape == (48, 64) and mask.sum() == 32 * 24
+    np.testing.assert_allclose(mask_coverage(mask, (2, 2)),
+                               box_coverage([(0, 12, 32, 24)], (64, 48), (2, 2)))
+    np.testing.assert_allclose(mask_coverage(mask, (2, 2)), [[0.5, 0], [0.5, 0]])
+    # An uncompressed RLE (a crowd annotation): the first 16 columns, column-major counts.
+    crowd = annotation_mask({"counts": [0, 16 * 48, 48 * 48], "size": [48, 64]}, (64, 48))
+    assert crowd[:, :16].all() and not crowd[:, 16:].any()
+
+
+def test_mass_area_and_pointing_on_a_synthetic_map():
+    coverage = np.array([[1.0, 0.5], [0.25, 0.0]])
+    alpha = np.array([[0.1, 0.6], [0.2, 0.1]])  # peaks at (0, 1), covered exactly half: a miss
+    score = score_word(alpha, coverage)
+    assert score.mass == pytest.approx(0.1 + 0.3 + 0.05)
+    assert score.area == pytest.approx(1.75 / 4)
+    assert not score.hit and score.chance == pytest.approx(0.25)  # only (0, 0) is > 0.5 covered
+    hit = score_word(np.array([[0.7, 0.1], [0.1, 0.1]]), coverage)
+    assert hit.hit and hit.mass == pytest.approx(0.7 + 0.05 + 0.025)
+    summary = summarise([score, hit])
+    assert summary["words"] == 2 and summary["pointing"] == 0.5
+    assert summary["ratio"] == pytest.approx((0.45 + 0.775) / 2 / (1.75 / 4))
+    assert summary["mean_word_ratio"] == pytest.approx((0.45 + 0.775) / 2 / (1.75 / 4))
+    assert summarise([])["words"] == 0 and summarise([])["ratio"] is None
+
+
+def test_words_map_to_categories_with_plurals_people_and_longest_names_first():
+    assert [plural(w) for w in ("dog", "bus", "sandwich", "pony", "man", "knife", "sheep")] == \
+        ["dogs", "buses", "sandwiches", "ponies", "men", "knives", "sheep"]
+    table = word_table(["person", "dog", "hot dog", "dining table", "bicycle", "sheep"])
+    words = "two women and a boy eat hot dogs at the table by the dogs bikes and sheep".split()
+    assert mentions(words, table) == [
+        Mention(1, "person"), Mention(4, "person"), Mention(7, "hot dog"),
+        Mention(10, "dining table"), Mention(13, "dog"), Mention(14, "bicycle"),
+        Mention(16, "sheep")]
+    for word in ("man", "men", "woman", "people", "child", "kid", "kids", "person", "player"):
+        assert mentions([word], table) == [Mention(0, "person")], word
+    assert mentions(["cat"], table) == []  # not a category of these annotations
+
+
+def test_a_synonyms_file_replaces_the_built_in_words(tmp_path):
+    path = tmp_path / "synonyms.txt"
+    path.write_text("# category, synonym...\n*person, girl, rider\ndog, puppy\n")
+    table = word_table(["person", "dog"], path)
+    assert mentions("a rider and two puppies".split(), table) == [Mention(1, "person"),
+                                                                   Mention(4, "dog")]
+    assert mentions(["man"], table) == []  # only the file's words
+    (tmp_path / "bad.txt").write_text("unicorn, horn\n")
+    with pytest.raises(ValueError, match="unicorn"):
+        word_table(["person", "dog"], tmp_path / "bad.txt")
+
+
+def test_teacher_forcing_takes_the_hard_mode_of_the_call(vocab):
+    decoder = build_decoder(tiny_config(vocab, "hard", hard_inference="argmax")).eval()
+    features = torch.randn(2, 9, 16)
+    captions = torch.tensor([vocab.encode(["a", "man", "rides", "a", "bike"]),
+                             vocab.encode(["a", "red", "square", "on", "grass"])])
+    expecting = copy.deepcopy(decoder)
+    expecting.attention.inference = "expectation"
+    with torch.no_grad():
+        asked = decoder(features, captions, hard_mode="expectation")
+        assert torch.equal(asked.alphas, expecting(features, captions).alphas)
+        assert not torch.equal(asked.alphas, decoder(features, captions).alphas)  # argmax
+
+
+def _tiny_coco(root):
+    """Two generated photos with references and a COCO instances file: photo 1 has a person
+    (polygon) and a bicycle (two boxes), photo 2 a dog (crowd RLE) and no person."""
+    (root / "images").mkdir()
+    references = [["a man rides a bike", "two dogs run on the beach"],
+                  ["a man and two dogs run on the beach", "a red square on grass"]]
+    entries, images, annotations = [], [], []
+    for index, texts in enumerate(references):
+        cocoid, (width, height) = 100 + index, (160, 120)
+        photo(width, height, seed=index).save(root / "images" / f"{cocoid}.jpg")
+        entries.append({"filename": f"{cocoid}.jpg", "filepath": "images", "cocoid": cocoid,
+                        "split": "test", "sentences": [{"tokens": t.split(), "raw": t}
+                                                       for t in texts]})
+        images.append({"id": cocoid, "width": width, "height": height,
+                       "file_name": f"{cocoid:012d}.jpg"})
+    annotations = [
+        {"id": 1, "image_id": 100, "category_id": 1, "iscrowd": 0, "bbox": [10, 10, 50, 80],
+         "segmentation": [[10, 10, 60, 10, 60, 90, 10, 90]]},
+        {"id": 2, "image_id": 100, "category_id": 2, "iscrowd": 0, "bbox": [70, 60, 40, 40],
+         "segmentation": [[70, 60, 110, 60, 110, 100, 70, 100]]},
+        {"id": 3, "image_id": 100, "category_id": 2, "iscrowd": 0, "bbox": [100, 70, 40, 40],
+         "segmentation": [[100, 70, 140, 70, 140, 110, 100, 110]]},
+        {"id": 4, "image_id": 101, "category_id": 18, "iscrowd": 1, "bbox": [0, 0, 40, 120],
+         "segmentation": {"counts": [0, 40 * 120, 120 * 120], "size": [120, 160]}},
+    ]
+    categories = [{"id": 1, "name": "person"}, {"id": 2, "name": "bicycle"},
+                  {"id": 18, "name": "dog"}]
+    (root / "dataset.json").write_text(json.dumps({"dataset": "tiny", "images": entries}))
+    (root / "instances.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": categories}))
+    return root / "dataset.json", root / "instances.json"
+
+
+def test_end_to_end_on_a_tiny_coco_for_every_attention(tmp_path, vocab, attention_kind, capsys):
+    data, instances = _tiny_coco(tmp_path)
+    checkpoint = write_checkpoint(tmp_path / "model.pt", vocab, attention_kind)
+    out = tmp_path / "out" / "result.json"
+    rows = main(["--data", str(data), "--instances", str(instances), "--checkpoint",
+                 str(checkpoint), "--beam", "2", "--out", str(out)])
+    modes = ["expectation", "argmax", "sample"] if attention_kind == "hard" else [None]
+    assert len(rows) == len(modes) * 2 * len(REGION_KINDS) * len(WORD_CLASSES)
+    assert {r.hard_mode for r in rows} == set(modes)
+    # References: photo 1 "man" (person), "bike" (bicycle), "dogs" (no dog there: skipped);
+    # photo 2 "man" (no person there: skipped), "dogs" (dog).
+    expected = {"people": 1, "other objects": 2, "all": 3}
+    for row in rows:
+        if row.source == "references":
+            assert row.words == expected[row.word_class], row
+            assert 0 <= row.mass <= 1 and 0 < row.area < 1 and 0 <= row.pointing <= 1
+            assert row.ratio == pytest.approx(row.mass / row.area)
+        else:
+            assert row.words >= 0
+    saved = json.loads(out.read_text())
+    assert saved["photos"] == 2 and len(saved["rows"]) == len(rows)
+    assert "references" in capsys.readouterr().out
