@@ -20,7 +20,7 @@ from captioner import Captioner, CheckpointError, ImageError, load_image
 from ui.support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, UPLOAD_TYPES,
                                    caption_json, checkpoint_path, download_stem, env_checkpoint,
                                    batch_csv, batch_row, confidence_markdown, escape_markdown,
-                                   fit_within, format_timing, grid_png)
+                                   fit_within, format_timing, grid_png, grounding_markdown)
 from captioner.decoding import DEFAULT_OPTIONS, MAX_CAPTION_LENGTH, DecodeOptions
 from captioner.inference import DEFAULT_CHECKPOINTS, default_checkpoint
 from captioner.overlay import map_style, word_overlays
@@ -29,8 +29,12 @@ MODEL_LABELS = {"soft": "Soft attention (shipped)", "hard": "Hard attention (shi
                 CUSTOM_MODEL: "Checkpoint file"}
 # Why a photo of a cat can be captioned "a brown dog": what the caption model has seen.
 TRAINED_ON = ("The captions come from a model trained on Flickr8k: 8,000 photos with 5 "
-              "captions each, mostly people and dogs outdoors. It can only use words and "
-              "scenes from there, even when the CNN recognises something else.")
+              "captions each, mostly people and dogs outdoors. With grounding on (sidebar), a "
+              "label the CNN is sure of must appear in the caption (📍), and its rivals "
+              "(\"dog\" on a photo that is surely a cat) may not.")
+GUESS_WARNING = ("**This caption is a guess.** No label of the CNN was sure enough to guide it, "
+                 "and the caption model was unsure of its words: the photo is probably unlike "
+                 "the Flickr8k photos (people and dogs outdoors) it learnt from.")
 LARGE_SIDE = 900  # longest side of the large overlay, in pixels
 TILE_SIDE = 320  # longest side of one grid tile
 GRID_COLUMNS = 5
@@ -147,13 +151,15 @@ def show_caption(caption, model_path: str, image_name: str, photo, draw: dict) -
     with st.container(key="caption"):
         st.header(escape_markdown(caption.text) if caption.words else "(empty caption)",
                   anchor=False)
+        if caption.is_guess:
+            st.warning(GUESS_WARNING, icon="❔")
         st.markdown(f"Score **{caption.score:.3f}** · log-probability {caption.log_prob:.3f} · "
                     f"{len(caption.words)} words")
     if caption.words:
         with st.container(key="confidence"):
             st.markdown("**How sure the model was of each word**: p(word | photo, the words "
                         "before it)")
-            st.markdown(confidence_markdown(caption.words, caption.word_probs))
+            st.markdown(confidence_markdown(caption.words, caption.word_probs, caption.tagged))
     if len(caption.alternatives) > 1:
         with st.container(key="alternatives"):
             st.markdown("**Other beam hypotheses**")
@@ -169,6 +175,8 @@ def show_caption(caption, model_path: str, image_name: str, photo, draw: dict) -
             st.markdown("**What the CNN saw**: the encoder's own ImageNet classifier, top 5")
             st.markdown("\n".join(f"- {escape_markdown(label.name)} · {label.probability:.0%}"
                                    for label in caption.imagenet))
+            st.markdown(grounding_markdown(caption) if st.session_state.get("grounding", True)
+                        else "Grounding is off: no label guided the caption.")
             st.caption(TRAINED_ON)
     st.caption(f"Timing: {format_timing(caption.timing)}")
     stem = download_stem(image_name)
@@ -299,7 +307,7 @@ def show_compare(models: dict[str, Path], digest: str, photo, large, options: De
             st.markdown(f"**{escape_markdown(caption.text) or '(empty caption)'}**")
             st.caption(f"Score {caption.score:.3f} · {describe_model(captioner)}")
             if caption.words:
-                st.markdown(confidence_markdown(caption.words, caption.word_probs))
+                st.markdown(confidence_markdown(caption.words, caption.word_probs, caption.tagged))
             draw = {**map_style(captioner.config), "smooth": smooth, "opacity": opacity}
             if index < len(caption.words):
                 [picked] = word_overlays(large, caption.alphas[index:index + 1], **draw)
@@ -333,6 +341,11 @@ def main() -> None:
                                       key="block_repeats",
                                       help="No pair of words appears twice in a caption, and a "
                                            "word such as 'shirt' is not said twice without need.")
+    grounding = st.sidebar.toggle(
+        "Name what the CNN sees", value=DEFAULT_OPTIONS.grounding, key="grounding",
+        help="The encoder's own ImageNet classifier tags the photo; a tag it is sure of must "
+             "appear in the caption (marked 📍), and a word naming a rival of a very sure tag "
+             "(\"dog\" on a photo that is surely a cat) may not. Off: the caption model alone.")
     st.sidebar.header("Display")
     smooth_box = st.sidebar.container()
     opacity = st.sidebar.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="opacity")
@@ -357,7 +370,7 @@ def main() -> None:
                            "predicted for the word; it sees nothing outside it.")
     draw = {**style, "smooth": smooth, "opacity": opacity}
     options = DEFAULT_OPTIONS.replace(beam_size=beam, max_length=max_length,
-                                      block_repeats=block_repeats)
+                                      block_repeats=block_repeats, grounding=grounding)
 
     if not chosen:
         st.info("Upload a photo or pick an example to caption it.")

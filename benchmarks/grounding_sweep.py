@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--tag-thresholds", default="0.2,0.3,0.4")
     parser.add_argument("--max-tags", default="1,2")
     parser.add_argument("--veto-thresholds", default="0.8")
+    parser.add_argument("--evidence-floors", default="0")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the ungrounded row")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--threads", type=int, default=2)
@@ -47,15 +49,19 @@ def main() -> None:
             ("flickr8k_val", flickr, "val", None)]
     features = {name: checkpoint_features(checkpoint, captioner, data, split, args.cache_dir)
                 for name, data, split, _ in sets}
-    settings = [DEFAULT_OPTIONS.replace(grounding=False)] + [
-        DEFAULT_OPTIONS.replace(tag_threshold=t, max_tags=m, veto_threshold=v)
-        for t, m, v in itertools.product(map(float, args.tag_thresholds.split(",")),
-                                         map(int, args.max_tags.split(",")),
-                                         map(float, args.veto_thresholds.split(",")))]
+    settings = [] if args.no_baseline else [DEFAULT_OPTIONS.replace(grounding=False)]
+    settings += [DEFAULT_OPTIONS.replace(tag_threshold=t, max_tags=m, veto_threshold=v,
+                                         evidence_floor=f)
+                 for t, m, v, f in itertools.product(
+                     map(float, args.tag_thresholds.split(",")),
+                     map(int, args.max_tags.split(",")),
+                     map(float, args.veto_thresholds.split(",")),
+                     map(float, args.evidence_floors.split(",")))]
     rows = []
     for options in settings:
         row = {"grounding": options.grounding, "tag_threshold": options.tag_threshold,
-               "max_tags": options.max_tags, "veto_threshold": options.veto_threshold}
+               "max_tags": options.max_tags, "veto_threshold": options.veto_threshold,
+               "evidence_floor": options.evidence_floor}
         for name, data, split, instances in sets:
             result = evaluate(captioner, data, split, features[name], options,
                               instances=instances)
@@ -66,7 +72,8 @@ def main() -> None:
                          "loops": result["diversity"]["captions_repeating_a_trigram"]}
         rows.append(row)
         label = (f"tags>={options.tag_threshold:g} max {options.max_tags} "
-                 f"veto>={options.veto_threshold:g}" if options.grounding else "no grounding")
+                 f"veto>={options.veto_threshold:g} floor {options.evidence_floor:g}"
+                 if options.grounding else "no grounding")
         print(label + "".join(
             f"  | {name}: " + " ".join(f"{k} {100 * row[name][k]:.1f}" for k in
                                      (*SHOWN, "main_object_named", "chair_s"))

@@ -81,6 +81,11 @@ class DecodeOptions:
         "help": "with --grounding: at most this many tags per photo"})
     veto_threshold: float = field(default=0.8, metadata={
         "help": "with --grounding: the confidence at which a tag bars its rivals' words"})
+    # ... and a word naming an object (dog, bed, pizza) is not a candidate when not even the
+    # photo's best cell gives it this probability: what the classifier cannot see anywhere is
+    # not said (0: off).
+    evidence_floor: float = field(default=0.0, metadata={
+        "help": "with --grounding: the least best-cell probability an object word needs"})
 
     def __post_init__(self) -> None:
         if not 1 <= self.beam_size <= MAX_BEAM_SIZE:
@@ -101,6 +106,8 @@ class DecodeOptions:
             raise ValueError(f"max_tags must be between 0 and {MAX_TAGS}")
         if not 0.0 <= self.veto_threshold <= 1.0:
             raise ValueError("veto_threshold must be between 0 and 1")
+        if not 0.0 <= self.evidence_floor <= 1.0:
+            raise ValueError("evidence_floor must be between 0 and 1")
         if self.hard_mode is not None and self.hard_mode not in HARD_MODES:
             raise ValueError(f"hard_mode must be one of {', '.join(HARD_MODES)}; "
                              f"got {self.hard_mode!r}")

@@ -51,6 +51,18 @@ class Grounding(NamedTuple):
         return bool(self.counts.any()) or bool(self.vetoed.any())
 
 
+class Evidence(NamedTuple):
+    """What the classifier says of the tagger's W words, for B photos."""
+
+    photo: torch.Tensor  # (B, 1000) class probabilities of the whole photo
+    per_photo: torch.Tensor  # (B, W) p(word | photo): its classes' probabilities summed
+    per_cell: torch.Tensor  # (B, W) the same for the grid cell that gives the word the most
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        return (self.per_photo * self.per_cell).sqrt()
+
+
 class Tagger:
     """ImageNet logits -> caption-word tags and vetoes, for one vocabulary."""
 
@@ -76,16 +88,19 @@ class Tagger:
         self.vetoes = {w: _ids(vocab, _rivals(w, self.category.get(w), table.categories))
                        for w in words}
 
-    def tags(self, photo_logits: torch.Tensor, cell_logits: torch.Tensor, threshold: float,
-             max_tags: int, names: Sequence[str]) -> list[list[Tag]]:
-        """photo_logits (B, 1000), cell_logits (B, L, 1000) -> each photo's tags, most
-        confident first: words whose confidence reaches threshold, at most max_tags."""
+    def evidence(self, photo_logits: torch.Tensor, cell_logits: torch.Tensor) -> Evidence:
+        """photo_logits (B, 1000), cell_logits (B, L, 1000) -> what the classifier says of
+        each of the tagger's words."""
         photo = photo_logits.float().softmax(-1)  # (B, 1000)
-        per_photo = photo @ self.class_words  # (B, W)
         per_cell = (cell_logits.float().softmax(-1) @ self.class_words).amax(dim=1)  # (B, W)
-        confidence = (per_photo * per_cell).sqrt()
+        return Evidence(photo, photo @ self.class_words, per_cell)
+
+    def tags(self, evidence: Evidence, threshold: float, max_tags: int, names: Sequence[str]
+             ) -> list[list[Tag]]:
+        """Each photo's tags, most confident first: words whose confidence reaches threshold,
+        at most max_tags."""
         result = []
-        for row, probabilities in zip(confidence.tolist(), photo.tolist()):
+        for row, probabilities in zip(evidence.confidence.tolist(), evidence.photo.tolist()):
             ranked = sorted(((c, w) for w, c in zip(self.words, row) if c >= threshold),
                             reverse=True)[:max_tags]
             result.append([Tag(w, c, self._labels(w, probabilities, names),
@@ -93,12 +108,19 @@ class Tagger:
         return result
 
     def grounding(self, tags: list[list[Tag]], veto_threshold: float,
+                  evidence: Evidence | None = None, evidence_floor: float = 0.0,
                   device: torch.device | str | None = None) -> Grounding:
-        """The search's view of the tags: which words satisfy which tag, and the vetoes of
-        tags at least veto_threshold sure."""
+        """The search's view of the tags: which words satisfy which tag, the vetoes of tags at
+        least veto_threshold sure, and (evidence_floor > 0) the words naming an object that not
+        even the photo's best cell gives that much probability."""
         batch = len(tags)
         word_bits = torch.zeros(batch, self.vocab_size, dtype=torch.long)
         vetoed = torch.zeros(batch, self.vocab_size, dtype=torch.bool)
+        if evidence is not None and evidence_floor > 0:
+            for b, row in enumerate(evidence.per_cell.tolist()):
+                for word, p in zip(self.words, row):
+                    if p < evidence_floor and self.category.get(word):
+                        vetoed[b, self.forms[word]] = True
         for b, photo_tags in enumerate(tags):
             for c, tag in enumerate(photo_tags):
                 word_bits[b, self.forms[tag.word]] |= 1 << c

@@ -227,16 +227,18 @@ class Captioner:
         """Each photo's tags, and what the search needs of them (None: no grounding, when
         options turn it off or the encoder has no ImageNet head)."""
         none = [[] for _ in range(features.shape[0])]
-        if not options.grounding or not options.max_tags:
+        if not options.grounding:
             return none, None
         with torch.inference_mode():
             photo = self.encoder.imagenet_logits(features.float())
             if photo is None:
                 return none, None
             cells = self.encoder.imagenet_cell_logits(features.float())
-        tags = self.tagger.tags(photo, cells, options.tag_threshold, options.max_tags,
+        evidence = self.tagger.evidence(photo, cells)
+        tags = self.tagger.tags(evidence, options.tag_threshold, options.max_tags,
                                 imagenet_names())
-        return tags, self.tagger.grounding(tags, options.veto_threshold, features.device)
+        return tags, self.tagger.grounding(tags, options.veto_threshold, evidence,
+                                           options.evidence_floor, features.device)
 
     def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int],
                     tags: list[Tag]) -> Caption:

@@ -115,19 +115,19 @@ def _class_of(word):
 def test_the_tagger_sums_the_classes_of_a_word_and_names_them():
     tagger = Tagger(_vocab_with("cat", "cats", "dog", "dogs"))
     cats = _class_of("cat")
-    photo, cells = _logits({cats[0]: 0.5, cats[1]: 0.4})
-    [[tag]] = tagger.tags(photo, cells, threshold=0.5, max_tags=2, names=imagenet_names())
+    evidence = tagger.evidence(*_logits({cats[0]: 0.5, cats[1]: 0.4}))
+    [[tag]] = tagger.tags(evidence, threshold=0.5, max_tags=2, names=imagenet_names())
     assert tag.word == "cat" and tag.category == "cat"
     assert tag.confidence == pytest.approx(0.9, abs=0.01)
     assert tag.labels[0] == imagenet_names()[cats[0]]
-    assert tagger.tags(photo, cells, 0.95, 2, imagenet_names()) == [[]]
+    assert tagger.tags(evidence, 0.95, 2, imagenet_names()) == [[]]
 
 
 def test_a_sure_tag_vetoes_its_rivals_and_satisfies_its_plural():
     vocab = _vocab_with("cat", "cats", "dog", "dogs", "bed")
     tagger = Tagger(vocab)
-    photo, cells = _logits({_class_of("cat")[0]: 0.95})
-    tags = tagger.tags(photo, cells, 0.5, 2, imagenet_names())
+    tags = tagger.tags(tagger.evidence(*_logits({_class_of("cat")[0]: 0.95})), 0.5, 2,
+                       imagenet_names())
     sure = tagger.grounding(tags, veto_threshold=0.8)
     assert sure.word_bits[0, vocab.stoi["cat"]] == 1 and sure.word_bits[0, vocab.stoi["cats"]] == 1
     assert sure.vetoed[0, vocab.stoi["dog"]] and sure.vetoed[0, vocab.stoi["dogs"]]
@@ -140,5 +140,17 @@ def test_a_sure_tag_vetoes_its_rivals_and_satisfies_its_plural():
 def test_people_are_never_tags():
     tagger = Tagger(_vocab_with("person", "man"))
     people = [i for i, c in object_words().classes.items() if c.category == "person"]
-    photo, cells = _logits({people[0]: 0.99})
-    assert tagger.tags(photo, cells, 0.1, 2, imagenet_names()) == [[]]
+    evidence = tagger.evidence(*_logits({people[0]: 0.99}))
+    assert tagger.tags(evidence, 0.1, 2, imagenet_names()) == [[]]
+
+
+def test_an_object_the_classifier_sees_nowhere_is_not_a_candidate():
+    vocab = _vocab_with("cat", "dog", "dogs", "bed")
+    tagger = Tagger(vocab)
+    evidence = tagger.evidence(*_logits({_class_of("cat")[0]: 0.3, _class_of("dog")[0]: 0.02}))
+    tags = tagger.tags(evidence, 0.9, 2, imagenet_names())  # nothing sure enough to place
+    floor = tagger.grounding(tags, 0.8, evidence, evidence_floor=0.01).vetoed[0]
+    assert floor[vocab.stoi["bed"]] and not floor[vocab.stoi["dog"]] and not floor[vocab.stoi["cat"]]
+    higher = tagger.grounding(tags, 0.8, evidence, evidence_floor=0.05).vetoed[0]
+    assert higher[vocab.stoi["dog"]] and higher[vocab.stoi["dogs"]] and not higher[vocab.stoi["cat"]]
+    assert not tagger.grounding(tags, 0.8, evidence, evidence_floor=0.0).vetoed.any()
