@@ -79,6 +79,14 @@ def load_checkpoint(path: str | os.PathLike, max_bytes: int = MAX_CHECKPOINT_BYT
                     name: str | None = None) -> Checkpoint:
     """Read and validate a checkpoint; every problem becomes a CheckpointError naming the file
     (as `name`, default the path: an upload's temporary file is shown by the visitor's name)."""
+    name = str(path) if name is None else name
+    return checkpoint_from_dict(read_weights_file(path, max_bytes, name), name)
+
+
+def read_weights_file(path: str | os.PathLike, max_bytes: int = MAX_CHECKPOINT_BYTES,
+                      name: str | None = None) -> Any:
+    """The plain data of a torch.save file, read safely: a regular file under max_bytes,
+    weights_only=True (no pickled code runs); every problem is a CheckpointError."""
     path = Path(path)
     name = str(path) if name is None else name
     try:
@@ -109,7 +117,7 @@ def load_checkpoint(path: str | os.PathLike, max_bytes: int = MAX_CHECKPOINT_BYT
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{name}: not a readable PyTorch checkpoint, or a truncated one "
                               f"({detail[:160]})") from None
-    return checkpoint_from_dict(raw, name)
+    return raw
 
 
 def _check_regular_file(info: os.stat_result, name: str, max_bytes: int) -> None:
