@@ -87,6 +87,13 @@ class DecodeOptions:
     evidence_floor: float = field(default=0.0, metadata={
         "help": "with --grounding: the least best-cell probability an object word needs"})
 
+    # Shallow fusion (captioner.language_model): this weight times a language model's log p,
+    # learnt from COCO and Flickr8k caption text, is added to the captioner's at every step, so
+    # the words a tag places sit the way people write about such things (0: the captioner
+    # alone). Chosen on val (docs/grounding.md).
+    fusion_weight: float = field(default=0.0, metadata={
+        "help": "weight of the caption language model's log-probabilities (0: none)"})
+
     def __post_init__(self) -> None:
         if not 1 <= self.beam_size <= MAX_BEAM_SIZE:
             raise ValueError(f"beam_size must be between 1 and {MAX_BEAM_SIZE}")
@@ -106,6 +113,8 @@ class DecodeOptions:
             raise ValueError(f"max_tags must be between 0 and {MAX_TAGS}")
         if not 0.0 <= self.veto_threshold <= 1.0:
             raise ValueError("veto_threshold must be between 0 and 1")
+        if not 0.0 <= self.fusion_weight <= 2.0:
+            raise ValueError("fusion_weight must be between 0 and 2")
         if not 0.0 <= self.evidence_floor <= 1.0:
             raise ValueError("evidence_floor must be between 0 and 1")
         if self.hard_mode is not None and self.hard_mode not in HARD_MODES:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Hashable, Sequence
@@ -16,6 +18,7 @@ from .decoder import Decoder
 from .constrained import decode_grounded
 from .decoding import DecodeOptions, Hypothesis, content_word_mask, resolve_options
 from .grounding import Grounding, Tag, Tagger
+from .language_model import FusedDecoder, LanguageModelFile, load_language_model
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
 from .imagenet import Label, imagenet_names, top_labels
@@ -29,6 +32,8 @@ DEFAULT_CHECKPOINTS = {
     "soft": WEIGHTS_DIR / "soft_flickr8k.pt",
     "hard": WEIGHTS_DIR / "hard_flickr8k.pt",
 }
+# The caption language model that DecodeOptions.fusion_weight fuses with any captioner.
+LANGUAGE_MODEL = WEIGHTS_DIR / "language_coco_flickr8k.pt"
 DEFAULT_MODEL = "soft"
 # Below this mean word probability an ungrounded caption is called a guess (docs/grounding.md).
 GUESS_WORD_PROBABILITY = 0.35
@@ -137,6 +142,8 @@ class Captioner:
         self.vocab = vocab
         self.content_words = content_word_mask(vocab)  # for DecodeOptions.repeat_penalty
         self.tagger = Tagger(vocab)
+        self._fused: dict[float, FusedDecoder] = {}
+        self._fusion_lock = threading.Lock()
         self.preprocessing = preprocessing
         self.metadata = dict(metadata or {})
         # Captioners with equal keys compute the same features for a photo (same encoder
@@ -217,10 +224,20 @@ class Captioner:
             if self.content_words.device != features.device:
                 self.content_words = self.content_words.to(features.device)
             tags, grounding = self.ground(features, options)
-            results = decode_grounded(self.decoder, features.float(), options, grounding,
-                                      self.content_words)
+            results = decode_grounded(self.decoder_for(options), features.float(), options,
+                                      grounding, self.content_words)
         return [self._to_caption(hyps, grid, photo_tags)
                 for hyps, photo_tags in zip(results, tags)]
+
+    def decoder_for(self, options: DecodeOptions) -> Decoder | FusedDecoder:
+        """The decoder, fused with the shipped caption language model when options ask."""
+        if not options.fusion_weight:
+            return self.decoder
+        with self._fusion_lock:  # sessions share the Captioner: build each fusion once
+            if options.fusion_weight not in self._fused:
+                self._fused[options.fusion_weight] = FusedDecoder(
+                    self.decoder, shipped_language_model(), self.vocab, options.fusion_weight)
+            return self._fused[options.fusion_weight]
 
     def ground(self, features: torch.Tensor, options: DecodeOptions
                ) -> tuple[list[list[Tag]], Grounding | None]:
@@ -251,6 +268,14 @@ class Captioner:
             alternatives=[Alternative(self.vocab.decode(h.tokens), h.score, _probabilities(h))
                           for h in hypotheses],
             tags=tags, tagged=self.tagger.placed(words, tags))
+
+
+@lru_cache(maxsize=1)
+def shipped_language_model() -> LanguageModelFile:
+    if not LANGUAGE_MODEL.exists():
+        raise CheckpointError(f"{LANGUAGE_MODEL}: the caption language model is not installed; "
+                              "decode with fusion_weight=0")
+    return load_language_model(LANGUAGE_MODEL)
 
 
 def _probabilities(hypothesis: Hypothesis) -> list[float]:

@@ -13,6 +13,7 @@ from captioner.decoder import Decoder
 from captioner.constrained import decode_grounded
 from captioner.decoding import DEFAULT_OPTIONS, DecodeOptions, content_word_mask
 from captioner.grounding import Grounding, Tag
+from captioner.language_model import FusedDecoder
 from captioner.vocab import Vocabulary
 
 from .data import ImageRecord
@@ -22,7 +23,7 @@ from .features import FeaturesOf
 Grounder = Callable[[torch.Tensor, DecodeOptions], tuple[list[list[Tag]], Grounding | None]]
 
 
-def caption_records(decoder: Decoder, vocab: Vocabulary, records: list[ImageRecord],
+def caption_records(decoder: Decoder | FusedDecoder, vocab: Vocabulary, records: list[ImageRecord],
                     features_of: FeaturesOf, options: DecodeOptions = DEFAULT_OPTIONS,
                     chunk_size: int = 100, progress: str | None = None,
                     ground: Grounder | None = None) -> dict[str, str]:

@@ -70,7 +70,8 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
     if not records:
         raise DatasetError(f"the dataset has no {split!r} images")
     started = time.perf_counter()
-    predictions = caption_records(captioner.decoder, captioner.vocab, records, features_of,
+    predictions = caption_records(captioner.decoder_for(options), captioner.vocab, records,
+                                  features_of,
                                   options, batch_size, progress=f"captioning {split}",
                                   ground=captioner.ground)
     decode_seconds = time.perf_counter() - started
