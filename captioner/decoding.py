@@ -81,11 +81,11 @@ class DecodeOptions:
         "help": "with --grounding: at most this many tags per photo"})
     veto_threshold: float = field(default=0.8, metadata={
         "help": "with --grounding: the confidence at which a tag bars its rivals' words"})
-    # ... and a word naming an object (dog, bed, pizza) is not a candidate when not even the
-    # photo's best cell gives it this probability: what the classifier cannot see anywhere is
-    # not said (0: off).
+    # ... and a word naming an object (dog, bed, pizza) is not a candidate when its tag
+    # confidence is below evidence_floor: what the classifier cannot see is not said. The
+    # Flickr8k model says "dog" of many photos without one (0: off).
     evidence_floor: float = field(default=0.0, metadata={
-        "help": "with --grounding: the least best-cell probability an object word needs"})
+        "help": "with --grounding: the least tag confidence an object word needs"})
 
     # Shallow fusion (captioner.language_model): this weight times a language model's log p,
     # learnt from COCO and Flickr8k caption text, is added to the captioner's at every step, so

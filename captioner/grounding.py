@@ -111,13 +111,13 @@ class Tagger:
                   evidence: Evidence | None = None, evidence_floor: float = 0.0,
                   device: torch.device | str | None = None) -> Grounding:
         """The search's view of the tags: which words satisfy which tag, the vetoes of tags at
-        least veto_threshold sure, and (evidence_floor > 0) the words naming an object that not
-        even the photo's best cell gives that much probability."""
+        least veto_threshold sure, and (evidence_floor > 0) the words naming an object whose
+        confidence is below it: the classifier cannot see it."""
         batch = len(tags)
         word_bits = torch.zeros(batch, self.vocab_size, dtype=torch.long)
         vetoed = torch.zeros(batch, self.vocab_size, dtype=torch.bool)
         if evidence is not None and evidence_floor > 0:
-            for b, row in enumerate(evidence.per_cell.tolist()):
+            for b, row in enumerate(evidence.confidence.tolist()):
                 for word, p in zip(self.words, row):
                     if p < evidence_floor and self.category.get(word):
                         vetoed[b, self.forms[word]] = True
