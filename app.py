@@ -20,8 +20,9 @@ from captioner import Captioner, CheckpointError, ImageError, load_image
 from ui.support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, UPLOAD_TYPES,
                                    caption_json, checkpoint_path, download_stem, env_checkpoint,
                                    batch_csv, batch_row, confidence_markdown, escape_markdown,
-                                   fit_within, format_timing, grid_png, grounding_markdown)
-from captioner.decoding import DEFAULT_OPTIONS, MAX_CAPTION_LENGTH, DecodeOptions
+                                   explanation_markdown, fit_within, format_timing, grid_png,
+                                   grounding_markdown)
+from captioner.decoding import DEFAULT_OPTIONS, HARD_MODES, MAX_CAPTION_LENGTH, DecodeOptions
 from captioner.inference import DEFAULT_CHECKPOINTS, default_checkpoint
 from captioner.overlay import map_style, word_overlays
 
@@ -35,9 +36,13 @@ TRAINED_ON = ("The captions come from a model trained on Flickr8k: 8,000 photos 
 GUESS_WARNING = ("**This caption is a guess.** No label of the CNN was sure enough to guide it, "
                  "and the caption model was unsure of its words: the photo is probably unlike "
                  "the Flickr8k photos (people and dogs outdoors) it learnt from.")
+HARD_MODE_LABELS = {"expectation": "Expectation over regions",
+                    "argmax": "The most likely region",
+                    "sample": "A sampled region (differs each run)"}
 LARGE_SIDE = 900  # longest side of the large overlay, in pixels
 TILE_SIDE = 320  # longest side of one grid tile
 GRID_COLUMNS = 5
+MAX_TYPED_CHARACTERS = 400  # a typed caption; the model reads at most 50 words of it
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -147,7 +152,55 @@ def captioned(captioner: Captioner, key: tuple, photo, options: DecodeOptions):
     return saved[1]
 
 
-def show_caption(caption, model_path: str, image_name: str, photo, draw: dict) -> None:
+def explained(captioner: Captioner, key: tuple, photo, text: str, options: DecodeOptions):
+    """The typed caption read by the model (None when nothing is typed); a message for text
+    it cannot read. The photo is encoded once per photo and model."""
+    if not text.strip():
+        return None
+    saved = st.session_state.get("explain_encoded")
+    if saved is None or saved[0] != key:
+        with model_lock():
+            saved = (key, captioner.encode([photo]))
+        st.session_state["explain_encoded"] = saved
+    try:
+        with model_lock():
+            return captioner.explain(saved[1], text, options)
+    except ValueError as exc:
+        return str(exc)
+
+
+def show_explanation(explanation, caption, tile, draw: dict, text_key: str) -> None:
+    """Explain a caption: the user's text beside the model's own, word by word."""
+    st.subheader("Explain a caption", anchor=False)
+    st.text_input("Type a caption, or edit the model's, to see how likely the model finds "
+                  "each word and where it looks for it (teacher forcing)", key=text_key,
+                  max_chars=MAX_TYPED_CHARACTERS)
+    if explanation is None:
+        st.info("Type a caption above.")
+        return
+    if isinstance(explanation, str):
+        st.warning(f"Cannot read that caption: {explanation}.")
+        return
+    ours, theirs = st.columns(2)
+    ours.markdown("**The model's caption**")
+    ours.markdown(confidence_markdown(caption.words, caption.word_probs, caption.tagged)
+                  or "(empty caption)")
+    theirs.markdown(f"**Your caption** · log-probability {explanation.log_prob:.2f} "
+                    f"(the model's own: {caption.log_prob:.2f})")
+    with theirs.container(key="explanation"):
+        st.markdown(explanation_markdown(explanation))
+    if not all(explanation.known):
+        theirs.caption("Struck-through words are not in the model's vocabulary: it read "
+                       "each as an unknown word.")
+    tiles = list(zip(explanation.words, word_overlays(tile, explanation.alphas, **draw)))
+    for start in range(0, len(tiles), GRID_COLUMNS):
+        for column, (word, image) in zip(st.columns(GRID_COLUMNS),
+                                         tiles[start:start + GRID_COLUMNS]):
+            column.image(image, caption=word, width="stretch", output_format="JPEG")
+
+
+def show_caption(caption, model_path: str, image_name: str, photo, draw: dict,
+                 explanation=None) -> None:
     with st.container(key="caption"):
         st.header(escape_markdown(caption.text) if caption.words else "(empty caption)",
                   anchor=False)
@@ -188,7 +241,8 @@ def show_caption(caption, model_path: str, image_name: str, photo, draw: dict) -
     right.download_button(
         "Caption + maps (JSON)", key="download_json", on_click="ignore",
         mime="application/json", file_name=f"{stem}.caption.json",
-        data=caption_json(caption, image_name, model_path))
+        data=caption_json(caption, image_name, model_path,
+                          explanation if not isinstance(explanation, str) else None))
 
 
 def show_attention(caption, large, draw: dict) -> None:
@@ -346,6 +400,7 @@ def main() -> None:
         help="The encoder's own ImageNet classifier tags the photo; a tag it is sure of must "
              "appear in the caption (marked 📍), and a word naming a rival of a very sure tag "
              "(\"dog\" on a photo that is surely a cat) may not. Off: the caption model alone.")
+    hard_box = st.sidebar.container()
     st.sidebar.header("Display")
     smooth_box = st.sidebar.container()
     opacity = st.sidebar.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="opacity")
@@ -362,15 +417,23 @@ def main() -> None:
     smooth = smooth_box.toggle("Smooth attention maps", value=True, key="smooth", disabled=hard,
                                help="Soft attention only: blur the grid like the paper's "
                                     "figures; off shows the cells the model really sees.")
-    if hard:
-        smooth_box.caption("Hard attention: the outlined cell is where the model looked; the "
-                           "faint map is its distribution over cells.")
+    hard_mode = DEFAULT_OPTIONS.hard_mode
+    if style["hard"]:
+        hard_mode = hard_box.selectbox(
+            "Hard attention: how it looks", HARD_MODES, key="hard_mode",
+            index=HARD_MODES.index(DEFAULT_OPTIONS.hard_mode or HARD_MODES[0]),
+            format_func=HARD_MODE_LABELS.get)
+        hard_box.caption("Trained by sampling one region a word (REINFORCE); expectation "
+                         "averages the regions by their probability, as the paper scored it. "
+                         "The map is the distribution over cells; the outline its most "
+                         "likely cell.")
     if style["window"] and not compare:
         smooth_box.caption("Local attention: the outline is the window around the centre it "
                            "predicted for the word; it sees nothing outside it.")
     draw = {**style, "smooth": smooth, "opacity": opacity}
     options = DEFAULT_OPTIONS.replace(beam_size=beam, max_length=max_length,
-                                      block_repeats=block_repeats, grounding=grounding)
+                                      block_repeats=block_repeats, grounding=grounding,
+                                      hard_mode=hard_mode)
 
     if not chosen:
         st.info("Upload a photo or pick an example to caption it.")
@@ -395,15 +458,22 @@ def main() -> None:
         return
     caption = captioned(captioner, (digest, model_path, modified, options), photo, options)
 
+    # The typed caption is read first, so the JSON download above it can hold it too.
+    text_key = f"explain_{digest[:16]}_{model_path}"
+    if text_key not in st.session_state:
+        st.session_state[text_key] = caption.text
+    explanation = explained(captioner, (digest, model_path, modified), photo,
+                            st.session_state[text_key], options)
     picture, text = st.columns([3, 2], gap="large")
     with text:
-        show_caption(caption, model_path, name, photo, draw)
-    if not caption.words:
+        show_caption(caption, model_path, name, photo, draw, explanation)
+    if caption.words:
+        with picture:
+            show_attention(caption, large, draw)
+        show_grid(caption, tile, draw)
+    else:
         picture.image(large, caption=name, width="stretch")
-        return
-    with picture:
-        show_attention(caption, large, draw)
-    show_grid(caption, tile, draw)
+    show_explanation(explanation, caption, tile, draw, text_key)
 
 
 main()

@@ -61,11 +61,13 @@ class DecodeOptions:
         "help": "with --block-repeats: log-probability cost of each earlier use of a content "
                 "word"})
     # How a hard-attention model attends while decoding (ignored by other attentions):
-    # "expectation" feeds sum_i alpha_i a_i, as the paper's own code scored its hard model;
-    # "argmax" one region a word; "sample" draws each word's region from alpha (what REINFORCE
-    # trains; captions differ from run to run). None: the mode saved in the checkpoint.
-    hard_mode: str | None = field(default=None, metadata={
-        "help": "hard attention only: expectation | argmax | sample (default: the model's)",
+    # "expectation" feeds sum_i alpha_i a_i, as the paper's own code scored its hard model
+    # (kelvinxu/arctic-captions, sampling=False); "argmax" one region a word; "sample" draws
+    # each word's region from alpha (what REINFORCE trains; captions differ from run to run).
+    # None: the mode saved in the checkpoint. Expectation chosen on Flickr8k val
+    # (docs/models.md: python -m training.evaluate --split val --hard-mode MODE).
+    hard_mode: str | None = field(default="expectation", metadata={
+        "help": "hard attention only: expectation | argmax | sample",
         "choices": HARD_MODES})
 
     # Grounding (captioner.grounding, captioner.constrained): the encoder's own ImageNet

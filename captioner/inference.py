@@ -16,7 +16,8 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ModelConfig
 from .decoder import Decoder
 from .constrained import decode_grounded
-from .decoding import DecodeOptions, Hypothesis, content_word_mask, resolve_options
+from .decoding import (MAX_CAPTION_LENGTH, DecodeOptions, Hypothesis, content_word_mask,
+                       resolve_options)
 from .grounding import Grounding, Tag, Tagger
 from .language_model import FusedDecoder, LanguageModelFile, load_language_model
 from .encoder import Encoder
@@ -24,7 +25,7 @@ from .images import ImageSource, load_image, source_name
 from .imagenet import Label, imagenet_names, top_labels
 from .build import build_checkpoint_encoder, load_decoder
 from .preprocessing import Preprocessing
-from .vocab import Vocabulary
+from .vocab import Vocabulary, tokenize
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # The shipped default models, trained on Flickr8k (see the README's results table).
@@ -108,6 +109,29 @@ class Caption:
             "image_size": list(self.image_size),
             "timing_ms": None if self.timing is None else vars(self.timing),
         }
+
+
+@dataclass
+class Explanation:
+    """A caption someone typed, read by the model under teacher forcing: how likely it found
+    each word given the photo and the words before, and where it looked for each."""
+
+    words: list[str]  # the text as the tokenizer splits it (lower case, no punctuation)
+    known: list[bool]  # False: a word the vocabulary lacks, read as <unk>
+    word_probs: list[float]  # p(word | photo, words before) (p(<unk>) for an unknown word)
+    end_prob: float  # p(<end>) after the last word: does the model think the caption is done?
+    log_prob: float  # sum of the words' and <end>'s log-probabilities
+    alphas: np.ndarray  # (T, h, w) attention map of each word
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    def to_dict(self) -> dict:
+        return {"caption": self.text, "words": self.words, "known": self.known,
+                "word_probs": [round(p, 6) for p in self.word_probs],
+                "end_prob": round(self.end_prob, 6), "log_prob": self.log_prob,
+                "attention": self.alphas.round(6).tolist(), "grid": list(self.alphas.shape[1:])}
 
 
 def default_checkpoint(kind: str = DEFAULT_MODEL) -> Path:
@@ -228,6 +252,30 @@ class Captioner:
                                       grounding, self.content_words)
         return [self._to_caption(hyps, grid, photo_tags)
                 for hyps, photo_tags in zip(results, tags)]
+
+    def explain(self, encoded: "EncodedPhotos", text: str, options: DecodeOptions | None = None,
+                photo: int = 0) -> Explanation:
+        """Read a typed caption of photo `photo` of `encoded` word by word under teacher
+        forcing. Raises ValueError for text with no words or more than MAX_CAPTION_LENGTH."""
+        options = resolve_options(options, {})
+        words = tokenize(text if isinstance(text, str) else "")
+        if not words:
+            raise ValueError("type a caption: the text has no words")
+        if len(words) > MAX_CAPTION_LENGTH:
+            raise ValueError(f"a caption may have at most {MAX_CAPTION_LENGTH} words; this one "
+                             f"has {len(words)}")
+        ids = self.vocab.encode(words)  # <start> w1 .. wn <end>
+        with torch.inference_mode():
+            features = encoded.features[photo:photo + 1].float()
+            captions = torch.tensor([ids], device=features.device)
+            out = self.decoder(features, captions, hard_mode=options.hard_mode)
+            log_probs = out.logits[0].float().log_softmax(-1)  # (n+1, V)
+            chosen = log_probs.gather(1, captions[0, 1:].unsqueeze(1)).squeeze(1).cpu()
+        alphas = out.alphas[0, :len(words)].float().cpu().numpy().reshape(
+            len(words), *encoded.grid)
+        return Explanation(words, [w in self.vocab.stoi for w in words],
+                           chosen[:-1].exp().tolist(), float(chosen[-1].exp()),
+                           float(chosen.sum()), alphas)
 
     def decoder_for(self, options: DecodeOptions) -> Decoder | FusedDecoder:
         """The decoder, fused with the shipped caption language model when options ask."""

@@ -97,11 +97,11 @@ def _outline(image: Image.Image, grid: tuple[int, int], cells: tuple[int, int, i
 
 def map_style(config: ModelConfig) -> dict[str, bool]:
     """How a model's maps are drawn (word_overlays' flags), as its attention registered:
-    "cell" (hard attention) shows the cell it chose when decoded at the argmax location and
-    a heat map otherwise, "window" (local attention) outlines its window, "heatmap" the rest."""
+    "cell" (hard attention) shows its distribution over cells with the most likely cell
+    outlined, in every hard mode; "window" (local attention) outlines its window; "heatmap"
+    the rest."""
     overlay = attention_entry(config.attention).overlay
-    return {"hard": overlay == "cell" and config.hard_inference == "argmax",
-            "window": overlay == "window"}
+    return {"hard": overlay == "cell", "window": overlay == "window"}
 
 
 def word_overlays(photo: Image.Image, alphas: np.ndarray, hard: bool = False,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from captioner import Captioner, CheckpointError, ImageError, beam_search
-
+from captioner.decoding import DEFAULT_OPTIONS
 from conftest import photo
 
 
@@ -140,3 +140,35 @@ def test_one_encoder_pass_serves_every_captioner_with_the_same_encoder(tmp_path,
         for a, b in zip(shared, alone):
             assert a.word_probs == pytest.approx(b.word_probs)
         assert shared[0].image_size == images[0].size and len(shared[0].imagenet) == 5
+
+
+def test_explain_reads_a_typed_caption_as_teacher_forcing_does(captioner):
+    """Probabilities and maps of a typed caption equal the decoder's own teacher forcing; a
+    word the vocabulary lacks is kept and marked, punctuation and case as the tokenizer does."""
+    encoded = captioner.encode([photo()])
+    explained = captioner.explain(encoded, "A zzzunknownword, on the GRASS!")
+    assert explained.words == ["a", "zzzunknownword", "on", "the", "grass"]
+    assert explained.known == [w in captioner.vocab.stoi for w in explained.words]
+    assert explained.known[1] is False
+    ids = captioner.vocab.encode(explained.words)
+    with torch.inference_mode():
+        out = captioner.decoder(encoded.features.float(), torch.tensor([ids]),
+                                hard_mode=DEFAULT_OPTIONS.hard_mode)  # as the app decodes
+    log_probs = out.logits[0].log_softmax(-1)
+    expected = log_probs[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
+    assert explained.word_probs == pytest.approx(expected[:-1].exp().tolist(), abs=1e-5)
+    assert explained.end_prob == pytest.approx(float(expected[-1].exp()), abs=1e-5)
+    assert explained.alphas.shape == (5, *encoded.grid)
+    assert np.allclose(explained.alphas.sum(axis=(1, 2)), 1.0, atol=1e-4)
+    # the model's own caption, typed back, reads with the probabilities it was written with
+    caption = captioner.caption_encoded(encoded, beam_size=1, grounding=False)[0]
+    if caption.words:
+        again = captioner.explain(encoded, caption.text)
+        assert again.word_probs == pytest.approx(caption.word_probs, abs=1e-4)
+
+
+@pytest.mark.parametrize("text, message", [("", "no words"), ("  ,.!? ", "no words"),
+                                           ("word " * 51, "at most 50")])
+def test_explain_refuses_empty_and_overlong_text(captioner, text, message):
+    with pytest.raises(ValueError, match=message):
+        captioner.explain(captioner.encode([photo()]), text)

@@ -344,7 +344,8 @@ def test_each_words_probability_is_the_models_own_given_the_words_before(decoder
             # log p(caption) = the words' log p + the closing <end>'s (<= 0)
             assert float(hyp.word_log_probs.sum()) >= hyp.log_prob - 1e-4
             captions = torch.tensor([[vocab.start_id, *hyp.tokens]])
-            forced = decoder(features[i:i + 1], captions).logits[0].log_softmax(-1)
+            forced = decoder(features[i:i + 1], captions,  # attending as decoding did
+                             hard_mode=DEFAULT_OPTIONS.hard_mode).logits[0].log_softmax(-1)
             expected = forced[torch.arange(len(hyp.tokens)), torch.tensor(hyp.tokens)]
             assert torch.allclose(hyp.word_log_probs, expected, atol=1e-4)
 

@@ -19,7 +19,8 @@ from PIL import Image
 
 import captioner
 from captioner.checkpoint import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, load_checkpoint
-from captioner.inference import DEFAULT_CHECKPOINTS, Caption, Timing, default_checkpoint
+from captioner.inference import (DEFAULT_CHECKPOINTS, Caption, Explanation, Timing,
+                                 default_checkpoint)
 from captioner.overlay import overlay_grid
 
 # Set CAPTIONER_CHECKPOINT to a checkpoint file to make it the app's default model.
@@ -130,9 +131,13 @@ def grid_png(photo: Image.Image, caption: Caption, hard: bool, smooth: bool,
     return buffer.getvalue()
 
 
-def caption_json(caption: Caption, image_name: str, checkpoint: str) -> bytes:
-    """Words, scores, alternatives and attention maps as JSON (the caption download)."""
+def caption_json(caption: Caption, image_name: str, checkpoint: str,
+                 explanation: Explanation | None = None) -> bytes:
+    """Words, scores, alternatives and attention maps as JSON (the caption download), with the
+    typed caption the user asked the model to explain, when there is one."""
     record = {"image": image_name, "checkpoint": checkpoint, **caption.to_dict()}
+    if explanation is not None:
+        record["explained_caption"] = explanation.to_dict()
     return json.dumps(record, indent=1).encode("utf-8")
 
 
@@ -181,6 +186,17 @@ def confidence_markdown(words: list[str], probabilities: list[float],
     tagged = tagged or [None] * len(words)
     return " ".join(f"{word_text(word, tag)}&nbsp;:{shade(p)}-background[{p:.0%}]"
                     for word, p, tag in zip(words, probabilities, tagged))
+
+
+def explanation_markdown(explanation: Explanation) -> str:
+    """A typed caption's words with their probabilities; a word the vocabulary lacks is struck
+    through and named, since the model read it as <unk>."""
+    parts = []
+    for word, known, p in zip(explanation.words, explanation.known, explanation.word_probs):
+        shown = escape_markdown(word) if known else f"~~{escape_markdown(word)}~~ (unknown)"
+        shade = "green" if p >= 0.5 else "orange" if p >= 0.2 else "red"
+        parts.append(f"{shown}&nbsp;:{shade}-background[{p:.0%}]")
+    return " ".join(parts) + f" · end of caption :gray-background[{explanation.end_prob:.0%}]"
 
 
 def grounding_markdown(caption: Caption) -> str:
