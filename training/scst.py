@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,9 +60,10 @@ from .batches import pad_captions
 from .cider import CiderD
 from .config import StageConfig, parse_config
 from .distributed import Runtime
-from .features import FeatureCache, cached_features, ensure_cache
-from .loop import (TrainingError, find_resumable, fit, load_data, make_stage,
-                   require_pretrained_encoder, run_command, run_in_runtime, starting_checkpoint)
+from .features import FeatureCache, cached_features
+from .loop import Progress, Stage, StageData, TrainingError, make_stage
+from .runner import (Start, feature_caches, require_pretrained_encoder, run_command, run_stage,
+                     starting_checkpoint)
 from .losses import caption_loss
 
 START, END, PAD, UNK = (Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id,
@@ -209,9 +211,10 @@ def reference_cross_entropy(decoder: Decoder, batch: ImageBatch,
     return caption_loss(out, targets, targets != PAD).cross_entropy
 
 
-def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabulary,
-              optimizer: torch.optim.Optimizer, config: ScstConfig, runtime: Runtime,
+def scst_step(stage: Stage, batch: ImageBatch, progress: Progress, scorer: CiderD,
               references: list[list[list[int]]] | None = None) -> dict[str, float]:
+    decoder, vocab, optimizer = stage.decoder, stage.vocab, stage.optimizer
+    config, runtime = stage.config, stage.runtime
     decoder.train()
     if not config.sample_dropout:
         set_dropout(decoder, False)
@@ -264,38 +267,32 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
 
 
 def scst(config: ScstConfig) -> Path:
-    return run_in_runtime(_scst, config)
+    return run_stage(build_stage, config)
 
 
-def _scst(config: ScstConfig, runtime: Runtime) -> Path:
-    dataset, train_records, val_records = load_data(config, runtime)
-    resumed = find_resumable(config)
-    source, name = starting_checkpoint(config, resumed)
+def build_stage(config: ScstConfig, runtime: Runtime, start: Start) -> Stage:
+    source, name = starting_checkpoint(config, start.resumed)
     require_pretrained_encoder(source, name, "run SCST before fine-tuning")
     model_config = source.config
-    if runtime.is_main:
-        ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size)
-    runtime.barrier()
-    cache = ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size)
+    train_records = start.train_records
+    cache, = feature_caches(start.dataset, config, model_config, runtime)
     torch.manual_seed(config.seed)
     decoder = load_decoder(source, name).to(runtime.device)
     vocab = source.vocab
     scorer = CiderD({i: record.captions for i, record in enumerate(train_records)})
     rows = cache.rows([r.path for r in train_records])
     table = [(row, (i,)) for i, row in enumerate(rows)]  # one entry per image
-    stage = make_stage(decoder, decoder, [{"params": decoder.parameters()}], config, runtime,
-                       table, lambda batches, epoch: CachedImages(table, batches, cache),
-                       cached_features(cache, runtime.device), data_parallel=False)
     references = ([[vocab.encode(caption) for caption in record.captions]
                    for record in train_records] if config.xe_weight > 0 else None)
-    stage.step = lambda batch, progress: scst_step(decoder, batch, scorer, vocab,
-                                                   stage.optimizer, config, runtime, references)
-    if runtime.is_main:
-        print(f"SCST from {name} ({model_config.attention} attention): {len(train_records)} "
-              f"images x {config.samples} samples, CIDEr-D over {len(train_records)} images' "
-              f"references, {runtime.world_size} process(es) on {runtime.device.type}",
-              file=sys.stderr)
-    return fit(stage, config, runtime, dataset, vocab, val_records, resumed)
+    data = StageData(table, lambda batches, epoch: CachedImages(table, batches, cache),
+                     cached_features(cache, runtime.device))
+    return make_stage(
+        config, runtime, vocab, decoder, data,
+        partial(scst_step, scorer=scorer, references=references), data_parallel=False,
+        summary=f"SCST from {name} ({model_config.attention} attention): "
+                f"{len(train_records)} images x {config.samples} samples, CIDEr-D over "
+                f"{len(train_records)} images' references, {runtime.world_size} process(es) "
+                f"on {runtime.device.type}")
 
 
 def main(argv: list[str] | None = None) -> int:
