@@ -147,8 +147,10 @@ def greedy(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | No
     """Most likely word at every step. features (B, L, D) -> one hypothesis per image; repeats
     handled as in beam_search (options.beam_size and n_best are not used)."""
     options = resolve_options(options, changes)
+    repeats = Repeats.rule(options, content_words)
     return walk(decoder, features, options.max_length, lambda log_probs: log_probs.argmax(dim=-1),
-                Repeats.rule(options, content_words).apply, options.hard_mode).hypotheses()
+                lambda log_probs, words, logits: repeats.apply(log_probs, words),
+                options.hard_mode).hypotheses()
 
 
 def sample(decoder: Decoder, features: torch.Tensor,
@@ -182,14 +184,15 @@ class Walk(NamedTuple):
 
 def walk(decoder: Decoder, features: torch.Tensor, max_length: int,
          choose: Callable[[torch.Tensor], torch.Tensor],
-         adjust: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+         adjust: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
          hard_mode: str | None = None, samples: int = 1) -> Walk:
     """One word per row per step until every row has said <end> (at most max_length words):
     greedy decoding, sampling, and self-critical training's policy (training.scst).
 
-    adjust(log_probs (R, V), words so far (R, t)) -> the scores a word is chosen from (default:
-    the model's log p; repeat blocking; a policy's tempered distribution), and
-    choose(scores (R, V)) -> (R,) word ids picks one (argmax, or a draw). features (B, L, D);
+    adjust(log_probs (R, V), words so far (R, t), logits (R, V)) -> the scores a word is
+    chosen from (default: the model's log p, with -inf where a word may not come next; repeat
+    blocking; a policy's distribution over the allowed words), and choose(scores (R, V)) ->
+    (R,) word ids picks one (argmax, or a draw). features (B, L, D);
     rows n*samples .. n*samples + samples - 1 are image n's (its memory prepared once).
     Gradients flow as the caller's grad mode says: decoding runs in inference_mode, training
     differentiates `score` and `location_log_probs`."""
@@ -208,7 +211,7 @@ def walk(decoder: Decoder, features: torch.Tensor, max_length: int,
         out = decoder.step(tokens, state, memory)
         log_probs = _next_word_log_probs(out.logits, t, max_length)  # (R, V)
         allowed = log_probs if adjust is None else adjust(
-            log_probs, torch.stack(words, 1) if words else tokens.new_empty(rows, 0))
+            log_probs, torch.stack(words, 1) if words else tokens.new_empty(rows, 0), out.logits)
         tokens = choose(allowed).masked_fill(finished, END)
         # The model's own log p of the word: what a caption reports, whatever picked it.
         chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
