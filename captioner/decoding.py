@@ -190,12 +190,12 @@ def walk(decoder: Decoder, features: torch.Tensor, max_length: int,
     greedy decoding, sampling, and self-critical training's policy (training.scst).
 
     adjust(log_probs (R, V), words so far (R, t), logits (R, V)) -> the scores a word is
-    chosen from (default: the model's log p, with -inf where a word may not come next; repeat
-    blocking; a policy's distribution over the allowed words), and choose(scores (R, V)) ->
-    (R,) word ids picks one (argmax, or a draw). features (B, L, D);
-    rows n*samples .. n*samples + samples - 1 are image n's (its memory prepared once).
-    Gradients flow as the caller's grad mode says: decoding runs in inference_mode, training
-    differentiates `score` and `location_log_probs`."""
+    chosen from (default: the model's log p, -inf where a word may not come next; repeat
+    blocking; a policy's distribution over the allowed words); choose(scores (R, V)) -> (R,)
+    word ids picks one (argmax, or a draw). features (B, L, D): rows n*samples ..
+    n*samples + samples - 1 are image n's (its memory prepared once). Gradients flow as the
+    caller's grad mode says: decoding runs in inference_mode, training differentiates `score`
+    and `location_log_probs`."""
     memory = decoder.prepare(features, decoding=True, hard_mode=hard_mode)
     state = decoder.init_state(memory)
     rows, device = features.shape[0] * samples, features.device
