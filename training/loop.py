@@ -51,7 +51,8 @@ Step = Callable[["Stage", Any, Progress], dict[str, float]]
 class StageData(NamedTuple):
     """What a stage trains and validates on."""
 
-    table: list[tuple[int, Any]]  # one entry per training item: (image row, its caption ids)
+    # One entry per training item: (image row, a caption's word ids, or SCST's (record,)).
+    table: list[tuple[int, Any]]
     reader: Callable[[list[list[int]], int], Dataset]  # (batches, epoch) -> Dataset of batches
     features_of: FeaturesOf  # validation images' grids
 
