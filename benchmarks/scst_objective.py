@@ -21,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lr", nargs="+", default=["2e-3", "5e-4"])
-    from training.scst import REWARD_BASELINES
+    from training.config import REWARD_BASELINES
 
     parser.add_argument("--reward-baseline", nargs="+", default=list(REWARD_BASELINES),
                         choices=REWARD_BASELINES)
@@ -36,7 +36,8 @@ def main() -> None:
     from test_scst import sampled_cider, scst_args, training_photos
     from test_training import read_log, tiny_args
     from training.config import parse_config
-    from training.scst import ScstConfig, scst
+    from training.config import ScstConfig
+    from training.scst import scst
     from training.train import train
     from captioner import load_checkpoint
 

@@ -187,9 +187,10 @@ def greedy(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | No
     """Most likely word at every step. features (B, L, D) -> one hypothesis per image; repeats
     handled as in beam_search (options.beam_size and n_best are not used)."""
     options = resolve_options(options, changes)
-    return _walk(decoder, features, options.max_length,
-                 lambda log_probs: log_probs.argmax(dim=-1), Repeats.rule(options, content_words),
-                 options.hard_mode)
+    repeats = Repeats.rule(options, content_words)
+    return walk(decoder, features, options.max_length, lambda log_probs: log_probs.argmax(dim=-1),
+                lambda log_probs, words, logits: repeats.apply(log_probs, words),
+                options.hard_mode).hypotheses()
 
 
 def sample(decoder: Decoder, features: torch.Tensor,
@@ -200,25 +201,57 @@ def sample(decoder: Decoder, features: torch.Tensor,
     def draw(log_probs: torch.Tensor) -> torch.Tensor:
         probs = (log_probs / temperature).softmax(dim=-1)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    return _walk(decoder, features, max_length, draw, Repeats())
+    return walk(decoder, features, max_length, draw).hypotheses()
 
 
-def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
-          choose: Callable[[torch.Tensor], torch.Tensor], repeats: Repeats,
-          hard_mode: str | None = None) -> list[Hypothesis]:
-    """One word per image per step, picked by choose(log_probs (B, V)) -> (B,) word ids."""
+class Walk(NamedTuple):
+    """Where a walk went, row by row (R rows), step by step (T steps)."""
+
+    words: torch.Tensor  # (R, T) the chosen word ids; <end> again after a row's first
+    alphas: torch.Tensor  # (R, T, L) attention weights of each step
+    word_log_probs: torch.Tensor  # (R, T) the model's log p of each word, 0 after the <end>
+    log_prob: torch.Tensor  # (R,) their sum
+    # (R,) the sum of the chosen words' scores under what they were chosen from (the model's
+    # log p less any repeat penalties, or a sampling policy's log p)
+    score: torch.Tensor
+    # (R, T) log p of the location hard attention sampled at each step (0 where it used the
+    # expected context, and after the <end>); None when the attention samples none
+    location_log_probs: torch.Tensor | None
+
+    def hypotheses(self) -> list[Hypothesis]:
+        return _collect(self.words, self.alphas, self.score, self.log_prob, self.word_log_probs)
+
+
+def walk(decoder: Decoder, features: torch.Tensor, max_length: int,
+         choose: Callable[[torch.Tensor], torch.Tensor],
+         adjust: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+         hard_mode: str | None = None, samples: int = 1) -> Walk:
+    """One word per row per step until every row has said <end> (at most max_length words):
+    greedy decoding, sampling, and self-critical training's policy (training.scst).
+
+    adjust(log_probs (R, V), words so far (R, t), logits (R, V)) -> the scores a word is
+    chosen from (default: the model's log p, -inf where a word may not come next; repeat
+    blocking; a policy's distribution over the allowed words); choose(scores (R, V)) -> (R,)
+    word ids picks one (argmax, or a draw). features (B, L, D): rows n*samples ..
+    n*samples + samples - 1 are image n's (its memory prepared once). Gradients flow as the
+    caller's grad mode says: decoding runs in inference_mode, training differentiates `score`
+    and `location_log_probs`."""
     memory = decoder.prepare(features, decoding=True, hard_mode=hard_mode)
     state = decoder.init_state(memory)
-    batch = features.shape[0]
-    tokens = torch.full((batch,), START, dtype=torch.long, device=features.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=features.device)
-    total = torch.zeros(batch, device=features.device)  # the model's log p
-    searched = torch.zeros(batch, device=features.device)  # less the repeat penalties: the score
-    words, alphas, word_log_probs = [], [], []
+    rows, device = features.shape[0] * samples, features.device
+    if samples > 1:
+        state = state.select(torch.arange(features.shape[0], device=device
+                                          ).repeat_interleave(samples))
+    tokens = torch.full((rows,), START, dtype=torch.long, device=device)
+    finished = torch.zeros(rows, dtype=torch.bool, device=device)
+    total = torch.zeros(rows, device=device)  # the model's log p
+    searched = torch.zeros(rows, device=device)  # under `adjust`: the score
+    words, alphas, word_log_probs, locations = [], [], [], []
     for t in range(max_length + 1):  # room for max_length words and the closing <end>
         out = decoder.step(tokens, state, memory)
-        log_probs = _next_word_log_probs(out.logits, t, max_length)  # (B, V)
-        allowed = repeats.apply(log_probs, torch.stack(words, 1)) if words else log_probs
+        log_probs = _next_word_log_probs(out.logits, t, max_length)  # (R, V)
+        allowed = log_probs if adjust is None else adjust(
+            log_probs, torch.stack(words, 1) if words else tokens.new_empty(rows, 0), out.logits)
         tokens = choose(allowed).masked_fill(finished, END)
         # The model's own log p of the word: what a caption reports, whatever picked it.
         chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(finished, 0.0)
@@ -227,12 +260,14 @@ def _walk(decoder: Decoder, features: torch.Tensor, max_length: int,
         words.append(tokens)
         word_log_probs.append(chosen)
         alphas.append(out.attention.weights)
+        if out.attention.log_prob is not None:
+            locations.append(out.attention.log_prob.masked_fill(finished, 0.0))
         finished = finished | (tokens == END)
         state = out.state
         if bool(finished.all()):
             break
-    return _collect(torch.stack(words, 1), torch.stack(alphas, 1), searched, total,
-                    torch.stack(word_log_probs, 1))
+    return Walk(torch.stack(words, 1), torch.stack(alphas, 1), torch.stack(word_log_probs, 1),
+                total, searched, torch.stack(locations, 1) if locations else None)
 
 
 def beam_search(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | None = None,
@@ -358,10 +393,10 @@ def _next_word_log_probs(logits: torch.Tensor, step: int, max_length: int) -> to
     if step == max_length:
         return torch.full_like(log_probs, float("-inf")).index_copy_(
             1, torch.tensor([END], device=logits.device), log_probs[:, END:END + 1])
-    log_probs[:, PAD] = float("-inf")
-    log_probs[:, START] = float("-inf")
-    log_probs[:, UNK] = float("-inf")  # a caption never shows "<unk>" to a user
-    return log_probs
+    # Out of place: log_softmax's backward needs its output (training walks with gradients).
+    # A caption never shows "<unk>" to a user.
+    return log_probs.index_fill(1, torch.tensor([PAD, START, UNK], device=logits.device),
+                                float("-inf"))
 
 
 def block_repeated_ngrams(log_probs: torch.Tensor, words: torch.Tensor, n: int) -> torch.Tensor:

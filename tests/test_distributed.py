@@ -12,7 +12,7 @@ from training.data import load_karpathy
 from training.features import ensure_cache
 from training.distributed import Runtime, select_device, setup
 from training.batches import image_batches
-from training.loop import rescale_position
+from training.checkpoints import rescale_position
 
 from fixture_data import make_dataset
 

@@ -11,10 +11,11 @@ from captioner.build import load_decoder
 from captioner.vocab import Vocabulary
 from training.features import ensure_cache
 from training.cider import CiderD
-from training.config import parse_config
-from training.losses import caption_loss
-from training.scst import (ImageBatch, ScstConfig, reference_cross_entropy, sample_captions, scst,
-                           set_dropout)
+from training.batches import ImageBatch
+from training.config import ScstConfig, parse_config
+from training.losses import caption_loss, reference_cross_entropy
+from training.rewards import sample_captions, set_dropout
+from training.scst import scst
 from training.train import train
 
 from conftest import tiny_config
@@ -217,7 +218,7 @@ def test_greedy_baseline_is_the_greedy_captions_reward(shapes, first_stage, tmp_
     """--reward-baseline greedy (Rennie et al.): each image's baseline is its greedy caption's CIDEr-D,
     decoded in eval mode; one sample per image is then enough, and training mode comes back."""
     from captioner.decoding import content_word_mask, greedy
-    from training.scst import ImageBatch, greedy_rewards
+    from training.rewards import greedy_rewards
 
     data, _ = shapes
     init = as_attention(first_stage, attention, tmp_path)

@@ -282,8 +282,7 @@ def test_init_takes_the_checkpoints_model_and_refuses_a_contradicting_flag(shape
 
 
 def test_model_flags_are_model_configs_fields_and_only_training_train_has_them():
-    from training.config import FinetuneConfig
-    from training.scst import ScstConfig
+    from training.config import FinetuneConfig, ScstConfig
 
     config = parse_config(["--data", "x.json", "--hidden-dim", "96", "--attention", "hard"])
     assert (config.model.hidden_dim, config.model.attention, config.model.embed_dim) == \

@@ -152,6 +152,32 @@ class CachedBatches(Dataset):
         return Batch(features, captions, image_of)
 
 
+class ImageBatch(NamedTuple):
+    """A batch of images without captions (self-critical training samples its own)."""
+
+    features: torch.Tensor  # (I, L, D)
+    images: torch.Tensor  # (I,) index of each image in the training records
+
+    def to(self, device: torch.device) -> "ImageBatch":
+        return ImageBatch(self.features.to(device, non_blocking=True), self.images)
+
+
+class CachedImages(Dataset):
+    """Item i is batch i of images: their features from the cache and their record index.
+    table: (cache row, (record index,)) per image."""
+
+    def __init__(self, table, batches: list[list[int]], cache: FeatureCache):
+        self.table, self.batches, self.cache = table, batches, cache
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> ImageBatch:
+        entries = [self.table[j] for j in self.batches[i]]
+        return ImageBatch(self.cache.batch([row for row, _ in entries]),
+                          torch.tensor([record for _, (record,) in entries]))
+
+
 def epoch_loader(table, reader: Callable[[list[list[int]], int], Dataset], config: StageConfig,
                  runtime: Runtime, epoch: int, skip: int) -> tuple[DataLoader, int]:
     """This process's batches of `epoch` after the first `skip`, and how many it has in all.

@@ -125,6 +125,44 @@ class FinetuneConfig(StageConfig):
     loader_workers: int = 2  # decoding JPEGs is now part of every step
 
 
+REWARD_BASELINES = ("mean", "greedy")
+
+
+@dataclass
+class ScstConfig(StageConfig):
+    """Self-critical stage (training.scst). The model (sizes, attention, vocabulary) comes
+    from --init."""
+
+    init: str = ""  # first-stage checkpoint (required unless --resume)
+    out: str = "runs/scst"
+    samples: int = 5  # captions sampled per image
+    # mean: the image's other samples' mean reward | greedy: its greedy caption's reward
+    reward_baseline: str = "mean"
+    temperature: float = 1.0  # sampling temperature (1: the model's own distribution)
+    # Dropout while sampling: on, as in training (Rennie et al.'s reference code), or off, so
+    # that the policy being improved is the network beam search decodes at test time.
+    sample_dropout: bool = True
+    # Weight of the first stage's cross-entropy on the batch's reference captions, added to the
+    # SCST loss (per word, like it) to keep the likelihood of real captions, which beam search
+    # ranks by, from drifting while the samples' reward rises. 0: SCST alone.
+    xe_weight: float = 0.0
+    lr: float = 5e-5
+    batch_size: int = 16  # images per process and step (x samples captions)
+    epochs: int = 10
+    early_stop_patience: int = 3
+
+    def validate(self) -> None:
+        super().validate()
+        if self.reward_baseline not in REWARD_BASELINES:
+            raise ValueError(f"--reward-baseline must be one of {', '.join(REWARD_BASELINES)}")
+        if self.samples < 2 and self.reward_baseline == "mean":
+            raise ValueError("--samples must be at least 2 (the baseline is the others' mean)")
+        if self.temperature <= 0:
+            raise ValueError("--temperature must be positive")
+        if self.xe_weight < 0:
+            raise ValueError("--xe-weight must be 0 or more")
+
+
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 

@@ -73,6 +73,16 @@ class Runtime:
         dist.all_gather_object(gathered, obj)
         return gathered
 
+    def average_gradients(self, parameters) -> None:
+        """Average the parameters' gradients over all processes: for a step that does not
+        train through a DistributedDataParallel forward, which would do it in backward."""
+        if not self.distributed:
+            return
+        for p in parameters:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world_size
+
     def _collective_device(self) -> torch.device:
         # nccl only moves CUDA tensors; gloo only CPU ones.
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -31,8 +31,8 @@ from .config import FinetuneConfig, parse_config
 from .data import ImageRecord, check_image_files
 from .distributed import Runtime
 from .features import encoded_features
-from .loop import (find_resumable, fit, load_data, make_stage, run_command, run_in_runtime,
-                   starting_checkpoint)
+from .loop import Stage, StageData, make_stage, teacher_forcing
+from .runner import Start, run_command, run_stage, starting_checkpoint
 
 
 class EncoderDecoder(nn.Module):
@@ -72,43 +72,39 @@ class ImageBatches(Dataset):
 
 
 def finetune(config: FinetuneConfig) -> Path:
-    return run_in_runtime(_finetune, config)
+    return run_stage(build_stage, config)
 
 
-def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
-    dataset, train_records, val_records = load_data(config, runtime)
-    check_image_files(dataset, train_records + val_records)  # missing photos: now, not later
-    resumed = find_resumable(config)
-    source, name = starting_checkpoint(config, resumed)
+def build_stage(config: FinetuneConfig, runtime: Runtime, start: Start) -> Stage:
+    """The decoder and the encoder's top blocks, trained by teacher forcing from images."""
+    dataset, train_records = start.dataset, start.train_records
+    check_image_files(dataset, train_records + start.val_records)  # missing photos: now, not later
+    source, name = starting_checkpoint(config, start.resumed)
     decoder = load_decoder(source, name).to(runtime.device)
     encoder = build_checkpoint_encoder(source, name).to(runtime.device)
     trained = top_blocks(encoder, config.finetune_blocks)
     for block in trained:
         block.requires_grad_(True)
-    model = EncoderDecoder(encoder, decoder)
     vocab, preprocessing = source.vocab, source.preprocessing
     table = [(i, vocab.encode(caption)) for i, record in enumerate(train_records)
              for caption in record.captions]
-
+    data = StageData(table,
+                     lambda batches, epoch: ImageBatches(table, batches, train_records,
+                                                         dataset.image_root, preprocessing),
+                     encoded_features(encoder, preprocessing, dataset.image_root,
+                                      runtime.device, runtime.autocast))
     encoder_params = [p for block in trained for p in block.parameters()]
-    stage = make_stage(
-        model, decoder,
-        [{"params": decoder.parameters()}, {"params": encoder_params, "lr": config.encoder_lr}],
-        config, runtime, table,
-        lambda batches, epoch: ImageBatches(table, batches, train_records, dataset.image_root,
-                                            preprocessing),
-        encoded_features(encoder, preprocessing, dataset.image_root, runtime.device,
-                         runtime.autocast),
-        encoder=encoder)
-    if runtime.is_main:
-        print(f"fine-tuning {name} ({source.config.attention} attention, "
-              f"{source.config.encoder}@{source.config.image_size}): last "
-              f"{config.finetune_blocks} encoder block(s), "
-              f"{sum(p.numel() for p in encoder_params):,} encoder parameters at lr "
-              f"{config.encoder_lr}; {len(table)} captions of {len(train_records)} images; "
-              f"{runtime.world_size} process(es) on {runtime.device.type}, {config.precision}",
-              file=sys.stderr)
-    return fit(stage, config, runtime, dataset, vocab, val_records, resumed)
+    return make_stage(
+        config, runtime, vocab, decoder, data, teacher_forcing,
+        model=EncoderDecoder(encoder, decoder), encoder=encoder,
+        param_groups=[{"params": decoder.parameters()},
+                      {"params": encoder_params, "lr": config.encoder_lr}],
+        summary=f"fine-tuning {name} ({source.config.attention} attention, "
+                f"{source.config.encoder}@{source.config.image_size}): last "
+                f"{config.finetune_blocks} encoder block(s), "
+                f"{sum(p.numel() for p in encoder_params):,} encoder parameters at lr "
+                f"{config.encoder_lr}; {len(table)} captions of {len(train_records)} images; "
+                f"{runtime.world_size} process(es) on {runtime.device.type}, {config.precision}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,45 +1,39 @@
-"""The training loop every stage shares (training.train, .finetune, .scst): a Stage (what
-is trained and how one step goes), `fit` (epochs of steps, validation, checkpoints, logs),
-resumable state (progress, RNG streams, last.pt / best.pt) and the run's start and end
-(data, output folder, runtime, exit status).
+"""The training loop every stage shares (training.train, .finetune, .scst): a Stage (what is
+trained, on what, and how one step goes, built whole by its stage module) and `fit` (epochs of
+steps, validation, the LR schedule, early stopping, checkpoints and log lines). What the run
+keeps to resume from is training.checkpoints, its log and curves training.runlog, its start
+and end training.runner.
 
 Under torchrun every process runs the loop; rank 0 alone validates and writes.
 """
 from __future__ import annotations
 
-import json
-import os
-import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from captioner.checkpoint import Checkpoint, save_checkpoint
 from captioner.decoder import Decoder
 from captioner.decoding import DEFAULT_OPTIONS
-from captioner.encoder import preprocessing_for
-from captioner.images import ImageError
 from captioner.vocab import Vocabulary
 
 from .batches import Batch, epoch_loader
 from .captions import caption_records
-from .config import StageConfig, config_to_dict
-from .data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
-from .distributed import Runtime, setup, teardown
+from .checkpoints import Progress, model_checkpoint, restore_training, rng_state, training_state
+from .config import StageConfig
+from .data import ImageRecord
+from .distributed import Runtime
 from .features import FeaturesOf
 from .losses import caption_loss
 from .metrics import corpus_bleu4
 from .optimizers import OPTIMIZERS
-
-MIN_FREE_BYTES = 200 * 2**20
+from .runlog import RunLog
 
 
 class TrainingError(RuntimeError):
@@ -49,58 +43,62 @@ class TrainingError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 # what a stage is
 
-@dataclass
-class Progress:
-    """Where the run is; saved in last.pt so --resume continues exactly here."""
+# One optimisation step: (stage, a batch from its reader, progress) -> the numbers logged,
+# "sentences" (captions trained on) among them.
+Step = Callable[["Stage", Any, Progress], dict[str, float]]
 
-    epoch: int = 0
-    batch_in_epoch: int = 0  # batches of `epoch` already trained
-    step: int = 0
-    baseline: float = 0.0  # REINFORCE moving-average baseline b
-    best_bleu4: float = -1.0
-    bad_epochs: int = 0
-    baseline_ready: bool = False
+
+class StageData(NamedTuple):
+    """What a stage trains and validates on."""
+
+    # One entry per training item: (image row, a caption's word ids, or SCST's (record,)).
+    table: list[tuple[int, Any]]
+    reader: Callable[[list[list[int]], int], Dataset]  # (batches, epoch) -> Dataset of batches
+    features_of: FeaturesOf  # validation images' grids
 
 
 @dataclass
 class Stage:
-    """One training stage as the shared loop (`fit`) sees it: training on cached features,
-    fine-tuning the encoder's top blocks from images (training.finetune), or self-critical
-    training (training.scst, its own `step`)."""
+    """One training stage as `fit` sees it, built whole by its module: teacher forcing on
+    cached features (training.train), fine-tuning the encoder's top blocks from images
+    (training.finetune), or self-critical training (training.scst), each with its step."""
 
-    model: torch.nn.Module  # train_step calls model(features, captions, image_of)
+    config: StageConfig  # what the checkpoints record
+    runtime: Runtime
+    vocab: Vocabulary
     decoder: Decoder
+    data: StageData
+    step: Step
+    model: torch.nn.Module  # what the step trains: the decoder (with the encoder), maybe in DDP
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     scaler: torch.amp.GradScaler
-    table: list[tuple[int, list[int]]]  # (image row, word ids) of every training caption
-    reader: Callable[[list[list[int]], int], Dataset]  # (batches, epoch) -> Dataset of Batches
-    features_of: FeaturesOf  # validation images' grids
     encoder: torch.nn.Module | None = None  # trained too: saved into the checkpoints
-    # One optimisation step on a batch from `reader`: (batch, progress) -> logged numbers,
-    # "sentences" (captions trained on) among them. None: train_step, teacher forcing.
-    step: Callable[[NamedTuple, Progress], dict[str, float]] | None = None
+    summary: str = ""  # the line a run prints when it starts
 
 
-def make_stage(module: torch.nn.Module, decoder: Decoder, param_groups: list[dict],
-               config: StageConfig, runtime: Runtime, table, reader, features_of,
-               encoder: torch.nn.Module | None = None, data_parallel: bool = True) -> Stage:
-    """Optimizer, LR schedule and loss scaler for `module`, wrapped in DDP when distributed
-    (unless data_parallel=False: a stage that does not train through module.forward averages
-    its gradients itself)."""
-    optimizer = make_optimizer(param_groups, config)
+def make_stage(config: StageConfig, runtime: Runtime, vocab: Vocabulary, decoder: Decoder,
+               data: StageData, step: Step, *, model: torch.nn.Module | None = None,
+               param_groups: list[dict] | None = None, encoder: torch.nn.Module | None = None,
+               data_parallel: bool = True, summary: str = "") -> Stage:
+    """A stage whose step trains `model` (default: the decoder) on `param_groups` (default:
+    the decoder's parameters): its optimizer, LR schedule and loss scaler, and the model in
+    DDP when distributed (unless data_parallel=False: a step that does not train through
+    model.forward averages its gradients itself)."""
+    module = decoder if model is None else model
+    optimizer = make_optimizer(param_groups or [{"params": decoder.parameters()}], config)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience)
     if config.compile:
         # The step cell, not the whole forward: its Python loop over time steps would make
         # one graph per caption length.
         decoder.advance = torch.compile(decoder.advance, dynamic=True)
-    # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
-    model = (DistributedDataParallel(module, device_ids=[runtime.device]
-                                     if runtime.device.type == "cuda" else None)
-             if runtime.distributed and data_parallel else module)
-    return Stage(model, decoder, optimizer, scheduler, runtime.grad_scaler(), table, reader,
-                 features_of, encoder)
+    if runtime.distributed and data_parallel:
+        # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
+        module = DistributedDataParallel(module, device_ids=[runtime.device]
+                                         if runtime.device.type == "cuda" else None)
+    return Stage(config, runtime, vocab, decoder, data, step, module, optimizer, scheduler,
+                 runtime.grad_scaler(), encoder, summary)
 
 
 def make_optimizer(param_groups: list[dict], config: StageConfig) -> torch.optim.Optimizer:
@@ -108,19 +106,21 @@ def make_optimizer(param_groups: list[dict], config: StageConfig) -> torch.optim
     return OPTIMIZERS[config.optimizer](param_groups, config.lr, config.weight_decay)
 
 
+def teacher_forcing(stage: Stage, batch: Batch, progress: Progress) -> dict[str, float]:
+    """The first stages' step (training.train, training.finetune): train_step on the model."""
+    return train_step(stage.model, batch, stage.optimizer, stage.config, progress, stage.runtime,
+                      stage.scaler)
+
+
 # ---------------------------------------------------------------------------------------------
 # the loop
 
 @dataclass
 class Run:
-    """What the parts of `fit` share: the stage, its settings, where it writes, and where
-    it is."""
+    """What the parts of `fit` share: the stage, where it writes, and where it is."""
 
     stage: Stage
-    config: StageConfig
-    runtime: Runtime
-    dataset: CaptionDataset
-    vocab: Vocabulary
+    dataset: str  # the dataset's name, recorded in the checkpoints
     log: RunLog
     progress: Progress = field(default_factory=Progress)
     # Captions trained since the last train log line, and when that window began.
@@ -129,21 +129,23 @@ class Run:
 
     @property
     def last_path(self) -> Path:
-        return Path(self.config.out) / "last.pt"
+        return Path(self.stage.config.out) / "last.pt"
 
     @property
     def best_path(self) -> Path:
-        return Path(self.config.out) / "best.pt"
+        return Path(self.stage.config.out) / "best.pt"
 
     def at_max_steps(self) -> bool:
-        return bool(self.config.max_steps) and self.progress.step >= self.config.max_steps
+        max_steps = self.stage.config.max_steps
+        return bool(max_steps) and self.progress.step >= max_steps
 
 
-def fit(stage: Stage, config: StageConfig, runtime: Runtime, dataset: CaptionDataset,
-        vocab: Vocabulary, val_records: list[ImageRecord], resumed: Checkpoint | None) -> Path:
+def fit(stage: Stage, dataset: str, val_records: list[ImageRecord],
+        resumed: Checkpoint | None) -> Path:
     """The loop shared by every stage: epochs of steps, validation, checkpoints, logs.
     Returns the path of the best checkpoint."""
-    run = Run(stage, config, runtime, dataset, vocab, RunLog(Path(config.out)))
+    config, runtime = stage.config, stage.runtime
+    run = Run(stage, dataset, RunLog(Path(config.out)))
     if resumed is not None:
         resume(run, resumed)
     else:
@@ -170,17 +172,11 @@ def fit(stage: Stage, config: StageConfig, runtime: Runtime, dataset: CaptionDat
 
 
 def resume(run: Run, resumed: Checkpoint) -> None:
-    """Optimizer, schedule, loss scaler, position and RNG streams as last.pt saved them."""
-    stage, training, runtime = run.stage, resumed.training, run.runtime
-    stage.optimizer.load_state_dict(training["optimizer"])
-    stage.scheduler.load_state_dict(training["scheduler"])
-    if "grad_scaler" in training:
-        stage.scaler.load_state_dict(training["grad_scaler"])
-    run.progress = Progress(**training["progress"])
-    restore_rng(training["rng"], runtime, run.config.seed)
-    run.progress.batch_in_epoch = rescale_position(
-        run.progress.batch_in_epoch, training.get("world_size", 1), runtime.world_size)
-    if runtime.is_main:
+    """Continue where last.pt stopped; its log loses the lines of the steps to be redone."""
+    stage = run.stage
+    run.progress = restore_training(resumed.training, stage.optimizer, stage.scheduler,
+                                    stage.scaler, stage.runtime, stage.config.seed)
+    if stage.runtime.is_main:
         run.log.truncate_after(run.progress.step)
         print(f"resumed {run.last_path} at epoch {run.progress.epoch + 1}, step "
               f"{run.progress.step}", file=sys.stderr)
@@ -188,15 +184,12 @@ def resume(run: Run, resumed: Checkpoint) -> None:
 
 def train_epoch(run: Run) -> bool:
     """The rest of the current epoch's steps (up to --max-steps); True when it is complete."""
-    stage, config, runtime, progress = run.stage, run.config, run.runtime, run.progress
-    loader, steps_in_epoch = epoch_loader(stage.table, stage.reader, config, runtime,
+    stage, progress = run.stage, run.progress
+    config, runtime = stage.config, stage.runtime
+    loader, steps_in_epoch = epoch_loader(stage.data.table, stage.data.reader, config, runtime,
                                           progress.epoch, progress.batch_in_epoch)
     for batch in loader:
-        if stage.step is not None:
-            stats = stage.step(batch.to(runtime.device), progress)
-        else:
-            stats = train_step(stage.model, batch.to(runtime.device), stage.optimizer, config,
-                               progress, runtime, stage.scaler)
+        stats = stage.step(stage, batch.to(runtime.device), progress)
         progress.step += 1
         progress.batch_in_epoch += 1
         run.window_captions += stats["sentences"] * runtime.world_size
@@ -219,9 +212,10 @@ def log_train(run: Run, stats: dict[str, float]) -> None:
 
 def validate_and_keep_best(run: Run, val_records: list[ImageRecord]) -> None:
     """Validation BLEU-4 (rank 0), the LR schedule and patience, the log, and best.pt."""
-    stage, runtime, progress = run.stage, run.runtime, run.progress
-    bleu4 = (validate(stage.decoder, val_records, stage.features_of, run.vocab, run.config)
-             if runtime.is_main else 0.0)
+    stage, progress = run.stage, run.progress
+    runtime = stage.runtime
+    bleu4 = (validate(stage.decoder, val_records, stage.data.features_of, stage.vocab,
+                      stage.config) if runtime.is_main else 0.0)
     bleu4 = runtime.broadcast(bleu4)  # every process steps its scheduler and stops alike
     improved = bleu4 > progress.best_bleu4
     if improved:
@@ -236,13 +230,13 @@ def validate_and_keep_best(run: Run, val_records: list[ImageRecord]) -> None:
         print(f"epoch {progress.epoch + 1} step {progress.step}: val BLEU-4 "
               f"{100 * bleu4:.2f} (best {100 * progress.best_bleu4:.2f})", file=sys.stderr)
         if improved:
-            save_checkpoint(model_checkpoint(run), run.best_path)
+            save_checkpoint(saved_model(run), run.best_path)
 
 
 def early_stop(run: Run) -> bool:
-    if run.progress.bad_epochs < run.config.early_stop_patience:
+    if run.progress.bad_epochs < run.stage.config.early_stop_patience:
         return False
-    if run.runtime.is_main:
+    if run.stage.runtime.is_main:
         print(f"early stop: no improvement for {run.progress.bad_epochs} validations",
               file=sys.stderr)
     return True
@@ -251,39 +245,25 @@ def early_stop(run: Run) -> bool:
 def checkpoint_last(run: Run) -> None:
     """last.pt with everything --resume needs. Every process's RNG state is gathered (a
     collective: all processes call this)."""
-    runtime = run.runtime
+    stage = run.stage
+    runtime = stage.runtime
     rng_states = runtime.gather(rng_state(runtime.device))
     if runtime.is_main:
-        save_last(run, rng_states)
+        checkpoint = saved_model(run)
+        checkpoint.training = training_state(stage.optimizer, stage.scheduler, stage.scaler,
+                                             run.progress, rng_states, runtime.world_size)
+        save_checkpoint(checkpoint, run.last_path)
     runtime.barrier()
 
 
-def model_checkpoint(run: Run) -> Checkpoint:
-    progress, stage = run.progress, run.stage
-    metadata = {"dataset": run.dataset.name, "epoch": progress.epoch, "step": progress.step,
-                "val_bleu4": progress.best_bleu4, "train_config": config_to_dict(run.config),
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    decoder = stage.decoder
-    encoder = (None if stage.encoder is None else
-               {k: v.detach().cpu() for k, v in stage.encoder.backbone.state_dict().items()})
-    return Checkpoint(decoder.config, run.vocab,
-                      preprocessing_for(decoder.config.encoder, decoder.config.image_size),
-                      {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
-                      encoder=encoder, metadata=metadata)
+def saved_model(run: Run) -> Checkpoint:
+    stage = run.stage
+    return model_checkpoint(stage.decoder, stage.vocab, stage.encoder, run.dataset, run.progress,
+                            stage.config)
 
 
-def save_last(run: Run, rng_states: list[dict]) -> None:
-    checkpoint = model_checkpoint(run)
-    checkpoint.training = {
-        "progress": vars(run.progress).copy(),
-        "optimizer": run.stage.optimizer.state_dict(),
-        "scheduler": run.stage.scheduler.state_dict(),
-        "grad_scaler": run.stage.scaler.state_dict(),
-        "rng": rng_states,  # one per process, in rank order
-        "world_size": run.runtime.world_size,
-    }
-    save_checkpoint(checkpoint, run.last_path)
-
+# ---------------------------------------------------------------------------------------------
+# the teacher-forcing step, validation
 
 def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: StageConfig,
                progress: Progress, runtime: Runtime, scaler: torch.amp.GradScaler
@@ -339,181 +319,3 @@ def validate(decoder: Decoder, records: list[ImageRecord], features_of: Features
                                   chunk_size=chunk_size)
     references = {r.path: [" ".join(c) for c in r.captions] for r in records}
     return corpus_bleu4(predictions, references)
-
-
-# ---------------------------------------------------------------------------------------------
-# resumable state, logs
-
-def rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def restore_rng(states: list[dict], runtime: Runtime, seed: int) -> None:
-    """Each process continues its own random stream; with a different number of processes
-    than the run was saved with, the streams are re-seeded."""
-    if len(states) != runtime.world_size:
-        random.seed(seed + runtime.rank)
-        torch.manual_seed(seed + runtime.rank + 1_000_003 * len(states))
-        return
-    state = states[runtime.rank]
-    torch.set_rng_state(state["torch"])
-    random.setstate(_as_tuple(state["python"]))
-    if "cuda" in state and runtime.device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], runtime.device)
-
-
-def rescale_position(batch_in_epoch: int, saved_world: int, world: int) -> int:
-    """Batches per process already trained, when resuming with another number of processes.
-
-    The same fraction of the epoch counts as done. Only approximately the same captions: the
-    global batches (batch_size x processes) and their order change with the process count,
-    so the rest of that epoch may repeat or skip some captions; later epochs are whole.
-    With the same number of processes, resume is exact."""
-    if saved_world == world:
-        return batch_in_epoch
-    return batch_in_epoch * saved_world // world
-
-
-def _as_tuple(value):
-    """random.setstate needs tuples; a checkpoint may hand lists back."""
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def check_output_dir(out: Path) -> None:
-    """Fail at start-up, not after an hour, when checkpoints could not be written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"\0" * 4096)
-        probe.unlink()
-    except OSError as exc:
-        raise TrainingError(f"{out}: output directory is not writable ({exc.strerror})") from None
-    free = shutil.disk_usage(out).free
-    if free < MIN_FREE_BYTES:
-        raise TrainingError(f"{out}: only {free / 2**20:.0f} MB free; checkpoints need at least "
-                            f"{MIN_FREE_BYTES / 2**20:.0f} MB")
-
-
-class RunLog:
-    def __init__(self, out: Path):
-        self.path = out / "log.jsonl"
-        self.out = out
-
-    def write(self, record: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def records(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-
-    def truncate_after(self, step: int) -> None:
-        """On resume, drop lines from steps that the resumed run will redo."""
-        kept = [r for r in self.records() if r["step"] <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-
-    def plot(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        records = self.records()
-        train = [r for r in records if r["type"] == "train"]
-        val = [r for r in records if r["type"] == "val"]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-        # The first stages log their cross-entropy, self-critical training its CIDEr-D reward.
-        for key, label in (("ce", "cross-entropy"), ("reward", "CIDEr-D reward of samples")):
-            if train and key in train[-1]:
-                left.plot([r["step"] for r in train], [r[key] for r in train], label=label)
-        left.plot([r["step"] for r in train], [r["loss"] for r in train], label="loss", alpha=0.6)
-        left.set_xlabel("step")
-        left.legend()
-        right.plot([r["step"] for r in val], [100 * r["bleu4"] for r in val], marker="o")
-        right.set_xlabel("step")
-        right.set_ylabel("val BLEU-4")
-        fig.tight_layout()
-        fig.savefig(self.out / "curves.png", dpi=80)
-        plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------
-# a run's start and end
-
-def run_in_runtime(stage: Callable[[StageConfig, Runtime], Path], config: StageConfig) -> Path:
-    """Threads, device, precision and (under torchrun) the process group around a stage."""
-    torch.set_num_threads(config.threads)
-    runtime = setup(config.device, config.precision)
-    try:
-        best = stage(config, runtime)
-        # Every process finishes its stage before any tears the process group down: a rank
-        # leaving while another is still in a collective aborted once under load (SIGABRT,
-        # "terminate called without an active exception"). Only on success: after an error
-        # the others might never arrive.
-        runtime.barrier()
-        return best
-    finally:
-        teardown()
-
-
-def load_data(config: StageConfig, runtime: Runtime
-              ) -> tuple[CaptionDataset, list[ImageRecord], list[ImageRecord]]:
-    """The dataset and its train / val records; the output folder checked first."""
-    if runtime.is_main:
-        check_output_dir(Path(config.out))
-    dataset = load_karpathy(config.data, config.images or None)
-    # COCO's "restval" images are already in "train" (see training.data).
-    train_records, val_records = dataset.split("train"), dataset.split("val")
-    if not train_records or not val_records:
-        raise DatasetError(f"{config.data}: needs both train and val images "
-                           f"(found {len(train_records)} train, {len(val_records)} val)")
-    if config.val_images:
-        val_records = val_records[:config.val_images]
-    return dataset, train_records, val_records
-
-
-def find_resumable(config: StageConfig) -> Checkpoint | None:
-    """last.pt to continue from with --resume; refuses to overwrite a run without it."""
-    last_path = Path(config.out) / "last.pt"
-    if not last_path.exists():
-        return None
-    if not config.resume:
-        raise TrainingError(f"{last_path} exists: pass --resume to continue that run, or "
-                            "choose another --out")
-    resumed = load_checkpoint(last_path)
-    if resumed.training is None:
-        raise TrainingError(f"{last_path}: has no training state to resume from")
-    return resumed
-
-
-def starting_checkpoint(config: StageConfig, resumed: Checkpoint | None
-                        ) -> tuple[Checkpoint, str]:
-    """A later stage's model and its name: last.pt when resuming, else --init (required)."""
-    if resumed is not None:
-        return resumed, str(Path(config.out) / "last.pt")
-    if not config.init:
-        raise TrainingError("--init is required: the first-stage checkpoint to start from")
-    return load_checkpoint(config.init), config.init
-
-
-def require_pretrained_encoder(checkpoint: Checkpoint, name: str, advice: str) -> None:
-    """Stages on cached features need a checkpoint whose encoder is the pretrained one."""
-    if checkpoint.encoder is not None:
-        raise TrainingError(f"{name}: carries a fine-tuned encoder, which cached features do "
-                            f"not reflect; {advice}")
-
-
-def run_command(stage: Callable[[StageConfig], Path], config: StageConfig) -> int:
-    """A training command's exit status: 2 with one line for a problem the user can fix."""
-    try:
-        best = stage(config)
-    except (DatasetError, ImageError, CheckpointError, TrainingError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, once
-        print(f"best checkpoint: {best}")
-    return 0

@@ -1,4 +1,5 @@
-"""Training objectives of Show, Attend and Tell (paper sections 4.1 and 4.2).
+"""Training objectives of Show, Attend and Tell (paper sections 4.1 and 4.2), and
+self-critical training's (training.scst).
 
 Terms are computed per sentence, as in the paper, so their relative weights (lambda) mean
 what the paper's mean; their sum is divided by the number of words only to keep the
@@ -11,7 +12,11 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from captioner.decoder import TeacherForcedOutput
+from captioner.decoder import Decoder, TeacherForcedOutput
+from captioner.vocab import Vocabulary
+
+from .batches import ImageBatch, pad_captions
+from .rewards import Samples
 
 
 class LossTerms(NamedTuple):
@@ -65,3 +70,29 @@ def caption_loss(out: TeacherForcedOutput, targets: torch.Tensor, mask: torch.Te
         entropy=entropy.sum() / words,
         log_likelihood=sentence_ll.mean().detach(),
     )
+
+
+def self_critical_loss(drawn: Samples, advantage: torch.Tensor, entropy_weight: float = 0.0,
+                       words_per_process: float | None = None) -> torch.Tensor:
+    """The policy gradient surrogate -sum_j (r_j - b_j) log p(caption_j, locations_j), less
+    entropy_weight times the attention's entropy (hard attention's bonus, as in the first
+    stage), per sampled word: advantage (R,) is r - b of each sample in drawn. Data-parallel
+    training passes words_per_process as caption_loss does."""
+    policy = -(advantage * drawn.log_prob).sum()
+    if entropy_weight:
+        policy = policy - entropy_weight * drawn.entropy.sum()
+    return policy / (drawn.mask.sum() if words_per_process is None else words_per_process)
+
+
+def reference_cross_entropy(decoder: Decoder, batch: ImageBatch,
+                            references: list[list[list[int]]]) -> torch.Tensor:
+    """Mean cross-entropy per word of the batch images' reference captions (teacher forcing,
+    each image's work once for its captions). references[i]: record i's captions as word ids.
+    Hard attention samples its locations here as in the first stage, but only the words are
+    scored: the locations learn from the sentence reward and the expected-context steps."""
+    rows = [(i, ids) for i, image in enumerate(batch.images.tolist()) for ids in references[image]]
+    captions = pad_captions([ids for _, ids in rows]).to(batch.features.device)
+    image_of = torch.tensor([i for i, _ in rows], device=batch.features.device)
+    targets = captions[:, 1:]
+    out = decoder(batch.features, captions, image_of)
+    return caption_loss(out, targets, targets != Vocabulary.pad_id).cross_entropy

@@ -37,181 +37,68 @@ beam search ranks by, from drifting while the samples' reward rises.
 
 Writes last.pt / best.pt (best validation BLEU-4, the same decoding as the app), log.jsonl
 (reward, baseline, sample length per logging step) and curves.png, like training.train.
+
+This module is the stage and its step; the samples and rewards are training.rewards, the loss
+and the reference cross-entropy training.losses, the flags training.config.ScstConfig.
 """
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
-import torch.distributed as dist
-from torch.utils.data import Dataset
 
 from captioner.attention import attention_entry
 from captioner.build import load_decoder
-from captioner.decoder import Decoder
-from captioner.decoding import content_word_mask, greedy
-from captioner.vocab import Vocabulary
 
-from .batches import pad_captions
+from .batches import CachedImages, ImageBatch
 from .cider import CiderD
-from .config import StageConfig, parse_config
+from .config import ScstConfig, parse_config
 from .distributed import Runtime
-from .features import FeatureCache, cached_features, ensure_cache
-from .loop import (TrainingError, find_resumable, fit, load_data, make_stage,
-                   require_pretrained_encoder, run_command, run_in_runtime, starting_checkpoint)
-from .losses import caption_loss
-
-START, END, PAD, UNK = (Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id,
-                        Vocabulary.unk_id)
-REWARD_BASELINES = ("mean", "greedy")
+from .features import cached_features
+from .loop import Progress, Stage, StageData, TrainingError, make_stage
+from .losses import reference_cross_entropy, self_critical_loss
+from .rewards import caption_rewards, greedy_rewards, sample_captions, set_dropout
+from .runner import (Start, feature_caches, require_pretrained_encoder, run_command, run_stage,
+                     starting_checkpoint)
 
 
-@dataclass
-class ScstConfig(StageConfig):
-    """Self-critical stage. The model (sizes, attention, vocabulary) comes from --init."""
-
-    init: str = ""  # first-stage checkpoint (required unless --resume)
-    out: str = "runs/scst"
-    samples: int = 5  # captions sampled per image
-    # mean: the image's other samples' mean reward | greedy: its greedy caption's reward
-    reward_baseline: str = "mean"
-    temperature: float = 1.0  # sampling temperature (1: the model's own distribution)
-    # Dropout while sampling: on, as in training (Rennie et al.'s reference code), or off, so
-    # that the policy being improved is the network beam search decodes at test time.
-    sample_dropout: bool = True
-    # Weight of the first stage's cross-entropy on the batch's reference captions, added to the
-    # SCST loss (per word, like it) to keep the likelihood of real captions, which beam search
-    # ranks by, from drifting while the samples' reward rises. 0: SCST alone.
-    xe_weight: float = 0.0
-    lr: float = 5e-5
-    batch_size: int = 16  # images per process and step (x samples captions)
-    epochs: int = 10
-    early_stop_patience: int = 3
-
-    def validate(self) -> None:
-        super().validate()
-        if self.reward_baseline not in REWARD_BASELINES:
-            raise ValueError(f"--reward-baseline must be one of {', '.join(REWARD_BASELINES)}")
-        if self.samples < 2 and self.reward_baseline == "mean":
-            raise ValueError("--samples must be at least 2 (the baseline is the others' mean)")
-        if self.temperature <= 0:
-            raise ValueError("--temperature must be positive")
-        if self.xe_weight < 0:
-            raise ValueError("--xe-weight must be 0 or more")
+def scst(config: ScstConfig) -> Path:
+    return run_stage(build_stage, config)
 
 
-class ImageBatch(NamedTuple):
-    features: torch.Tensor  # (I, L, D)
-    images: torch.Tensor  # (I,) index of each image in the training records
-
-    def to(self, device: torch.device) -> "ImageBatch":
-        return ImageBatch(self.features.to(device, non_blocking=True), self.images)
-
-
-class CachedImages(Dataset):
-    """Item i is batch i of images: their features from the cache and their record index."""
-
-    def __init__(self, table, batches: list[list[int]], cache: FeatureCache):
-        self.table, self.batches, self.cache = table, batches, cache
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, i: int) -> ImageBatch:
-        entries = [self.table[j] for j in self.batches[i]]
-        return ImageBatch(self.cache.batch([row for row, _ in entries]),
-                          torch.tensor([record for _, (record,) in entries]))
-
-
-class Samples(NamedTuple):
-    tokens: torch.Tensor  # (R, T) sampled word ids, <end> included, <pad> after it
-    mask: torch.Tensor  # (R, T) 1 for sampled words (the <end> included)
-    log_prob: torch.Tensor  # (R,) log p(words, locations): the policy's, differentiable
-    entropy: torch.Tensor  # (R,) sum over steps of the attention's entropy
+def build_stage(config: ScstConfig, runtime: Runtime, start: Start) -> Stage:
+    """The decoder, trained on the CIDEr-D of its own samples of the cached training images."""
+    source, name = starting_checkpoint(config, start.resumed)
+    require_pretrained_encoder(source, name, "run SCST before fine-tuning")
+    model_config = source.config
+    train_records = start.train_records
+    cache, = feature_caches(start.dataset, config, model_config, runtime)
+    torch.manual_seed(config.seed)
+    decoder = load_decoder(source, name).to(runtime.device)
+    vocab = source.vocab
+    scorer = CiderD({i: record.captions for i, record in enumerate(train_records)})
+    rows = cache.rows([r.path for r in train_records])
+    table = [(row, (i,)) for i, row in enumerate(rows)]  # one entry per image
+    references = ([[vocab.encode(caption) for caption in record.captions]
+                   for record in train_records] if config.xe_weight > 0 else None)
+    data = StageData(table, lambda batches, epoch: CachedImages(table, batches, cache),
+                     cached_features(cache, runtime.device))
+    return make_stage(
+        config, runtime, vocab, decoder, data,
+        partial(scst_step, scorer=scorer, references=references), data_parallel=False,
+        summary=f"SCST from {name} ({model_config.attention} attention): "
+                f"{len(train_records)} images x {config.samples} samples, CIDEr-D over "
+                f"{len(train_records)} images' references, {runtime.world_size} process(es) "
+                f"on {runtime.device.type}")
 
 
-def sample_captions(decoder: Decoder, features: torch.Tensor, samples: int, max_length: int,
-                    temperature: float = 1.0) -> Samples:
-    """`samples` captions per image, drawn step by step through Decoder.step with gradients.
-    Rows n*samples .. n*samples + samples - 1 are image n's (each image's memory once)."""
-    images, device = features.shape[0], features.device
-    memory = decoder.prepare(features)
-    state = decoder.init_state(memory).select(
-        torch.arange(images, device=device).repeat_interleave(samples))
-    rows = images * samples
-    forbidden = torch.zeros(decoder.config.vocab_size, dtype=torch.bool, device=device)
-    forbidden[[PAD, START, UNK]] = True  # as in decoding: a user never sees these
-    only_end = torch.ones_like(forbidden)
-    only_end[END] = False
-    tokens = torch.full((rows,), START, dtype=torch.long, device=device)
-    alive = torch.ones(rows, dtype=torch.bool, device=device)
-    words, masks, log_prob, entropy = [], [], 0.0, 0.0
-    for t in range(max_length + 1):
-        out = decoder.step(tokens, state, memory)
-        logits = out.logits.float().masked_fill(only_end if t == max_length else forbidden,
-                                                float("-inf"))
-        log_probs = (logits / temperature).log_softmax(dim=-1)  # (R, V)
-        tokens = torch.multinomial(log_probs.detach().exp(), 1).squeeze(1)
-        tokens = tokens.masked_fill(~alive, PAD)
-        step_log_prob = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
-        if out.attention.log_prob is not None:  # hard attention: the sampled location too
-            step_log_prob = step_log_prob + out.attention.log_prob
-        weights = out.attention.weights.clamp_min(1e-12)
-        step_entropy = -(weights * weights.log()).sum(1)
-        log_prob = log_prob + step_log_prob.masked_fill(~alive, 0.0)
-        entropy = entropy + step_entropy.masked_fill(~alive, 0.0)
-        words.append(tokens)
-        masks.append(alive)
-        alive = alive & (tokens != END)
-        state = out.state
-        if not bool(alive.any()):
-            break
-    return Samples(torch.stack(words, 1), torch.stack(masks, 1).float(), log_prob, entropy)
-
-
-def set_dropout(decoder: Decoder, on: bool) -> None:
-    """Switch the dropout layers alone; the rest keeps its mode (hard attention still samples
-    its locations in training mode)."""
-    for module in decoder.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.train(on)
-
-
-def greedy_rewards(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabulary,
-                   max_length: int) -> torch.Tensor:
-    """(I,) CIDEr-D of each image's greedy caption, decoded as at test time (eval mode)."""
-    decoder.eval()
-    try:
-        with torch.no_grad():
-            captions = greedy(decoder, batch.features, max_length=max_length,
-                              content_words=content_word_mask(vocab, batch.features.device))
-    finally:
-        decoder.train()
-    return torch.tensor([scorer.score(image, vocab.decode(caption.tokens))
-                         for image, caption in zip(batch.images.tolist(), captions)],
-                        device=batch.features.device)
-
-
-def reference_cross_entropy(decoder: Decoder, batch: ImageBatch,
-                            references: list[list[list[int]]]) -> torch.Tensor:
-    """Mean cross-entropy per word of the batch images' reference captions (teacher forcing,
-    each image's work once for its captions). references[i]: record i's captions as word ids.
-    Hard attention samples its locations here as in the first stage, but only the words are
-    scored: the locations learn from the sentence reward and the expected-context steps."""
-    rows = [(i, ids) for i, image in enumerate(batch.images.tolist()) for ids in references[image]]
-    captions = pad_captions([ids for _, ids in rows]).to(batch.features.device)
-    image_of = torch.tensor([i for i, _ in rows], device=batch.features.device)
-    targets = captions[:, 1:]
-    out = decoder(batch.features, captions, image_of)
-    return caption_loss(out, targets, targets != PAD).cross_entropy
-
-
-def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabulary,
-              optimizer: torch.optim.Optimizer, config: ScstConfig, runtime: Runtime,
+def scst_step(stage: Stage, batch: ImageBatch, progress: Progress, scorer: CiderD,
               references: list[list[list[int]]] | None = None) -> dict[str, float]:
+    """The stage's step: sample, score against the baseline, follow the policy gradient (and,
+    with --xe-weight, the references' cross-entropy)."""
+    decoder, vocab, config, runtime = stage.decoder, stage.vocab, stage.config, stage.runtime
     decoder.train()
     if not config.sample_dropout:
         set_dropout(decoder, False)
@@ -220,9 +107,8 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
         drawn = sample_captions(decoder, batch.features, k, config.max_length,
                                 config.temperature)
     images = batch.images.repeat_interleave(k).tolist()
-    rewards = torch.tensor([scorer.score(image, vocab.decode(ids))
-                            for image, ids in zip(images, drawn.tokens.tolist())],
-                           device=drawn.log_prob.device).view(-1, k)  # (I, k)
+    rewards = caption_rewards(scorer, vocab, images, drawn.tokens.tolist(),
+                              drawn.log_prob.device).view(-1, k)  # (I, k)
     if config.reward_baseline == "greedy":
         baseline = greedy_rewards(decoder, batch, scorer, vocab, config.max_length
                                   ).unsqueeze(1).expand(-1, k)
@@ -233,10 +119,9 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
     # Normalised by the global batch's sampled words, as the first stage's loss is: every
     # process then takes one share of the same global gradient.
     global_words = runtime.sum(float(words))[0]
-    policy = -(advantage * drawn.log_prob).sum()
-    if attention_entry(decoder.config.attention).reinforce:  # the first stage's entropy bonus
-        policy = policy - config.entropy_weight * drawn.entropy.sum()
-    loss = policy / (global_words / runtime.world_size)
+    reinforce = attention_entry(decoder.config.attention).reinforce
+    loss = self_critical_loss(drawn, advantage, config.entropy_weight if reinforce else 0.0,
+                              global_words / runtime.world_size)
     cross_entropy = torch.zeros(())
     if config.xe_weight > 0:
         if references is None:
@@ -247,55 +132,17 @@ def scst_step(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: Vocabu
     nonfinite = runtime.sum(float(not torch.isfinite(loss)))[0]
     if nonfinite:
         raise TrainingError(f"SCST loss became {loss.item()}")
-    optimizer.zero_grad(set_to_none=True)
+    stage.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if runtime.distributed:  # not trained through a DDP forward: average the gradients here
-        for p in decoder.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad /= runtime.world_size
+    runtime.average_gradients(decoder.parameters())  # not trained through a DDP forward
     grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), config.grad_clip)
-    optimizer.step()
+    stage.optimizer.step()
     return {"sentences": len(images), "loss": loss.item(), "reward": rewards.mean().item(),
             "baseline": baseline.mean().item(),
-            "positive_advantages": (advantage > 0).float().mean().item(), "best_sample": rewards.max(1).values.mean().item(),
+            "positive_advantages": (advantage > 0).float().mean().item(),
+            "best_sample": rewards.max(1).values.mean().item(),
             "sample_words": float(words) / len(images), "grad_norm": float(grad_norm),
             "reference_xe": cross_entropy.item()}
-
-
-def scst(config: ScstConfig) -> Path:
-    return run_in_runtime(_scst, config)
-
-
-def _scst(config: ScstConfig, runtime: Runtime) -> Path:
-    dataset, train_records, val_records = load_data(config, runtime)
-    resumed = find_resumable(config)
-    source, name = starting_checkpoint(config, resumed)
-    require_pretrained_encoder(source, name, "run SCST before fine-tuning")
-    model_config = source.config
-    if runtime.is_main:
-        ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size)
-    runtime.barrier()
-    cache = ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size)
-    torch.manual_seed(config.seed)
-    decoder = load_decoder(source, name).to(runtime.device)
-    vocab = source.vocab
-    scorer = CiderD({i: record.captions for i, record in enumerate(train_records)})
-    rows = cache.rows([r.path for r in train_records])
-    table = [(row, (i,)) for i, row in enumerate(rows)]  # one entry per image
-    stage = make_stage(decoder, decoder, [{"params": decoder.parameters()}], config, runtime,
-                       table, lambda batches, epoch: CachedImages(table, batches, cache),
-                       cached_features(cache, runtime.device), data_parallel=False)
-    references = ([[vocab.encode(caption) for caption in record.captions]
-                   for record in train_records] if config.xe_weight > 0 else None)
-    stage.step = lambda batch, progress: scst_step(decoder, batch, scorer, vocab,
-                                                   stage.optimizer, config, runtime, references)
-    if runtime.is_main:
-        print(f"SCST from {name} ({model_config.attention} attention): {len(train_records)} "
-              f"images x {config.samples} samples, CIDEr-D over {len(train_records)} images' "
-              f"references, {runtime.world_size} process(es) on {runtime.device.type}",
-              file=sys.stderr)
-    return fit(stage, config, runtime, dataset, vocab, val_records, resumed)
 
 
 def main(argv: list[str] | None = None) -> int:

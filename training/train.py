@@ -19,16 +19,18 @@ from pathlib import Path
 import torch
 
 from captioner.build import build_decoder
-from captioner.checkpoint import load_checkpoint
+from captioner.checkpoint import Checkpoint, load_checkpoint
+from captioner.config import ModelConfig
 from captioner.encoder import encoder_spec
 from captioner.vocab import Vocabulary
 
 from .batches import CachedBatches, Mirroring, caption_table
 from .config import TrainConfig, parse_config
 from .distributed import Runtime
-from .features import cached_features, ensure_cache
-from .loop import (find_resumable, fit, load_data, make_stage, require_pretrained_encoder,
-                   run_command, run_in_runtime)
+from .features import cached_features
+from .loop import Stage, StageData, make_stage, teacher_forcing
+from .runner import (Start, feature_caches, require_pretrained_encoder, run_command,
+                     run_stage)
 
 
 def train(config: TrainConfig) -> Path:
@@ -36,36 +38,16 @@ def train(config: TrainConfig) -> Path:
 
     Under torchrun every process runs this function; rank 0 alone validates and writes.
     """
-    return run_in_runtime(_train, config)
+    return run_stage(build_stage, config)
 
 
-def _train(config: TrainConfig, runtime: Runtime) -> Path:
-    dataset, train_records, val_records = load_data(config, runtime)
-    resumed = find_resumable(config)
-    init = load_checkpoint(config.init) if config.init and resumed is None else None
-    if resumed is not None:
-        vocab, model_config = resumed.vocab, resumed.config
-    elif init is not None:
-        require_pretrained_encoder(init, config.init, "continue it with training.finetune")
-        vocab, model_config = init.vocab, config.init_model_config(init.config, config.init)
-    else:
-        vocab = Vocabulary.build((c for r in train_records for c in r.captions),
-                                 config.min_word_count)
-        model_config = config.model_config(len(vocab), encoder_spec(config.model.encoder).dim)
+def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
+    """The decoder, trained by teacher forcing on cached features of a frozen encoder."""
+    dataset, train_records, resumed = start.dataset, start.train_records, start.resumed
+    vocab, model_config, init = starting_model(config, start)
     config = dataclasses.replace(config, model=model_config)  # what the checkpoints record
-    # Rank 0 builds (or resumes) the caches while the others wait, then everyone opens them.
-    caches = [{}]  # ensure_cache's extra arguments: the dataset's own cache, the mirrored one
-    if config.flip_augment:
-        caches.append({"images": train_records, "mirrored": True})
-    if runtime.is_main:
-        gpu = runtime.device.type == "cuda"
-        for which in caches:
-            ensure_cache(dataset, config.cache_dir, model_config.encoder, model_config.image_size,
-                         batch_size=64 if gpu else 8, workers=max(2, config.loader_workers),
-                         device=runtime.device, **which)
-    runtime.barrier()
-    cache, *mirrored = [ensure_cache(dataset, config.cache_dir, model_config.encoder,
-                                     model_config.image_size, **which) for which in caches]
+    cache, *mirrored = feature_caches(dataset, config, model_config, runtime,
+                                      train_records if config.flip_augment else None)
     if init is None and resumed is None:
         random.seed(config.seed)
     if resumed is None:
@@ -76,17 +58,34 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
     table = caption_table(train_records, cache, vocab)
     mirroring = (Mirroring.build(cache, mirrored[0], [r.path for r in train_records], vocab,
                                  config.seed) if mirrored else None)
-    stage = make_stage(decoder, decoder, [{"params": decoder.parameters()}], config, runtime,
-                       table, lambda batches, epoch: CachedBatches(table, batches, cache,
-                                                                   mirroring, epoch),
-                       cached_features(cache, runtime.device))
-    if runtime.is_main:
-        print(f"{dataset.name}: {len(train_records)} train images, {len(table)} captions, "
-              f"{len(val_records)} val images, vocabulary {len(vocab)}, grid {cache.grid}, "
-              f"{sum(p.numel() for p in decoder.parameters()):,} decoder parameters, "
-              f"{runtime.world_size} process(es) on {runtime.device.type}, {config.precision}",
-              file=sys.stderr)
-    return fit(stage, config, runtime, dataset, vocab, val_records, resumed)
+    data = StageData(table, lambda batches, epoch: CachedBatches(table, batches, cache,
+                                                                 mirroring, epoch),
+                     cached_features(cache, runtime.device))
+    return make_stage(
+        config, runtime, vocab, decoder, data, teacher_forcing,
+        summary=f"{dataset.name}: {len(train_records)} train images, {len(table)} captions, "
+                f"{len(start.val_records)} val images, vocabulary {len(vocab)}, grid "
+                f"{cache.grid}, {sum(p.numel() for p in decoder.parameters()):,} decoder "
+                f"parameters, {runtime.world_size} process(es) on {runtime.device.type}, "
+                f"{config.precision}")
+
+
+def starting_model(config: TrainConfig, start: Start
+                   ) -> tuple[Vocabulary, ModelConfig, Checkpoint | None]:
+    """The vocabulary and model config: last.pt's when resuming, --init's (and that
+    checkpoint), or new ones from the training captions and the model flags."""
+    resumed = start.resumed
+    init = load_checkpoint(config.init) if config.init and resumed is None else None
+    if resumed is not None:
+        vocab, model_config = resumed.vocab, resumed.config
+    elif init is not None:
+        require_pretrained_encoder(init, config.init, "continue it with training.finetune")
+        vocab, model_config = init.vocab, config.init_model_config(init.config, config.init)
+    else:
+        vocab = Vocabulary.build((c for r in start.train_records for c in r.captions),
+                                 config.min_word_count)
+        model_config = config.model_config(len(vocab), encoder_spec(config.model.encoder).dim)
+    return vocab, model_config, init
 
 
 def main(argv: list[str] | None = None) -> int:
