@@ -32,7 +32,7 @@ from .data import ImageRecord, check_image_files
 from .distributed import Runtime
 from .features import encoded_features
 from .loop import (find_resumable, fit, load_data, make_stage, run_command, run_in_runtime,
-                   starting_checkpoint)
+                   starting_checkpoint, with_new_words)
 
 
 class EncoderDecoder(nn.Module):
@@ -80,6 +80,8 @@ def _finetune(config: FinetuneConfig, runtime: Runtime) -> Path:
     check_image_files(dataset, train_records + val_records)  # missing photos: now, not later
     resumed = find_resumable(config)
     source, name = starting_checkpoint(config, resumed)
+    if resumed is None and config.grow_vocabulary:
+        source = with_new_words(source, name, train_records, config.min_word_count, runtime)
     decoder = load_decoder(source, name).to(runtime.device)
     encoder = build_checkpoint_encoder(source, name).to(runtime.device)
     trained = top_blocks(encoder, config.finetune_blocks)

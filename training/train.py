@@ -8,6 +8,10 @@
 Writes to --out: last.pt (every --checkpoint-every steps and at each epoch end, atomically,
 with optimizer/scheduler/RNG/data position), best.pt (best validation BLEU-4), log.jsonl
 (one JSON line per logging step and per validation) and curves.png.
+
+With --init, the training captions' words that the checkpoint lacks (seen --min-word-count
+times) join its vocabulary, old ids and weights unchanged (training.vocab_growth), instead of
+becoming <unk>; --no-grow-vocabulary keeps the checkpoint's vocabulary.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from .config import TrainConfig, parse_config
 from .distributed import Runtime
 from .features import cached_features, ensure_cache
 from .loop import (find_resumable, fit, load_data, make_stage, require_pretrained_encoder,
-                   run_command, run_in_runtime)
+                   run_command, run_in_runtime, with_new_words)
 
 
 def train(config: TrainConfig) -> Path:
@@ -47,6 +51,9 @@ def _train(config: TrainConfig, runtime: Runtime) -> Path:
         vocab, model_config = resumed.vocab, resumed.config
     elif init is not None:
         require_pretrained_encoder(init, config.init, "continue it with training.finetune")
+        if config.grow_vocabulary:
+            init = with_new_words(init, config.init, train_records, config.min_word_count,
+                                  runtime)
         vocab, model_config = init.vocab, config.init_model_config(init.config, config.init)
     else:
         vocab = Vocabulary.build((c for r in train_records for c in r.captions),
