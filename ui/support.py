@@ -19,7 +19,7 @@ from PIL import Image
 
 import captioner
 from captioner.checkpoint import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, load_checkpoint
-from captioner.inference import DEFAULT_CHECKPOINTS, Caption, Timing, default_checkpoint
+from captioner.inference import DEFAULT_CHECKPOINTS, Caption, Timing
 from captioner.overlay import overlay_grid
 
 # Set CAPTIONER_CHECKPOINT to a checkpoint file to make it the app's default model.
