@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The walkthrough of docs/own_photos.md: fine-tune the shipped soft model on 100 of the 154
 # COCO dev photos (90 train + 10 val) and score it on the other 54, from COCO's own captions
-# file (ROUTE=coco) or from a CSV made of it (ROUTE=csv; same split, via --split-from).
+# file (ROUTE=coco) or from a CSV made of it (ROUTE=csv, after coco: the same split via
+# --split-from).
 # A demonstration only: the model it writes under runs/ is never shipped or scored elsewhere.
 #   scripts/own_photos_demo.sh [coco|csv]     (STEPS=300 THREADS=1 by default)
 set -euo pipefail
