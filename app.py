@@ -5,7 +5,9 @@
 UI only: captioning is captioner.Captioner, drawing is captioner.overlay, and the few pure
 helpers (downloads, paths, labels) are in ui.support. The model is loaded once per
 process and shared, read-only, by every session. CAPTIONER_CHECKPOINT=path makes a checkpoint
-file the default model.
+file the default model; CAPTIONER_MODEL_DIR=folder offers that folder's .pt files by name; a
+visitor may also upload a checkpoint (read with weights_only, size-limited). The page never
+takes a server path.
 """
 from __future__ import annotations
 
@@ -13,21 +15,27 @@ import hashlib
 import json
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import streamlit as st
 
 from captioner import Captioner, CheckpointError, ImageError, load_image
-from ui.support import (CUSTOM_MODEL, EXAMPLE_PHOTOS, MODEL_CHOICES, UPLOAD_TYPES,
-                                   caption_json, checkpoint_path, download_stem, env_checkpoint,
-                                   batch_csv, batch_row, confidence_markdown, escape_markdown,
-                                   explanation_markdown, fit_within, format_timing, grid_png,
-                                   grounding_markdown)
+from ui.support import (EXAMPLE_PHOTOS, FOLDER_MODEL, STARTUP_MODEL, UPLOAD_TYPES,
+                        UPLOADED_MODEL, caption_json, download_stem, env_checkpoint,
+                        env_model_dir, batch_csv, batch_row, confidence_markdown,
+                        escape_markdown, explanation_markdown, fit_within, format_timing,
+                        grid_png, grounding_markdown, load_uploaded_checkpoint,
+                        model_dir_choices, model_dir_path, model_sources)
 from captioner.decoding import DEFAULT_OPTIONS, HARD_MODES, MAX_CAPTION_LENGTH, DecodeOptions
 from captioner.inference import DEFAULT_CHECKPOINTS, default_checkpoint
 from captioner.overlay import map_style, word_overlays
 
 MODEL_LABELS = {"soft": "Soft attention (shipped)", "hard": "Hard attention (shipped)",
-                CUSTOM_MODEL: "Checkpoint file"}
+                STARTUP_MODEL: "Start-up checkpoint", FOLDER_MODEL: "Server model folder",
+                UPLOADED_MODEL: "Upload a checkpoint"}
+# A photo upload's limit, in MB. server.maxUploadSize (.streamlit/config.toml) is the larger
+# checkpoint uploads' limit (shipped models are 21 MB); the smaller of the two applies to photos.
+PHOTO_UPLOAD_MB = 20
 # Why a photo of a cat can be captioned "a brown dog": what the caption model has seen.
 TRAINED_ON = ("The captions come from a model trained on Flickr8k: 8,000 photos with 5 "
               "captions each, mostly people and dogs outdoors. With grounding on (sidebar), a "
@@ -51,6 +59,15 @@ def load_captioner(path: str, modified_ns: int) -> Captioner:
     return Captioner.from_checkpoint(path)
 
 
+@st.cache_resource(show_spinner="Loading the uploaded model…", max_entries=3)
+def load_uploaded_captioner(digest: str, _data: bytes, _name: str, max_mb: int) -> Captioner:
+    """One Captioner per uploaded checkpoint's content (sha256), shared by the sessions that
+    upload the same file; only the last few are kept (about 35 MB each)."""
+    checkpoint = load_uploaded_checkpoint(_data, _name, max_bytes=max_mb * 2**20)
+    # The digest in the name keeps two uploads called alike apart (the encoder cache key).
+    return Captioner.from_parts(checkpoint, name=f"{Path(_name).name} (sha256 {digest[:12]})")
+
+
 @st.cache_resource
 def model_lock() -> threading.Lock:
     """One photo through the models at a time, for every session of the process. Streamlit runs
@@ -64,34 +81,80 @@ def remember_source(source: str) -> None:
     st.session_state["source"] = source  # the photo source the user touched last wins
 
 
-def model_choice() -> tuple[str, Path | None]:
-    """The model radio and path box in the sidebar: (choice, checkpoint file or None)."""
-    env_path = env_checkpoint()
+class ModelSource(NamedTuple):
+    """The model the sidebar chose: a checkpoint file on the server, or an uploaded one."""
+
+    choice: str  # a shipped kind, STARTUP_MODEL, FOLDER_MODEL or UPLOADED_MODEL
+    label: str  # how compare mode names it
+    path: Path | None = None  # a server file: shipped, start-up, or from the model folder
+    upload: tuple[bytes, str] | None = None  # an uploaded checkpoint's bytes and file name
+
+
+def checkpoint_upload_mb() -> int:
+    return int(st.get_option("server.maxUploadSize"))
+
+
+def model_choice() -> ModelSource:
+    """The model radio in the sidebar, with the model folder's list or the checkpoint upload
+    when chosen. Defaults to the start-up checkpoint when the server has one."""
+    startup, folder = env_checkpoint(), env_model_dir()
+    sources = model_sources(bool(startup), folder is not None)
     st.sidebar.header("Model")
-    choice = st.sidebar.radio("Model", MODEL_CHOICES, format_func=MODEL_LABELS.get,
-                              index=MODEL_CHOICES.index(CUSTOM_MODEL if env_path else "soft"),
+    choice = st.sidebar.radio("Model", sources, format_func=MODEL_LABELS.get, key="model_source",
+                              index=sources.index(STARTUP_MODEL if startup else "soft"),
                               label_visibility="collapsed")
-    custom = st.sidebar.text_input("Checkpoint path", value=env_path,
-                                   disabled=choice != CUSTOM_MODEL,
-                                   placeholder="runs/soft/best.pt",
-                                   help="Path of a captioner checkpoint (.pt) on the server.")
-    return choice, checkpoint_path(choice, custom)
+    if choice == STARTUP_MODEL:
+        path = Path(startup).expanduser()
+        return ModelSource(choice, f"Checkpoint {path.name}", path)
+    if choice == FOLDER_MODEL:
+        name = st.sidebar.selectbox("Checkpoint in the model folder", model_dir_choices(folder),
+                                    key="model_file", placeholder="No .pt files in the folder",
+                                    help="The .pt files the server offers (CAPTIONER_MODEL_DIR).")
+        try:
+            return ModelSource(choice, f"Checkpoint {name}", model_dir_path(folder, name))
+        except CheckpointError:  # none chosen, or the file went away since it was listed
+            return ModelSource(choice, MODEL_LABELS[choice])
+    if choice == UPLOADED_MODEL:
+        limit = checkpoint_upload_mb()
+        file = st.sidebar.file_uploader(
+            f"Checkpoint (.pt, up to {limit} MB)", type=["pt"], key="model_upload",
+            max_upload_size=limit,
+            help="A captioner checkpoint saved by training (python -m training.train). Only "
+                 "weights and data are read from it, never code.")
+        if file is None:
+            return ModelSource(choice, MODEL_LABELS[choice])
+        return ModelSource(choice, f"Upload {file.name}", upload=(file.getvalue(), file.name))
+    return ModelSource(choice, MODEL_LABELS[choice], default_checkpoint(choice))
 
 
-def load_model(choice: str, path: Path | None) -> tuple[Captioner, str, int]:
+def open_model(source: ModelSource) -> tuple[Captioner, str, object]:
+    """(the cached model, its name for downloads, its version) for a source with a file or an
+    upload. Raises CheckpointError (or OSError) when it cannot be loaded."""
+    if source.upload is not None:
+        data, name = source.upload
+        digest = hashlib.sha256(data).hexdigest()
+        return (load_uploaded_captioner(digest, data, name, checkpoint_upload_mb()), name,
+                digest)
+    modified = source.path.stat().st_mtime_ns if source.path.is_file() else 0
+    return load_captioner(str(source.path), modified), str(source.path), modified
+
+
+def load_model(source: ModelSource) -> tuple[Captioner, str, object]:
     """The cached model; stops the page with an error saying what to do when it cannot load."""
-    if path is None:
-        st.error("Enter the path of a checkpoint file in the sidebar, or choose a shipped model.")
+    if source.path is None and source.upload is None:
+        st.error("Choose a checkpoint from the model folder in the sidebar, or another model."
+                 if source.choice == FOLDER_MODEL else
+                 "Upload a checkpoint (.pt) in the sidebar, or choose another model.")
         st.stop()
-    if choice != CUSTOM_MODEL and not path.exists():
-        st.error(f"The shipped {choice}-attention model is not installed yet ({path} is "
-                 "missing). Choose **Checkpoint file** in the sidebar and enter the path of a "
-                 "trained checkpoint (or start the app with CAPTIONER_CHECKPOINT=path), or "
-                 "install the shipped weights in captioner/weights/.")
+    if source.choice in DEFAULT_CHECKPOINTS and not source.path.exists():
+        st.error(f"The shipped {source.choice}-attention model is not installed yet "
+                 f"({source.path} is missing). Choose **Upload a checkpoint** in the sidebar "
+                 "and upload a trained checkpoint (or start the app with "
+                 "CAPTIONER_CHECKPOINT=path or CAPTIONER_MODEL_DIR=folder), or install the "
+                 "shipped weights in captioner/weights/.")
         st.stop()
     try:
-        modified = path.stat().st_mtime_ns if path.is_file() else 0
-        return load_captioner(str(path), modified), str(path), modified
+        return open_model(source)
     except CheckpointError as exc:
         st.error(f"Cannot load the model: {exc}. Choose another model or checkpoint file in "
                  "the sidebar.")
@@ -111,7 +174,7 @@ def choose_photos(limit_mb: int) -> list[tuple[bytes, str]]:
     uploaded = upload_column.file_uploader(
         f"Upload photos (JPEG, PNG, WebP, BMP or GIF; up to {limit_mb} MB each; several give "
         "a table)", type=list(UPLOAD_TYPES), key="upload", accept_multiple_files=True,
-        on_change=remember_source, args=("upload",))
+        max_upload_size=limit_mb, on_change=remember_source, args=("upload",))
     example = example_column.segmented_control(
         "…or try an example", list(EXAMPLE_PHOTOS), key="example",
         on_change=remember_source, args=("example",))
@@ -315,16 +378,17 @@ def show_batch(captioner: Captioner, files: list[tuple[bytes, str]], options: De
     return good[picked]
 
 
-def available_models(choice: str, path: Path | None) -> dict[str, Path]:
-    """Compare mode's models: the installed shipped ones, and the checkpoint file when given."""
-    models = {MODEL_LABELS[kind]: default_checkpoint(kind) for kind in DEFAULT_CHECKPOINTS
-              if default_checkpoint(kind).exists()}
-    if choice == CUSTOM_MODEL and path is not None and path.is_file():
-        models.setdefault(f"Checkpoint {path.name}", path)
+def available_models(source: ModelSource) -> dict[str, ModelSource]:
+    """Compare mode's models: the installed shipped ones, and the chosen one when it is not
+    shipped (the start-up checkpoint, a model-folder file or an upload)."""
+    models = {MODEL_LABELS[kind]: ModelSource(kind, MODEL_LABELS[kind], default_checkpoint(kind))
+              for kind in DEFAULT_CHECKPOINTS if default_checkpoint(kind).exists()}
+    if source.choice not in DEFAULT_CHECKPOINTS and (source.path or source.upload):
+        models.setdefault(source.label, source)
     return models
 
 
-def show_compare(models: dict[str, Path], digest: str, photo, large, options: DecodeOptions,
+def show_compare(models: dict[str, ModelSource], digest: str, photo, large, options: DecodeOptions,
                  smooth: bool, opacity: float) -> None:
     """Every model on one photo, side by side; one slider picks the word position in all."""
     # Only this photo's results are kept (one entry per model and decoding settings).
@@ -333,13 +397,13 @@ def show_compare(models: dict[str, Path], digest: str, photo, large, options: De
     st.session_state["compare"] = results
     encoded = {}  # encoder_key -> the photo through that encoder, once per encoder
     captions = {}
-    for label, path in models.items():
+    for label, source in models.items():
         try:
-            captioner = load_captioner(str(path), path.stat().st_mtime_ns)
+            captioner, name, version = open_model(source)
         except (CheckpointError, OSError) as exc:
             st.error(f"{label}: cannot load the model: {exc}")
             continue
-        key = (digest, str(path), path.stat().st_mtime_ns, options)
+        key = (digest, name, version, options)
         if key not in results:
             shared = captioner.encoder_key
             with model_lock():
@@ -384,7 +448,7 @@ def main() -> None:
     st.markdown("Caption a photo and see where the model looked for every word.")
 
     # Every input first, so a model that fails to load keeps the photo and settings.
-    choice, path = model_choice()
+    source = model_choice()
     model_info = st.sidebar.container()
     st.sidebar.header("Decoding")
     beam = st.sidebar.slider("Beam size", 1, 10, DEFAULT_OPTIONS.beam_size, key="beam",
@@ -406,11 +470,12 @@ def main() -> None:
     opacity = st.sidebar.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="opacity")
     st.sidebar.header("Compare")
     compare = st.sidebar.toggle("Every model side by side", key="compare_mode",
-                                help="The shipped models and the checkpoint file (when one is "
-                                     "given) caption the same photo; one slider picks the word.")
-    chosen = choose_photos(int(st.get_option("server.maxUploadSize")))
+                                help="The shipped models and the chosen checkpoint (when it is "
+                                     "not a shipped one) caption the same photo; one slider "
+                                     "picks the word.")
+    chosen = choose_photos(min(PHOTO_UPLOAD_MB, checkpoint_upload_mb()))
 
-    captioner, model_path, modified = load_model(choice, path)
+    captioner, model_path, modified = load_model(source)
     model_info.caption(describe_model(captioner))
     style = map_style(captioner.config)
     hard = style["hard"] and not compare
@@ -453,7 +518,7 @@ def main() -> None:
                  "GIF).")
         return
     if compare:
-        show_compare(available_models(choice, path), digest, photo, large, options, smooth,
+        show_compare(available_models(source), digest, photo, large, options, smooth,
                      opacity)
         return
     caption = captioned(captioner, (digest, model_path, modified, options), photo, options)

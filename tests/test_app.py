@@ -4,6 +4,7 @@ The app is pointed at random-weights fixture checkpoints with CAPTIONER_CHECKPOI
 captions are nonsense words; every test compares the page with what Captioner itself says.
 """
 import io
+import os
 import re
 import json
 import struct
@@ -17,10 +18,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from captioner import Captioner, Vocabulary, inference
-from ui.support import (CHECKPOINT_ENV, CUSTOM_MODEL, EXAMPLE_PHOTOS, batch_csv, batch_row,
-                        caption_json,
-                                   checkpoint_path, download_stem, escape_markdown, fit_within,
-                                   grid_png)
+from ui.support import (CHECKPOINT_ENV, EXAMPLE_PHOTOS, FOLDER_MODEL, MODEL_DIR_ENV,
+                        STARTUP_MODEL, UPLOADED_MODEL, batch_csv, batch_row, caption_json,
+                        download_stem, escape_markdown, fit_within, grid_png, model_sources)
 
 from conftest import EXAMPLES, WORDS, photo, write_checkpoint
 
@@ -46,11 +46,12 @@ def expected(checkpoints):
     return caption
 
 
-def start_app(monkeypatch, checkpoint: Path | None) -> AppTest:
-    if checkpoint is None:
-        monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
-    else:
-        monkeypatch.setenv(CHECKPOINT_ENV, str(checkpoint))
+def start_app(monkeypatch, checkpoint: Path | None, model_dir: Path | None = None) -> AppTest:
+    for name, value in ((CHECKPOINT_ENV, checkpoint), (MODEL_DIR_ENV, model_dir)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, str(value))
     app = AppTest.from_file(str(APP), default_timeout=120)
     return app.run()
 
@@ -336,14 +337,94 @@ def test_missing_shipped_model_tells_the_user_what_to_do(monkeypatch, tmp_path, 
     app = upload(start_app(monkeypatch, None), "chelsea.jpg", CHELSEA)
     assert not app.exception
     [error] = app.error
-    assert "not installed yet" in error.value and "Checkpoint file" in error.value
+    assert "not installed yet" in error.value and "Upload a checkpoint" in error.value
     assert not app.main.header
     # Following the advice works, and the photo uploaded meanwhile is still there.
-    app.sidebar.radio[0].set_value(CUSTOM_MODEL).run()
-    assert "Enter the path of a checkpoint file" in app.error[0].value
-    app.text_input[0].input(str(checkpoints["soft"])).run()
+    app.sidebar.radio(key="model_source").set_value(UPLOADED_MODEL).run()
+    assert "Upload a checkpoint (.pt) in the sidebar" in app.error[0].value
+    upload_model(app, "my model.pt", checkpoints["soft"].read_bytes())
     assert_no_problem(app)
     assert shown_caption(app) == text(expected(CHELSEA))
+
+
+def upload_model(app: AppTest, name: str, data: bytes) -> AppTest:
+    app.file_uploader(key="model_upload").set_value((name, data, "application/octet-stream"))
+    return app.run()
+
+
+@pytest.fixture
+def model_dir(tmp_path, checkpoints) -> Path:
+    """A server model folder: two checkpoints, and things that must not be offered."""
+    folder = tmp_path / "models"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "b_local.pt").write_bytes(checkpoints["local"].read_bytes())
+    (folder / "a_soft.pt").write_bytes(checkpoints["soft"].read_bytes())
+    (folder / "notes.txt").write_text("not a model")
+    (folder / "sub" / "nested.pt").write_bytes(checkpoints["soft"].read_bytes())
+    (folder / "outside.pt").symlink_to(checkpoints["hard"])  # a link out of the folder
+    os.mkfifo(folder / "pipe.pt")  # would block a reader forever
+    return folder
+
+
+def model_widgets(app: AppTest) -> tuple[list, list]:
+    return ([s for s in app.selectbox if s.key == "model_file"],
+            [u for u in app.file_uploader if u.key == "model_upload"])
+
+
+@pytest.mark.slow
+def test_no_path_box_and_the_model_folder_only_with_its_variable(monkeypatch, checkpoints,
+                                                                  model_dir, expected):
+    app = start_app(monkeypatch, None)
+    assert not app.text_input  # no server path is ever typed into the page
+    assert app.sidebar.radio(key="model_source").options == [
+        "Soft attention (shipped)", "Hard attention (shipped)", "Upload a checkpoint"]
+    assert model_widgets(app) == ([], [])
+    app = start_app(monkeypatch, None, model_dir)
+    radio = app.sidebar.radio(key="model_source")
+    assert "Server model folder" in radio.options and radio.value == "soft"
+    radio.set_value(FOLDER_MODEL).run()
+    assert not app.text_input
+    [files], _ = model_widgets(app)
+    assert files.options == ["a_soft.pt", "b_local.pt"]  # regular .pt files directly inside
+    assert files.value == "a_soft.pt"
+    app = upload(app, "chelsea.jpg", CHELSEA)
+    assert_no_problem(app)
+    assert shown_caption(app) == text(expected(CHELSEA))
+    app.selectbox(key="model_file").set_value("b_local.pt").run()
+    assert_no_problem(app)
+    assert shown_caption(app) == text(expected(CHELSEA, "local"))
+    # Compare mode shows the folder's model beside the shipped ones.
+    app.toggle(key="compare_mode").set_value(True).run()
+    assert "Checkpoint b_local.pt" in [h.value for h in app.subheader]
+
+
+@pytest.mark.slow
+def test_an_empty_model_folder_says_so(monkeypatch, tmp_path):
+    app = start_app(monkeypatch, None, tmp_path)
+    app.sidebar.radio(key="model_source").set_value(FOLDER_MODEL).run()
+    assert not app.exception
+    assert "Choose a checkpoint from the model folder" in app.error[0].value
+
+
+@pytest.mark.slow
+def test_uploaded_checkpoints_caption_and_a_bad_one_gets_a_message(monkeypatch, checkpoints,
+                                                                    expected):
+    app = upload(start_app(monkeypatch, None), "chelsea.jpg", CHELSEA)
+    app.sidebar.radio(key="model_source").set_value(UPLOADED_MODEL).run()
+    [], [uploader] = model_widgets(app)
+    assert "up to 64 MB" in uploader.label
+    assert "up to 20 MB" in app.file_uploader(key="upload").label  # photos keep their limit
+    app = upload_model(app, "broken.pt", b"PK\x03\x04 definitely not torch")
+    assert not app.exception
+    [error] = app.error
+    assert "Cannot load the model: broken.pt: not a readable PyTorch checkpoint" in error.value
+    assert "/tmp" not in error.value  # the server's temporary file is never shown
+    app = upload_model(app, "local.pt", checkpoints["local"].read_bytes())
+    assert_no_problem(app)
+    assert shown_caption(app) == text(expected(CHELSEA, "local"))
+    app.toggle(key="compare_mode").set_value(True).run()
+    assert_no_problem(app)
+    assert "Upload local.pt" in [h.value for h in app.subheader]
 
 
 @pytest.mark.parametrize("contents, message", [
@@ -403,6 +484,6 @@ def test_small_helpers():
     assert download_stem("My photo (1).JPG") == "My_photo_1"
     assert download_stem("...") == "photo"
     assert escape_markdown("a *b* [c](d) #1") == r"a \*b\* \[c\]\(d\) \#1"
-    assert checkpoint_path(CUSTOM_MODEL, "  ") is None
-    assert checkpoint_path(CUSTOM_MODEL, " runs/x.pt ") == Path("runs/x.pt")
-    assert checkpoint_path("hard", "ignored") == inference.DEFAULT_CHECKPOINTS["hard"]
+    assert model_sources(False, False) == ("soft", "hard", UPLOADED_MODEL)
+    assert model_sources(True, True) == ("soft", "hard", STARTUP_MODEL, FOLDER_MODEL,
+                                         UPLOADED_MODEL)

@@ -194,6 +194,20 @@ def test_coco_conversion_with_a_seeded_split(coco):
     assert again.dataset == data  # deterministic
 
 
+def test_coco_from_one_captions_file_cut_into_val_test_and_restval(coco, tmp_path):
+    conversion = convert_coco(None, coco["val"], val_size=1, test_size=2, seed=5)
+    assert conversion.split_counts() == {"restval": 3, "val": 1, "test": 2}
+    assert {im["filepath"] for im in conversion.dataset["images"]} == {"val2014"}
+    assert convert_coco(None, coco["val"], val_size=1, test_size=2, seed=5).dataset == \
+        conversion.dataset  # seeded
+    out = tmp_path / "one.json"
+    assert main(["coco", "--val-json", str(coco["val"]), "--val-size", "1", "--test-size", "2",
+                 "--seed", "5", "--out", str(out)]) == 0
+    data = load_karpathy(out, tmp_path)
+    assert (len(data.split("train")), len(data.split("val")), len(data.split("test"))) == \
+        (3, 1, 2)  # restval is trained on
+
+
 def test_coco_with_a_karpathy_split_file(coco, tmp_path):
     split_file = tmp_path / "dataset_coco.json"
     split_file.write_text(json.dumps({"dataset": "coco", "images": [
@@ -285,6 +299,30 @@ def test_photos_from_csv_with_several_rows_per_photo(photo_dir, tmp_path):
     other_seeds = [splits_of(convert_photos(tmp_path / "captions.csv", photo_dir, None, 0.2,
                                             0.2, seed).dataset) for seed in range(2, 6)]
     assert any(splits != splits_of(data) for splits in other_seeds)
+
+
+def test_photos_take_their_splits_from_an_earlier_dataset(photo_dir, tmp_path, capsys):
+    rows = ["image,caption"] + [f"{name},{PHRASES[0]}" for name in PHOTOS]
+    (tmp_path / "captions.csv").write_text("\n".join(rows) + "\n")
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"dataset": "coco", "images": [
+        {"filename": name, "filepath": "val2014", "split": split}
+        for name, split in zip(PHOTOS[1:] + ["elsewhere.jpg"],
+                               ["test", "val", "restval", "train", "test", "val"])]}))
+    conversion = convert_photos(tmp_path / "captions.csv", photo_dir, split_from=earlier)
+    assert splits_of(conversion.dataset) == {"cat.png": "test", "dog.jpg": "val",
+                                             "hike.jpeg": "restval", "lake.jpg": "train",
+                                             "park.jpg": "test"}
+    assert conversion.report.problems["photos not in earlier.json (left out)"] == ["beach.jpg"]
+    out = tmp_path / "photos.json"
+    assert main(["photos", "--images", str(photo_dir), "--captions",
+                 str(tmp_path / "captions.csv"), "--split-from", str(earlier), "--out",
+                 str(out)]) == 0
+    assert splits_of(json.loads(out.read_text())) == splits_of(conversion.dataset)
+    assert main(["photos", "--images", str(photo_dir), "--captions",
+                 str(tmp_path / "captions.csv"), "--split-from", str(tmp_path / "none.json"),
+                 "--out", str(out)]) == 2
+    assert "none.json: file not found" in capsys.readouterr().err
 
 
 def test_photos_from_json_lines(photo_dir, tmp_path):

@@ -86,6 +86,9 @@ class TrainConfig(StageConfig):
     --attention: a soft model is a warm start for hard attention (same parameters)."""
 
     min_word_count: int = 5
+    # With --init: the training captions' words (seen --min-word-count times) that the
+    # checkpoint's vocabulary lacks join it (training.vocab_growth) instead of becoming <unk>.
+    grow_vocabulary: bool = True
     # Each epoch, every training photo is used mirrored with probability 1/2 ("left" and
     # "right" swapped in its captions); builds a second cache of the mirrored training photos.
     flip_augment: bool = False
@@ -116,6 +119,8 @@ class FinetuneConfig(StageConfig):
     The model is --init's."""
 
     init: str = ""  # first-stage checkpoint to start from (required unless --resume)
+    min_word_count: int = 5  # for new words joining --init's vocabulary
+    grow_vocabulary: bool = True  # as in TrainConfig
     encoder_lr: float = 1e-5  # the fine-tuned encoder blocks' learning rate
     finetune_blocks: int = 2  # how many top blocks of the encoder are trained
     out: str = "runs/finetune"

@@ -9,7 +9,7 @@ r"""Convert raw caption downloads into Karpathy's split JSON format (what traini
         --out flickr8k/dataset_flickr8k.json
     python -m training.convert photos --images my_photos/images --captions captions.csv \
         [--format csv|jsonl|flickr] [--val-fraction 0.1] [--test-fraction 0.1] [--seed 123] \
-        --out my_photos/dataset_photos.json
+        [--split-from earlier/dataset.json] --out my_photos/dataset_photos.json
 
 Output: {"images": [{"filename", "filepath" (COCO), "imgid", "split", "sentences": [{"raw",
 "tokens", "imgid", "sentid"}], "sentids", "cocoid" (COCO)}], "dataset": name}. Images are
@@ -17,12 +17,15 @@ numbered in sorted file-name order, sentences in that order; tokens = captioner.
 
 COCO without --karpathy-split: train2014 is "train"; val2014 is shuffled with --seed and cut
 into --val-size "val", --test-size "test" and the rest "restval" (Karpathy's 5000/5000
-convention, but not his exact images: pass his dataset_coco.json for those).
+convention, but not his exact images: pass his dataset_coco.json for those). Without
+--train-json, a single captions file (--val-json) is cut that way: a small COCO-layout set
+split for fine-tuning and evaluation (docs/own_photos.md).
 Flickr8k: the dev list becomes "val"; images in no list, and entries that are not .jpg names
 (such as the known bogus "2258277193_586949ec62.jpg.1"), are left out and reported.
 Your photos: captions as CSV with an `image,caption` header, JSON lines ({"image", "caption"}
 or {"image", "captions": [...]}) or Flickr8k's token layout (see training/caption_files.py);
-photos are shuffled with --seed and cut into val, test and the rest train. A missing or
+photos are shuffled with --seed and cut into val, test and the rest train (or take their
+splits from an earlier Karpathy JSON with --split-from, to keep a test set fixed). A missing or
 unreadable photo, an empty caption, a malformed row or non-UTF-8 text is an error naming the
 file and line; a caption repeated for the same photo is kept once and reported. Training reads
 <dataset dir>/images by default: put the JSON beside a folder named images (or pass
@@ -146,18 +149,20 @@ def _read_json(path: str | os.PathLike) -> dict:
 # COCO
 # ---------------------------------------------------------------------------------------------
 
-def convert_coco(train_json: str | os.PathLike, val_json: str | os.PathLike,
+def convert_coco(train_json: str | os.PathLike | None, val_json: str | os.PathLike,
                  karpathy_split: str | os.PathLike | None = None,
                  images: str | os.PathLike | None = None, val_size: int = 5000,
                  test_size: int = 5000, seed: int = 123) -> Conversion:
-    """captions_train2014.json + captions_val2014.json -> Karpathy JSON ("coco")."""
+    """captions_train2014.json + captions_val2014.json -> Karpathy JSON ("coco"). Without
+    train_json, every image comes from val_json (cut into val, test and restval, which
+    training reads as train)."""
     for path in (train_json, val_json, karpathy_split):
         if path is not None and not Path(path).is_file():
             raise ConvertError(f"{path}: file not found")
     if val_size < 0 or test_size < 0:
         raise ConvertError("--val-size and --test-size must not be negative")
     report = DataReport()
-    train = _read_coco(train_json, "train2014", report)
+    train = {} if train_json is None else _read_coco(train_json, "train2014", report)
     val = _read_coco(val_json, "val2014", report)
     both = set(train) & set(val)
     if both:
@@ -308,10 +313,13 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 def convert_photos(captions: str | os.PathLike, images: str | os.PathLike,
                    format: str | None = None, val_fraction: float = 0.1,
                    test_fraction: float = 0.1, seed: int = 123,
-                   name: str = "photos") -> Conversion:
+                   name: str = "photos", split_from: str | os.PathLike | None = None
+                   ) -> Conversion:
     """A folder of photos + a captions file (caption_files.CAPTION_FORMATS) -> Karpathy JSON
-    with a seeded split. Every photo named must exist and open as an image; the same caption
-    written twice for a photo is kept once and reported."""
+    with a seeded split, or each photo's split from an earlier Karpathy JSON (split_from,
+    matched by file name; photos it lacks are left out and reported). Every photo named must
+    exist and open as an image; the same caption written twice for a photo is kept once and
+    reported."""
     check_fractions(val_fraction, test_fraction)
     root = Path(images)
     if not root.is_dir():
@@ -331,9 +339,30 @@ def convert_photos(captions: str | os.PathLike, images: str | os.PathLike,
     for photo in sorted(p.name for p in root.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES):
         if photo not in by_image:
             report.add("photos in the folder without captions (left out)", photo)
-    splits = seeded_split(sorted(by_image), val_fraction, test_fraction, seed)
-    raw_images = [RawImage(photo, splits[photo], tuple(caps)) for photo, caps in by_image.items()]
+    if split_from is None:
+        splits = seeded_split(sorted(by_image), val_fraction, test_fraction, seed)
+    else:
+        splits = _splits_by_filename(split_from, by_image, report)
+    raw_images = [RawImage(photo, splits[photo], tuple(caps))
+                  for photo, caps in by_image.items() if photo in splits]
     return Conversion(build_karpathy(name, raw_images, report), report)
+
+
+def _splits_by_filename(path: str | os.PathLike, photos: Iterable[str], report: DataReport
+                        ) -> dict[str, str]:
+    """photo -> its split in a Karpathy JSON (any dataset's: matched by file name)."""
+    photos = set(photos)
+    if not Path(path).is_file():
+        raise ConvertError(f"{path}: file not found")
+    splits: dict[str, str] = {}
+    for index, entry in enumerate(_read_json(path)["images"]):
+        if not isinstance(entry, dict) or entry.get("split") not in SPLIT_ORDER:
+            raise ConvertError(f"{path}: image #{index} has no split among {SPLIT_ORDER}")
+        splits[str(entry.get("filename"))] = entry["split"]
+    for photo in sorted(photos):
+        if photo not in splits:
+            report.add(f"photos not in {Path(path).name} (left out)", photo)
+    return {photo: split for photo, split in splits.items() if photo in photos}
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -389,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="source", required=True,
                                      metavar="{coco,flickr8k,photos}")
     coco = commands.add_parser("coco", help="COCO 2014 captions (+ optional Karpathy split)")
-    coco.add_argument("--train-json", required=True, help="captions_train2014.json")
+    coco.add_argument("--train-json", help="captions_train2014.json (without it, every "
+                      "image comes from --val-json: val, test and the rest restval)")
     coco.add_argument("--val-json", required=True, help="captions_val2014.json")
     coco.add_argument("--karpathy-split", help="a dataset_coco.json giving each image's split")
     coco.add_argument("--val-size", type=int, default=5000, help="without --karpathy-split")
@@ -413,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     photos.add_argument("--val-fraction", type=float, default=0.1, help="photos for val")
     photos.add_argument("--test-fraction", type=float, default=0.1, help="photos for test")
     photos.add_argument("--seed", type=int, default=123, help="shuffles photos for the split")
+    photos.add_argument("--split-from", metavar="DATASET_JSON",
+                        help="take each photo's split from this Karpathy JSON (by file name) "
+                        "instead of the seeded fractions")
     photos.add_argument("--name", default="photos", help="the dataset's name in the JSON")
     photos.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -423,10 +456,10 @@ def main(argv: list[str] | None = None) -> int:
             conversion = convert_coco(args.train_json, args.val_json, args.karpathy_split,
                                       args.images, args.val_size, args.test_size, args.seed)
         elif args.source == "photos":
-            _check_out(args.out, [args.captions])
+            _check_out(args.out, [args.captions, args.split_from])
             conversion = convert_photos(args.captions, args.images, args.format,
                                         args.val_fraction, args.test_fraction, args.seed,
-                                        args.name)
+                                        args.name, args.split_from)
         else:
             inputs = [args.captions, args.train, args.val, args.test]
             _check_out(args.out, inputs)

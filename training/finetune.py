@@ -32,7 +32,7 @@ from .data import ImageRecord, check_image_files
 from .distributed import Runtime
 from .features import encoded_features
 from .loop import Stage, StageData, make_stage, teacher_forcing
-from .runner import Start, run_command, run_stage, starting_checkpoint
+from .runner import Start, run_command, run_stage, starting_checkpoint, with_new_words
 
 
 class EncoderDecoder(nn.Module):
@@ -80,6 +80,8 @@ def build_stage(config: FinetuneConfig, runtime: Runtime, start: Start) -> Stage
     dataset, train_records = start.dataset, start.train_records
     check_image_files(dataset, train_records + start.val_records)  # missing photos: now, not later
     source, name = starting_checkpoint(config, start.resumed)
+    if start.resumed is None and config.grow_vocabulary:
+        source = with_new_words(source, name, train_records, config.min_word_count, runtime)
     decoder = load_decoder(source, name).to(runtime.device)
     encoder = build_checkpoint_encoder(source, name).to(runtime.device)
     trained = top_blocks(encoder, config.finetune_blocks)

@@ -21,6 +21,7 @@ from .data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
 from .distributed import Runtime, setup, teardown
 from .features import FeatureCache, ensure_cache
 from .loop import Stage, TrainingError, fit
+from .vocab_growth import grow_vocabulary, words_to_add
 
 MIN_FREE_BYTES = 200 * 2**20
 
@@ -119,6 +120,19 @@ def starting_checkpoint(config: StageConfig, resumed: Checkpoint | None
     if not config.init:
         raise TrainingError("--init is required: the first-stage checkpoint to start from")
     return load_checkpoint(config.init), config.init
+
+
+def with_new_words(checkpoint: Checkpoint, name: str, records: list[ImageRecord],
+                   min_count: int, runtime: Runtime) -> Checkpoint:
+    """An --init checkpoint whose vocabulary has gained the training captions' words (seen at
+    least min_count times) it lacked; old word ids and weights unchanged."""
+    words = words_to_add(checkpoint.vocab, (c for r in records for c in r.captions), min_count)
+    if runtime.is_main:
+        shown = ", ".join(words[:8]) + (", ..." if len(words) > 8 else "")
+        print(f"{name}: {len(words)} new word(s) of the training captions (--min-word-count "
+              f"{min_count}) join its vocabulary of {len(checkpoint.vocab)}"
+              + (f" ({shown})" if words else ""), file=sys.stderr)
+    return grow_vocabulary(checkpoint, words)
 
 
 def require_pretrained_encoder(checkpoint: Checkpoint, name: str, advice: str) -> None:

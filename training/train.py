@@ -8,6 +8,10 @@
 Writes to --out: last.pt (every --checkpoint-every steps and at each epoch end, atomically,
 with optimizer/scheduler/RNG/data position), best.pt (best validation BLEU-4), log.jsonl
 (one JSON line per logging step and per validation) and curves.png.
+
+With --init, the training captions' words that the checkpoint lacks (seen --min-word-count
+times) join its vocabulary, old ids and weights unchanged (training.vocab_growth), instead of
+becoming <unk>; --no-grow-vocabulary keeps the checkpoint's vocabulary.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from .distributed import Runtime
 from .features import cached_features
 from .loop import Stage, StageData, make_stage, teacher_forcing
 from .runner import (Start, feature_caches, require_pretrained_encoder, run_command,
-                     run_stage)
+                     run_stage, with_new_words)
 
 
 def train(config: TrainConfig) -> Path:
@@ -44,7 +48,7 @@ def train(config: TrainConfig) -> Path:
 def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
     """The decoder, trained by teacher forcing on cached features of a frozen encoder."""
     dataset, train_records, resumed = start.dataset, start.train_records, start.resumed
-    vocab, model_config, init = starting_model(config, start)
+    vocab, model_config, init = starting_model(config, start, runtime)
     config = dataclasses.replace(config, model=model_config)  # what the checkpoints record
     cache, *mirrored = feature_caches(dataset, config, model_config, runtime,
                                       train_records if config.flip_augment else None)
@@ -70,7 +74,7 @@ def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
                 f"{config.precision}")
 
 
-def starting_model(config: TrainConfig, start: Start
+def starting_model(config: TrainConfig, start: Start, runtime: Runtime
                    ) -> tuple[Vocabulary, ModelConfig, Checkpoint | None]:
     """The vocabulary and model config: last.pt's when resuming, --init's (and that
     checkpoint), or new ones from the training captions and the model flags."""
@@ -80,6 +84,9 @@ def starting_model(config: TrainConfig, start: Start
         vocab, model_config = resumed.vocab, resumed.config
     elif init is not None:
         require_pretrained_encoder(init, config.init, "continue it with training.finetune")
+        if config.grow_vocabulary:
+            init = with_new_words(init, config.init, start.train_records,
+                                  config.min_word_count, runtime)
         vocab, model_config = init.vocab, config.init_model_config(init.config, config.init)
     else:
         vocab = Vocabulary.build((c for r in start.train_records for c in r.captions),

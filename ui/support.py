@@ -19,8 +19,7 @@ from PIL import Image
 
 import captioner
 from captioner.checkpoint import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, load_checkpoint
-from captioner.inference import (DEFAULT_CHECKPOINTS, Caption, Explanation, Timing,
-                                 default_checkpoint)
+from captioner.inference import DEFAULT_CHECKPOINTS, Caption, Explanation, Timing
 from captioner.overlay import overlay_grid
 
 # Set CAPTIONER_CHECKPOINT to a checkpoint file to make it the app's default model.
@@ -39,21 +38,22 @@ EXAMPLE_PHOTOS = {
 }
 # What the uploader accepts (GIF and WebP: the first frame is captioned).
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif")
-CUSTOM_MODEL = "file"  # the model choice that reads a checkpoint path instead of a shipped model
-MODEL_CHOICES = (*DEFAULT_CHECKPOINTS, CUSTOM_MODEL)
+# Where the app's model comes from, besides the shipped ones: the operator's start-up file
+# (CAPTIONER_CHECKPOINT), a file of the server's model folder (CAPTIONER_MODEL_DIR) picked by
+# name, or a checkpoint the visitor uploads. Never a path typed into the page.
+STARTUP_MODEL, FOLDER_MODEL, UPLOADED_MODEL = "startup", "folder", "upload"
+
+
+def model_sources(startup: bool, model_dir: bool) -> tuple[str, ...]:
+    """The model choices the sidebar offers: the shipped models, the start-up checkpoint and
+    the model folder when the server was started with them, and an upload."""
+    return (*DEFAULT_CHECKPOINTS, *((STARTUP_MODEL,) if startup else ()),
+            *((FOLDER_MODEL,) if model_dir else ()), UPLOADED_MODEL)
 
 
 def env_checkpoint(environ: Mapping[str, str] = os.environ) -> str:
     """The checkpoint path from CAPTIONER_CHECKPOINT, or "" when it is not set."""
     return environ.get(CHECKPOINT_ENV, "").strip()
-
-
-def checkpoint_path(choice: str, custom_path: str) -> Path | None:
-    """The file for a model choice: a shipped default, or the typed path (None when empty)."""
-    if choice == CUSTOM_MODEL:
-        custom_path = custom_path.strip()
-        return Path(custom_path).expanduser() if custom_path else None
-    return default_checkpoint(choice)
 
 
 def env_model_dir(environ: Mapping[str, str] = os.environ) -> Path | None:
