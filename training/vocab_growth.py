@@ -18,7 +18,7 @@ import torch
 
 from captioner.checkpoint import Checkpoint
 from captioner.config import ModelConfig
-from captioner.decoder import build_decoder
+from captioner.build import build_decoder
 from captioner.vocab import SPECIALS, Vocabulary
 
 # A new word's output bias when no related word is named: this quantile of the known words'
