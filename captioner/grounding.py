@@ -11,7 +11,7 @@ Flickr8k val split (docs/grounding.md).
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Collection, NamedTuple, Sequence
 
 import torch
 
@@ -30,6 +30,13 @@ SUPERCATEGORIES = {
     "electronic": ("tv", "laptop", "mouse", "remote", "keyboard", "cell phone"),
     "appliance": ("microwave", "oven", "toaster", "sink", "refrigerator"),
 }
+
+
+# Words never placed as tags: on COCO dev photos and Flickr8k val, fewer than a third of their
+# tags were right (the classifier's "ski" fires on snow, "fish" on water, "train" on
+# platforms). python -m benchmarks.tag_precision (results/tag_precision.json).
+UNRELIABLE_TAGS = frozenset({"bench", "book", "fish", "hat", "helmet", "phone", "racket", "skis",
+                             "sunglasses", "tie", "train", "truck"})
 
 
 class Tag(NamedTuple):
@@ -95,14 +102,14 @@ class Tagger:
         per_cell = (cell_logits.float().softmax(-1) @ self.class_words).amax(dim=1)  # (B, W)
         return Evidence(photo, photo @ self.class_words, per_cell)
 
-    def tags(self, evidence: Evidence, threshold: float, max_tags: int, names: Sequence[str]
-             ) -> list[list[Tag]]:
+    def tags(self, evidence: Evidence, threshold: float, max_tags: int, names: Sequence[str],
+             unreliable: Collection[str] = UNRELIABLE_TAGS) -> list[list[Tag]]:
         """Each photo's tags, most confident first: words whose confidence reaches threshold,
-        at most max_tags."""
+        at most max_tags, none of the `unreliable` words."""
         result = []
         for row, probabilities in zip(evidence.confidence.tolist(), evidence.photo.tolist()):
-            ranked = sorted(((c, w) for w, c in zip(self.words, row) if c >= threshold),
-                            reverse=True)[:max_tags]
+            ranked = sorted(((c, w) for w, c in zip(self.words, row)
+                             if c >= threshold and w not in unreliable), reverse=True)[:max_tags]
             result.append([Tag(w, c, self._labels(w, probabilities, names),
                                self.category.get(w)) for c, w in ranked])
         return result
@@ -129,6 +136,9 @@ class Tagger:
             vetoed[b] &= word_bits[b] == 0  # never veto a word another tag asks for
         counts = torch.tensor([len(t) for t in tags], dtype=torch.long)
         return Grounding(word_bits.to(device), counts.to(device), vetoed.to(device))
+
+    def forms_of(self, word: str) -> list[str]:
+        return _forms(word)
 
     def placed(self, words: Sequence[str], tags: Sequence[Tag]) -> list[str | None]:
         """For each caption word, the tag it satisfies (the first use of each), else None."""
