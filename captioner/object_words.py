@@ -7,7 +7,7 @@ Both live in one package-data file, captioner/data/imagenet_words.json, generate
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from types import MappingProxyType
@@ -31,6 +31,8 @@ class ObjectWords:
     classes: Mapping[int, ClassWord]  # ImageNet class index -> word; classes with no word absent
     categories: Mapping[str, tuple[str, ...]]  # COCO category -> its words, its own name first
     people: str  # the category of people ("person"), which object measures may leave out
+    # word -> the other object words nearest it in WordNet, nearest first ("zebra" -> "horse")
+    similar: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def parse_synonyms(text: str) -> tuple[dict[str, tuple[str, ...]], str]:
@@ -57,7 +59,9 @@ def from_json(data: dict) -> ObjectWords:
     classes = {int(i): ClassWord(c["label"], c["word"], c["category"], c["depth"], c["target"])
                for i, c in data["classes"].items()}
     categories = {name: tuple(words) for name, words in data["categories"].items()}
-    return ObjectWords(MappingProxyType(classes), MappingProxyType(categories), data["people"])
+    similar = {word: tuple(others) for word, others in data.get("similar", {}).items()}
+    return ObjectWords(MappingProxyType(classes), MappingProxyType(categories), data["people"],
+                       MappingProxyType(similar))
 
 
 @lru_cache(maxsize=1)
