@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--max-tags", default="1,2")
     parser.add_argument("--veto-thresholds", default="0.8")
     parser.add_argument("--evidence-floors", default="0")
+    parser.add_argument("--fusion-weights", default="0")
     parser.add_argument("--no-baseline", action="store_true", help="skip the ungrounded row")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--out", type=Path)
@@ -51,17 +52,18 @@ def main() -> None:
                 for name, data, split, _ in sets}
     settings = [] if args.no_baseline else [DEFAULT_OPTIONS.replace(grounding=False)]
     settings += [DEFAULT_OPTIONS.replace(tag_threshold=t, max_tags=m, veto_threshold=v,
-                                         evidence_floor=f)
-                 for t, m, v, f in itertools.product(
+                                         evidence_floor=f, fusion_weight=w)
+                 for t, m, v, f, w in itertools.product(
                      map(float, args.tag_thresholds.split(",")),
                      map(int, args.max_tags.split(",")),
                      map(float, args.veto_thresholds.split(",")),
-                     map(float, args.evidence_floors.split(",")))]
+                     map(float, args.evidence_floors.split(",")),
+                     map(float, args.fusion_weights.split(",")))]
     rows = []
     for options in settings:
         row = {"grounding": options.grounding, "tag_threshold": options.tag_threshold,
                "max_tags": options.max_tags, "veto_threshold": options.veto_threshold,
-               "evidence_floor": options.evidence_floor}
+               "evidence_floor": options.evidence_floor, "fusion_weight": options.fusion_weight}
         for name, data, split, instances in sets:
             result = evaluate(captioner, data, split, features[name], options,
                               instances=instances)
@@ -72,7 +74,8 @@ def main() -> None:
                          "loops": result["diversity"]["captions_repeating_a_trigram"]}
         rows.append(row)
         label = (f"tags>={options.tag_threshold:g} max {options.max_tags} "
-                 f"veto>={options.veto_threshold:g} floor {options.evidence_floor:g}"
+                 f"veto>={options.veto_threshold:g} floor {options.evidence_floor:g} "
+                 f"fusion {options.fusion_weight:g}"
                  if options.grounding else "no grounding")
         print(label + "".join(
             f"  | {name}: " + " ".join(f"{k} {100 * row[name][k]:.1f}" for k in

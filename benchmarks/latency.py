@@ -3,12 +3,15 @@
     python -m benchmarks.latency [--checkpoint PATH] [--runs 20]
 
 End to end = decode the file, preprocess, encoder, beam search (beam 3), attention maps,
-words. Prints medians after warm-up.
+words. Prints medians after warm-up. Then the cost of the shared decoding defaults against
+the captioner alone (no grounding, no fusion) on each example photo, measured alternately in
+the same run: grounding adds the tagger and, for a photo with tags, constrained beam search.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import statistics
 import time
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import torch
 from PIL import Image
 
 from captioner import Captioner
+from captioner.decoding import DEFAULT_OPTIONS
 from captioner.images import load_image
 
 from .common import machine, median_ms
@@ -64,6 +68,19 @@ def main() -> None:
         print(f"  decoder, beam {k}:       {ms:7.1f} ms")
     print(f"decoder (beam 3) / encoder: {beams[3] / encoder:.2f}")
     print(f"beam 5 / beam 1 decoding:   {beams[5] / beams[1]:.2f}")
+    plain = DEFAULT_OPTIONS.replace(grounding=False, fusion_weight=0.0)
+    print("end to end, shared defaults vs captioner alone (beam 3):")
+    for path in sorted(EXAMPLE.parent.glob("*.jpg")):
+        photo_bytes = path.read_bytes()
+        tags = [t.word for t in captioner.caption(photo_bytes)[0].tags]  # also a warm-up
+        captioner.caption(photo_bytes, plain)
+        default_ms, plain_ms = [], []
+        for _ in range(args.runs):  # alternate, so both see the same machine
+            default_ms.append(median_ms(lambda: captioner.caption(photo_bytes), 1, warmup=0))
+            plain_ms.append(median_ms(lambda: captioner.caption(photo_bytes, plain), 1, warmup=0))
+        default_ms, plain_ms = statistics.median(default_ms), statistics.median(plain_ms)
+        print(f"  {path.name:>14}: {default_ms:6.1f} vs {plain_ms:6.1f} ms = "
+              f"{default_ms / plain_ms:.2f}x  (tags: {', '.join(tags) or 'none'})")
 
 
 if __name__ == "__main__":
