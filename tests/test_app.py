@@ -487,3 +487,42 @@ def test_small_helpers():
     assert model_sources(False, False) == ("soft", "hard", UPLOADED_MODEL)
     assert model_sources(True, True) == ("soft", "hard", STARTUP_MODEL, FOLDER_MODEL,
                                          UPLOADED_MODEL)
+
+
+@pytest.fixture(scope="module")
+def cat_checkpoint(tmp_path_factory) -> Path:
+    """A random-weights model whose vocabulary has "cat": the real encoder tags the cat photo."""
+    torch.manual_seed(0)
+    vocab = Vocabulary.build(WORDS + [["cat", "cats"]], min_count=1)
+    return write_checkpoint(tmp_path_factory.mktemp("cat") / "cat.pt", vocab, "soft")
+
+
+def test_a_tag_is_placed_marked_and_named_with_its_labels(monkeypatch, cat_checkpoint):
+    app = upload(start_app(monkeypatch, cat_checkpoint), "chelsea.jpg", CHELSEA)
+    assert_no_problem(app)
+    placed = {"cat", "cats"} & set(shown_caption(app).split())  # either form satisfies the tag
+    assert len(placed) == 1
+    confidence = next(m.value for m in app.markdown if "-background[" in m.value)
+    assert f":blue[**{placed.pop()}**]📍" in confidence and confidence.count("📍") == 1
+    guided = next(m.value for m in app.markdown if m.value.startswith("**Guided the caption**"))
+    assert "**cat**" in guided and "Egyptian cat" in guided and "placed" in guided
+    app.toggle(key="grounding").set_value(False).run()
+    confidence = next(m.value for m in app.markdown if "-background[" in m.value)
+    assert "📍" not in confidence
+    assert any(m.value.startswith("Grounding is off") for m in app.markdown)
+
+
+def test_explain_a_typed_caption_marks_unknown_words_and_refuses_empty_text(
+        monkeypatch, checkpoints):
+    app = upload(start_app(monkeypatch, checkpoints["soft"]), "chelsea.jpg", CHELSEA)
+    [box] = [t for t in app.text_input if t.label.startswith("Type a caption")]
+    assert box.value == shown_caption(app)  # starts from the model's own caption
+    box.set_value("Two DOGS run, on a zebracorn!").run()
+    explanation = app.get("markdown")
+    shown = next(m.value for m in explanation if "end of caption" in m.value)
+    assert shown.startswith("two&nbsp;") and "~~zebracorn~~ (unknown)" in shown
+    assert "dogs&nbsp;" in shown and "run&nbsp;" in shown  # case and punctuation as tokenized
+    assert any("not in the model's vocabulary" in c.value for c in app.caption)
+    [box] = [t for t in app.text_input if t.label.startswith("Type a caption")]
+    box.set_value("?!").run()
+    assert any("Cannot read that caption" in w.value for w in app.warning)
