@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from .decoder import Decoder
-from .decoding import (END, START, DecodeOptions, Hypothesis, Repeats, _collect, _lengths,
-                       _next_word_log_probs, decode)
+from .decoding import (END, START, Beams, DecodeOptions, Hypothesis, Repeats, _collect,
+                       _lengths, _next_word_log_probs, decode, extend_beams)
 from .grounding import Grounding
 
 
@@ -76,13 +76,8 @@ def constrained_beam_search(decoder: Decoder, features: torch.Tensor, options: D
         flat = torch.stack(picked, 1).view(batch, per_photo)
         rows = (offsets + flat // vocab).view(-1)  # parent row of each new hypothesis
         tokens = (flat % vocab).view(-1)
-        words = torch.cat([words.index_select(0, rows), tokens.unsqueeze(1)], dim=1)
-        alphas = torch.cat([alphas.index_select(0, rows),
-                            out.attention.weights.index_select(0, rows).unsqueeze(1)], dim=1)
-        word_log_probs = torch.cat([word_log_probs.index_select(0, rows),
-                                    log_probs[rows, tokens].unsqueeze(1)], dim=1)
-        finished = finished.index_select(0, rows) | (tokens == END)
-        state = out.state.select(rows)
+        words, alphas, word_log_probs, finished, state = extend_beams(
+            Beams(words, alphas, word_log_probs, finished), rows, tokens, out, log_probs)
         dead = scores.view(-1) == float("-inf")
         if bool((finished | dead).all()):
             break

@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from .decoder import Decoder
+from .decoder import Decoder, StepOutput
 from .vocab import Vocabulary
 
 START, END, PAD = Vocabulary.start_id, Vocabulary.end_id, Vocabulary.pad_id
@@ -322,13 +322,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, options: DecodeOptions
         offsets = (torch.arange(n, device=device) * k).unsqueeze(1)
         rows = (offsets + flat // vocab).view(-1)  # parent row of each new hypothesis
         tokens = (flat % vocab).view(-1)
-        words = torch.cat([words.index_select(0, rows), tokens.unsqueeze(1)], dim=1)
-        alphas = torch.cat([alphas.index_select(0, rows),
-                            out.attention.weights.index_select(0, rows).unsqueeze(1)], dim=1)
-        word_log_probs = torch.cat([word_log_probs.index_select(0, rows),
-                                    log_probs[rows, tokens].unsqueeze(1)], dim=1)
-        finished = finished.index_select(0, rows) | (tokens == END)
-        state = out.state.select(rows)
+        words, alphas, word_log_probs, finished, state = extend_beams(
+            Beams(words, alphas, word_log_probs, finished), rows, tokens, out, log_probs)
         settled = _settled(scores, finished.view(n, k), n_best, length_penalty)
         if t == max_length:
             settled = torch.ones_like(settled)
@@ -361,6 +356,28 @@ def decode(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | No
     if options.beam_size == 1:
         return [[h] for h in greedy(decoder, features, options, content_words)]
     return beam_search(decoder, features, options, content_words)
+
+
+class Beams(NamedTuple):
+    """The search's hypotheses so far, one row each."""
+
+    words: torch.Tensor  # (R, t) word ids
+    alphas: torch.Tensor  # (R, t, L) each word's attention
+    word_log_probs: torch.Tensor  # (R, t) the model's log p of each word
+    finished: torch.Tensor  # (R,) True once <end> is written
+
+
+def extend_beams(beams: Beams, rows: torch.Tensor, tokens: torch.Tensor, out: StepOutput,
+                 log_probs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The new hypotheses: row r continues parent rows[r] with word tokens[r]. Returns words,
+    alphas, word log-probabilities, finished and the decoder state, in the new row order."""
+    words = torch.cat([beams.words.index_select(0, rows), tokens.unsqueeze(1)], dim=1)
+    alphas = torch.cat([beams.alphas.index_select(0, rows),
+                        out.attention.weights.index_select(0, rows).unsqueeze(1)], dim=1)
+    word_log_probs = torch.cat([beams.word_log_probs.index_select(0, rows),
+                                log_probs[rows, tokens].unsqueeze(1)], dim=1)
+    finished = beams.finished.index_select(0, rows) | (tokens == END)
+    return words, alphas, word_log_probs, finished, out.state.select(rows)
 
 
 def _settled(scores: torch.Tensor, finished: torch.Tensor, n_best: int, length_penalty: float
