@@ -86,14 +86,14 @@ class DecodeOptions:
     # ... and a word naming an object (dog, bed, pizza) is not a candidate when its tag
     # confidence is below evidence_floor: what the classifier cannot see is not said. The
     # Flickr8k model says "dog" of many photos without one (0: off).
-    evidence_floor: float = field(default=0.0, metadata={
+    evidence_floor: float = field(default=0.1, metadata={
         "help": "with --grounding: the least tag confidence an object word needs"})
 
     # Shallow fusion (captioner.language_model): this weight times a language model's log p,
     # learnt from COCO and Flickr8k caption text, is added to the captioner's at every step, so
     # the words a tag places sit the way people write about such things (0: the captioner
     # alone). Chosen on val (docs/grounding.md).
-    fusion_weight: float = field(default=0.0, metadata={
+    fusion_weight: float = field(default=0.15, metadata={
         "help": "weight of the caption language model's log-probabilities (0: none)"})
 
     def __post_init__(self) -> None:

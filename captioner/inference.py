@@ -257,8 +257,9 @@ class Captioner:
 
     def explain(self, encoded: "EncodedPhotos", text: str, options: DecodeOptions | None = None,
                 photo: int = 0) -> Explanation:
-        """Read a typed caption of photo `photo` of `encoded` word by word under teacher
-        forcing. Raises ValueError for text with no words or more than MAX_CAPTION_LENGTH."""
+        """Read a typed caption of photo `photo` of `encoded` word by word, as decoding would
+        have scored it (teacher forcing through step()). Raises ValueError for text with no
+        words or more than MAX_CAPTION_LENGTH words."""
         options = resolve_options(options, {})
         words = tokenize(text if isinstance(text, str) else "")
         if not words:
@@ -267,17 +268,24 @@ class Captioner:
             raise ValueError(f"a caption may have at most {MAX_CAPTION_LENGTH} words; this one "
                              f"has {len(words)}")
         ids = self.vocab.encode(words)  # <start> w1 .. wn <end>
+        decoder = self.decoder_for(options)
         with torch.inference_mode():
+            # The decoding steps themselves, each fed the typed word: the same probabilities
+            # (language model fusion and hard-attention mode included) the search saw.
             features = encoded.features[photo:photo + 1].float()
-            captions = torch.tensor([ids], device=features.device)
-            out = self.decoder(features, captions, hard_mode=options.hard_mode)
-            log_probs = out.logits[0].float().log_softmax(-1)  # (n+1, V)
-            chosen = log_probs.gather(1, captions[0, 1:].unsqueeze(1)).squeeze(1).cpu()
-        alphas = out.alphas[0, :len(words)].float().cpu().numpy().reshape(
-            len(words), *encoded.grid)
-        return Explanation(words, [w in self.vocab.stoi for w in words],
-                           chosen[:-1].exp().tolist(), float(chosen[-1].exp()),
-                           float(chosen.sum()), alphas)
+            memory = decoder.prepare(features, decoding=True, hard_mode=options.hard_mode)
+            state = decoder.init_state(memory)
+            chosen, maps = [], []
+            for previous, word in zip(ids[:-1], ids[1:]):
+                out = decoder.step(torch.tensor([previous], device=features.device), state,
+                                   memory)
+                chosen.append(float(out.logits.float().log_softmax(-1)[0, word]))
+                maps.append(out.attention.weights[0].float().cpu())
+                state = out.state
+        alphas = torch.stack(maps[:len(words)]).numpy().reshape(len(words), *encoded.grid)
+        probabilities = np.exp(chosen).tolist()
+        return Explanation(words, [w in self.vocab.stoi for w in words], probabilities[:-1],
+                           probabilities[-1], float(sum(chosen)), alphas)
 
     def decoder_for(self, options: DecodeOptions) -> Decoder | FusedDecoder:
         """The decoder, fused with the shipped caption language model when options ask."""

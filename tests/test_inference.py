@@ -52,10 +52,10 @@ def test_beam_one_shortcut_gives_what_beam_search_gives(captioner):
     """caption(beam_size=1) decodes greedily, for speed: the words and log-probability must
     be those of a beam search with a beam of one."""
     image = photo(seed=5)
-    shortcut = captioner.caption(image, beam_size=1)[0]
+    shortcut = captioner.caption(image, beam_size=1, grounding=False)[0]
     with torch.inference_mode():
         features = captioner.encoder(captioner.preprocessing.batch([image])).features
-        [[beam]] = beam_search(captioner.decoder, features, beam_size=1,
+        [[beam]] = beam_search(captioner.decoder_for(DEFAULT_OPTIONS), features, beam_size=1,
                                content_words=captioner.content_words)
     assert shortcut.words == captioner.vocab.decode(beam.tokens)
     assert shortcut.log_prob == pytest.approx(beam.log_prob, abs=1e-4)
@@ -151,17 +151,19 @@ def test_explain_reads_a_typed_caption_as_teacher_forcing_does(captioner):
     assert explained.known == [w in captioner.vocab.stoi for w in explained.words]
     assert explained.known[1] is False
     ids = captioner.vocab.encode(explained.words)
-    with torch.inference_mode():
+    alone = captioner.explain(encoded, "A zzzunknownword, on the GRASS!",
+                              DEFAULT_OPTIONS.replace(fusion_weight=0.0))
+    with torch.inference_mode():  # without fusion: the decoder's own teacher forcing
         out = captioner.decoder(encoded.features.float(), torch.tensor([ids]),
                                 hard_mode=DEFAULT_OPTIONS.hard_mode)  # as the app decodes
     log_probs = out.logits[0].log_softmax(-1)
     expected = log_probs[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
-    assert explained.word_probs == pytest.approx(expected[:-1].exp().tolist(), abs=1e-5)
-    assert explained.end_prob == pytest.approx(float(expected[-1].exp()), abs=1e-5)
+    assert alone.word_probs == pytest.approx(expected[:-1].exp().tolist(), abs=1e-5)
+    assert alone.end_prob == pytest.approx(float(expected[-1].exp()), abs=1e-5)
     assert explained.alphas.shape == (5, *encoded.grid)
     assert np.allclose(explained.alphas.sum(axis=(1, 2)), 1.0, atol=1e-4)
     # the model's own caption, typed back, reads with the probabilities it was written with
-    caption = captioner.caption_encoded(encoded, beam_size=1, grounding=False)[0]
+    caption = captioner.caption_encoded(encoded, beam_size=1, grounding=False)[0]  # fused
     if caption.words:
         again = captioner.explain(encoded, caption.text)
         assert again.word_probs == pytest.approx(caption.word_probs, abs=1e-4)

@@ -40,3 +40,32 @@ def test_shipped_model_captions_photos_differently_and_looks_around(kind):
         assert np.allclose(caption.alphas.sum(axis=(1, 2)), 1.0, atol=1e-4)
         looked_at = {int(a.argmax()) for a in caption.alphas}
         assert len(looked_at) >= 2, caption.text  # the attention moves between words
+
+
+@pytest.mark.parametrize("kind", ["soft", "hard"])
+def test_shipped_models_can_write_every_word_the_tagger_names(kind):
+    from captioner.object_words import object_words
+    vocab = load_checkpoint(DEFAULT_CHECKPOINTS[kind]).vocab
+    words = {c.word for c in object_words().classes.values() if " " not in c.word}
+    assert words <= set(vocab.stoi), sorted(words - set(vocab.stoi))
+
+
+def test_shipped_language_model_is_small_and_knows_coco_words():
+    from captioner.inference import LANGUAGE_MODEL
+    from captioner.language_model import load_language_model
+    assert LANGUAGE_MODEL.stat().st_size <= 25_000_000
+    raw = torch.load(LANGUAGE_MODEL, map_location="cpu", weights_only=True)
+    assert all(w.dtype == torch.float16 for w in raw["weights"].values() if w.is_floating_point())
+    saved = load_language_model(LANGUAGE_MODEL)
+    assert {"zebra", "giraffe", "pizza", "broccoli", "toilet"} <= set(saved.vocab.stoi)
+
+
+@pytest.mark.slow
+def test_the_cat_example_is_a_cat_with_grounding_and_a_dog_without():
+    captioner = Captioner.from_checkpoint(DEFAULT_CHECKPOINTS["soft"])
+    cat = [p for p in EXAMPLES if p.name == "chelsea.jpg"]
+    grounded = captioner.caption(cat)[0]
+    alone = captioner.caption(cat, grounding=False, fusion_weight=0.0)[0]
+    assert "cat" in grounded.words and "dog" not in grounded.words
+    assert [t.word for t in grounded.tags][0] == "cat" and "cat" in grounded.tagged
+    assert "cat" not in alone.words
