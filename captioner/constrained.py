@@ -36,7 +36,7 @@ def constrained_beam_search(decoder: Decoder, features: torch.Tensor, options: D
     """features (B, L, D) -> each photo's options.n_best hypotheses, best first, ranked as
     beam_search ranks them."""
     batch, k, device = features.shape[0], options.beam_size, features.device
-    states = 1 << max(1, int(grounding.counts.max()))  # S
+    states = 1 << int(grounding.counts.max())  # S (1: vetoes only, a plain beam per photo)
     per_photo = states * k
     repeats = Repeats.rule(options, content_words)
     memory = decoder.prepare(features, decoding=True, hard_mode=options.hard_mode)
