@@ -29,11 +29,13 @@ fi
 python -m training.cache --data "$D/dataset.json" --cache-dir "$W/cache" --threads "$THREADS" \
     --workers 1
 python -m training.evaluate --checkpoint $SHIPPED --data "$D/dataset.json" --split test \
-    --cache-dir "$W/cache" --threads "$THREADS" --out "$D/before.json"
+    --cache-dir "$W/cache" --threads "$THREADS" --no-grounding --fusion-weight 0 \
+    --out "$D/before.json"
 python -m training.train --init $SHIPPED --data "$D/dataset.json" --cache-dir "$W/cache" \
     --out "$D/run" --min-word-count 3 --lr 1e-4 --batch-size 32 --epochs 100 \
     --max-steps "$STEPS" --early-stop-patience 100 --log-every 10 --threads "$THREADS"
 python -m training.evaluate --checkpoint "$D/run/best.pt" --data "$D/dataset.json" \
-    --split test --cache-dir "$W/cache" --threads "$THREADS" --out "$D/after.json"
+    --split test --cache-dir "$W/cache" --threads "$THREADS" --no-grounding --fusion-weight 0 \
+    --out "$D/after.json"
 mkdir -p "$W/models"
 cp "$D/run/best.pt" "$W/models/coco_dev_$ROUTE.pt"  # the folder for CAPTIONER_MODEL_DIR
