@@ -255,6 +255,9 @@ def show_explanation(explanation, caption, tile, draw: dict, text_key: str) -> N
     if not all(explanation.known):
         theirs.caption("Struck-through words are not in the model's vocabulary: it read "
                        "each as an unknown word.")
+    if explanation.words == caption.words:
+        st.caption("The model's own words: where it looks for each is shown above.")
+        return
     tiles = list(zip(explanation.words, word_overlays(tile, explanation.alphas, **draw)))
     for start in range(0, len(tiles), GRID_COLUMNS):
         for column, (word, image) in zip(st.columns(GRID_COLUMNS),
@@ -525,8 +528,11 @@ def main() -> None:
 
     # The typed caption is read first, so the JSON download above it can hold it too.
     text_key = f"explain_{digest[:16]}_{model_path}"
-    if text_key not in st.session_state:
+    suggested_key = f"{text_key}_suggested"
+    # The box follows the model's caption (new settings, a new caption) until the user edits it.
+    if st.session_state.get(text_key) in (None, st.session_state.get(suggested_key)):
         st.session_state[text_key] = caption.text
+    st.session_state[suggested_key] = caption.text
     explanation = explained(captioner, (digest, model_path, modified), photo,
                             st.session_state[text_key], options)
     picture, text = st.columns([3, 2], gap="large")

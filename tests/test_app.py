@@ -41,8 +41,9 @@ def expected(checkpoints):
     """What Captioner says for a photo, with the app's decoding settings (n-best = beam)."""
     models = {kind: Captioner.from_checkpoint(path) for kind, path in checkpoints.items()}
 
-    def caption(image, kind="soft", beam=3, max_length=20):
-        return models[kind].caption(image, beam_size=beam, n_best=beam, max_length=max_length)[0]
+    def caption(image, kind="soft", beam=3, max_length=20, **options):
+        return models[kind].caption(image, beam_size=beam, n_best=beam, max_length=max_length,
+                                    **options)[0]
     return caption
 
 
@@ -128,7 +129,7 @@ def test_display_changes_reuse_the_caption(monkeypatch, checkpoints):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind, note, smoothing", [
-    ("hard", "Hard attention: the outlined cell is where the model looked", False),
+    ("hard", "the outline its most likely cell", False),
     ("local", "Local attention: the outline is the window", True)])
 def test_outlined_attention_kinds_say_what_the_outline_is(monkeypatch, checkpoints, expected,
                                                           kind, note, smoothing):
@@ -140,6 +141,10 @@ def test_outlined_attention_kinds_say_what_the_outline_is(monkeypatch, checkpoin
     assert grid_words(app) == want.words
     assert any(note in c.value for c in app.caption)
     assert app.toggle(key="smooth").disabled != smoothing
+    if kind == "hard":  # the decoding mode is a choice, expectation by default
+        assert app.selectbox(key="hard_mode").value == "expectation"
+        app.selectbox(key="hard_mode").set_value("argmax").run()
+        assert shown_caption(app) == text(expected(CHELSEA, kind, hard_mode="argmax"))
 
 
 @pytest.mark.slow
