@@ -52,8 +52,9 @@ def read_log(out):
 def test_overfits_a_handful_of_captions(shapes, tmp_path, attention, flags):
     out = tmp_path / attention
     # Luong's readout (h~_t alone, no deep output over the word and context) memorises
-    # more slowly on this tiny set: measured 0.26-0.28x of the first loss after 30 epochs.
-    epochs = "45" if ATTENTIONS[attention].query == "current" else "30"
+    # more slowly on this tiny set: measured 0.26-0.28x of the first loss after 30 epochs,
+    # and after 45, luong-concat reproduced 5 of the 8 captions on an AMD EPYC CPU (6 on Xeon).
+    epochs = "60" if ATTENTIONS[attention].query == "current" else "30"
     extra = ["--attention", attention, "--epochs", epochs, "--early-stop-patience", "100", "--lr-patience", "100",
              "--doubly-stochastic", "0.01", *flags]
     best = train(parse_config(tiny_args(shapes, out, *extra)))
@@ -68,7 +69,8 @@ def test_overfits_a_handful_of_captions(shapes, tmp_path, attention, flags):
     dataset = load_karpathy(shapes[0])
     hits = 0
     for record in dataset.split("train"):
-        words = captioner.caption(dataset.image_path(record), beam_size=1)[0].words
+        words = captioner.caption(dataset.image_path(record), beam_size=1, grounding=False,
+                                  fusion_weight=0.0)[0].words  # the trained model alone
         hits += tuple(words) in record.captions
     assert hits >= 6  # of 8
     assert (out / "curves.png").stat().st_size > 1000
