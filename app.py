@@ -39,7 +39,7 @@ PHOTO_UPLOAD_MB = 20
 # Why a photo of a cat can be captioned "a brown dog": what the caption model has seen.
 TRAINED_ON = ("The captions come from a model trained on Flickr8k: 8,000 photos with 5 "
               "captions each, mostly people and dogs outdoors. With grounding on (sidebar), a "
-              "label the CNN is sure of must appear in the caption (📍), and its rivals "
+              "label the CNN is sure of must appear in the caption (blue, pinned), and its rivals "
               "(\"dog\" on a photo that is surely a cat) may not.")
 GUESS_WARNING = ("**This caption is a guess.** No label of the CNN was sure enough to guide it, "
                  "and the caption model was unsure of its words: the photo is probably unlike "
@@ -465,7 +465,7 @@ def main() -> None:
     grounding = st.sidebar.toggle(
         "Name what the CNN sees", value=DEFAULT_OPTIONS.grounding, key="grounding",
         help="The encoder's own ImageNet classifier tags the photo; a tag it is sure of must "
-             "appear in the caption (marked 📍), and a word naming a rival of a very sure tag "
+             "appear in the caption (blue, pinned), and a word naming a rival of a very sure tag "
              "(\"dog\" on a photo that is surely a cat) may not. Off: the caption model alone.")
     hard_box = st.sidebar.container()
     st.sidebar.header("Display")

@@ -18,7 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from captioner import Captioner, Vocabulary, inference
-from ui.support import (CHECKPOINT_ENV, EXAMPLE_PHOTOS, FOLDER_MODEL, MODEL_DIR_ENV,
+from ui.support import (CHECKPOINT_ENV, EXAMPLE_PHOTOS, FOLDER_MODEL, MODEL_DIR_ENV, PIN,
                         STARTUP_MODEL, UPLOADED_MODEL, batch_csv, batch_row, caption_json,
                         download_stem, escape_markdown, fit_within, grid_png, model_sources)
 
@@ -508,12 +508,12 @@ def test_a_tag_is_placed_marked_and_named_with_its_labels(monkeypatch, cat_check
     placed = {"cat", "cats"} & set(shown_caption(app).split())  # either form satisfies the tag
     assert len(placed) == 1
     confidence = next(m.value for m in app.markdown if "-background[" in m.value)
-    assert f":blue[**{placed.pop()}**]📍" in confidence and confidence.count("📍") == 1
+    assert f":blue[**{placed.pop()}** {PIN}]" in confidence and confidence.count(PIN) == 1
     guided = next(m.value for m in app.markdown if m.value.startswith("**Guided the caption**"))
     assert "**cat**" in guided and "Egyptian cat" in guided and "placed" in guided
     app.toggle(key="grounding").set_value(False).run()
     confidence = next(m.value for m in app.markdown if "-background[" in m.value)
-    assert "📍" not in confidence
+    assert PIN not in confidence
     assert any(m.value.startswith("Grounding is off") for m in app.markdown)
 
 

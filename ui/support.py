@@ -173,16 +173,19 @@ def format_timing(timing: Timing | None) -> str:
             f"preprocessing {timing.preprocess_ms:.0f} ms")
 
 
+PIN = ":material/push_pin:"  # marks a word a tag placed
+
+
 def confidence_markdown(words: list[str], probabilities: list[float],
                         tagged: list[str | None] | None = None) -> str:
     """Each word with its probability under it as a shaded percentage: green when the model was
     sure (>= 50%), orange when unsure (>= 20%), red below. A word a tag put there is bold,
-    blue and marked with a pin."""
+    blue and marked with a pin (Streamlit's bundled icon font: no emoji font needed)."""
     def shade(p: float) -> str:
         return "green" if p >= 0.5 else "orange" if p >= 0.2 else "red"
 
     def word_text(word: str, tag: str | None) -> str:
-        return f":blue[**{escape_markdown(word)}**]📍" if tag else escape_markdown(word)
+        return f":blue[**{escape_markdown(word)}** {PIN}]" if tag else escape_markdown(word)
     tagged = tagged or [None] * len(words)
     return " ".join(f"{word_text(word, tag)}&nbsp;:{shade(p)}-background[{p:.0%}]"
                     for word, p, tag in zip(words, probabilities, tagged))
@@ -207,7 +210,7 @@ def grounding_markdown(caption: Caption) -> str:
     lines = []
     for tag in caption.tags:
         placed = "placed" if tag.word in caption.tagged else "asked for, but not placed"
-        lines.append(f"- 📍 **{escape_markdown(tag.word)}** ({tag.confidence:.0%} sure; "
+        lines.append(f"- :blue[{PIN}] **{escape_markdown(tag.word)}** ({tag.confidence:.0%} sure; "
                      f"{placed}) from " + ", ".join(escape_markdown(label)
                                                    for label in tag.labels))
     return "**Guided the caption**:\n" + "\n".join(lines)
