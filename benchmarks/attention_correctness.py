@@ -33,7 +33,7 @@ import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import Collection, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from pycocotools import mask as mask_utils
 
 from captioner import Captioner, Vocabulary
 from captioner.decoding import HARD_MODES, DecodeOptions
+from training.objects import word_mentions
 
 from .common import machine
 
@@ -52,97 +53,16 @@ POINT_COVERAGE = 0.5  # the peak cell hits when the region covers more than half
 
 # --- Which words name which category --------------------------------------------------------
 
-# Without a synonyms file: each category's COCO name, these words, and their plurals.
-PERSON_WORDS = ("person", "people", "man", "woman", "men", "women", "boy", "girl", "child",
-                "children", "kid", "baby", "guy", "lady", "player", "skier", "snowboarder",
-                "skateboarder", "surfer", "rider", "biker", "adult", "teenager", "gentleman",
-                "worker", "chef", "officer", "policeman")
-ALIASES = {"bicycle": ("bike",), "motorcycle": ("motorbike",), "airplane": ("plane", "jet"),
-           "tv": ("television",), "dining table": ("table",), "couch": ("sofa",),
-           "cell phone": ("phone", "cellphone"), "sports ball": ("ball",),
-           "potted plant": ("plant",), "donut": ("doughnut",), "refrigerator": ("fridge",),
-           "tennis racket": ("racket", "racquet"), "baseball glove": ("glove", "mitt"),
-           "fire hydrant": ("hydrant",), "skis": ("ski",), "hair drier": ("hair dryer",),
-           "teddy bear": ("teddy",)}
-_IRREGULAR_PLURALS = {"person": "people", "child": "children", "mouse": "mice", "knife": "knives",
-                      "sheep": "sheep", "people": "people", "children": "children",
-                      "men": "men", "women": "women", "skis": "skis", "scissors": "scissors"}
-
-
-def plural(word: str) -> str:
-    """English plural by simple rules: dog -> dogs, bus -> buses, sandwich -> sandwiches,
-    pony -> ponies, man -> men, knife -> knives."""
-    if word in _IRREGULAR_PLURALS:
-        return _IRREGULAR_PLURALS[word]
-    if word.endswith("man"):
-        return word[:-3] + "men"
-    if word.endswith(("s", "x", "z", "ch", "sh")):
-        return word + "es"
-    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
-        return word[:-1] + "ies"
-    return word + "s"
-
-
-@dataclass(frozen=True)
-class WordTable:
-    """Caption phrases (tuples of words) -> COCO category name."""
-
-    phrases: Mapping[tuple[str, ...], str]
-
-    @property
-    def longest(self) -> int:
-        return max(map(len, self.phrases), default=1)
-
-
-def word_table(categories: Sequence[str], synonyms: str | Path | None = None) -> WordTable:
-    """The words that name each category: from a synonyms file (lines `category, synonym,
-    ...`, '#' comments, a leading '*' marking people: captioner/data/coco_synonyms.txt's
-    format), else each category's name, PERSON_WORDS and ALIASES; always with plurals.
-    Categories the photos' annotations do not have are refused."""
-    groups: dict[str, list[str]] = {name: [name] for name in categories}
-    if synonyms is not None:
-        groups = {}
-        for line in Path(synonyms).read_text(encoding="utf-8").splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                names = [n.strip().lower() for n in line.lstrip("*").split(",") if n.strip()]
-                groups.setdefault(names[0], [names[0]]).extend(names[1:])
-    else:
-        groups.setdefault(PEOPLE, [PEOPLE]).extend(PERSON_WORDS)
-        for category, words in ALIASES.items():
-            if category in groups:
-                groups[category].extend(words)
-    unknown = sorted(set(groups) - set(categories))
-    if unknown:
-        raise ValueError(f"{synonyms}: categories not in the annotations: {', '.join(unknown)}")
-    phrases: dict[tuple[str, ...], str] = {}
-    for category, words in groups.items():
-        for word in words:
-            parts = tuple(word.split())
-            phrases.setdefault(parts, category)
-            phrases.setdefault(parts[:-1] + (plural(parts[-1]),), category)
-    return WordTable(phrases)
-
-
 class Mention(NamedTuple):
-    index: int  # position in the caption of the phrase's last word (its head noun)
+    index: int  # position in the caption of the name's last word (its head noun)
     category: str
 
 
-def mentions(words: Sequence[str], table: WordTable) -> list[Mention]:
-    """Every phrase of `words` that names a category, longest phrase first, left to right:
-    "a hot dog and two dogs" -> [(2, hot dog), (5, dog)]."""
-    found, i = [], 0
-    while i < len(words):
-        for n in range(min(table.longest, len(words) - i), 0, -1):
-            category = table.phrases.get(tuple(words[i:i + n]))
-            if category is not None:
-                found.append(Mention(i + n - 1, category))
-                i += n
-                break
-        else:
-            i += 1
-    return found
+def mentions(words: Sequence[str], categories: Collection[str]) -> list[Mention]:
+    """Every name of one of `categories` in the caption, by the project's one word table
+    (CHAIR's synonyms, training.objects): "a hot dog and two dogs" -> [(2, hot dog), (5, dog)]."""
+    return [Mention(at, category) for at, category in word_mentions(words)
+            if category in categories]
 
 
 def word_class(category: str) -> str:
@@ -348,13 +268,13 @@ class Row:
 
 
 def score_captions(per_photo: Sequence[Sequence[AttendedCaption]],
-                   regions: Sequence[Mapping[str, Mapping[str, np.ndarray]]], table: WordTable
-                   ) -> dict[tuple[str, str], list[WordScore]]:
+                   regions: Sequence[Mapping[str, Mapping[str, np.ndarray]]],
+                   categories: Collection[str]) -> dict[tuple[str, str], list[WordScore]]:
     """(region kind, word class) -> the scores of every word naming a category the photo has."""
     scores: dict[tuple[str, str], list[WordScore]] = defaultdict(list)
     for captions, regions_of in zip(per_photo, regions):
         for caption in captions:
-            for mention in mentions(caption.words, table):
+            for mention in mentions(caption.words, categories):
                 if mention.category not in regions_of["box"]:  # no such object here
                     continue
                 for kind in REGION_KINDS:
@@ -371,7 +291,7 @@ def decoding_modes(captioner: Captioner, hard_modes: Sequence[str]) -> list[str 
 
 
 def measure(captioner: Captioner, name: str, features: torch.Tensor, grid: tuple[int, int],
-            photos: Sequence[Photo], regions: Sequence[Mapping], table: WordTable,
+            photos: Sequence[Photo], regions: Sequence[Mapping], categories: Collection[str],
             hard_modes: Sequence[str], seed: int, beam: int, batch_size: int) -> list[Row]:
     rows = []
     for mode in decoding_modes(captioner, hard_modes):
@@ -382,7 +302,7 @@ def measure(captioner: Captioner, name: str, features: torch.Tensor, grid: tuple
         references = reference_captions(captioner, features, grid,
                                         [p.references for p in photos], mode, batch_size)
         for source, per_photo in (("own", [[c] for c in own]), ("references", references)):
-            scores = score_captions(per_photo, regions, table)
+            scores = score_captions(per_photo, regions, categories)
             for kind in REGION_KINDS:
                 for group in WORD_CLASSES:
                     rows.append(Row(name, captioner.config.attention, mode, source, kind, group,
@@ -430,8 +350,6 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--data", required=True, help="Karpathy-format dataset JSON")
     parser.add_argument("--instances", required=True, help="COCO instances JSON of its photos")
     parser.add_argument("--checkpoint", nargs="+", required=True)
-    parser.add_argument("--synonyms", help="category synonyms file (`category, word, ...` "
-                        "lines); default: the category names, people's words and plurals")
     parser.add_argument("--hard-modes", default=",".join(HARD_MODES),
                         help="hard attention's modes to run, comma-separated")
     parser.add_argument("--beam", type=int, default=DecodeOptions().beam_size)
@@ -447,7 +365,6 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
             parser.error(f"--hard-modes: {mode!r} is not one of {', '.join(HARD_MODES)}")
     torch.set_num_threads(args.threads)
     photos, categories = load_photos(args.data, args.instances, args.limit)
-    table = word_table(categories, args.synonyms)
     encoded: dict[object, tuple[torch.Tensor, tuple[int, int]]] = {}
     regions: dict[tuple[int, int], list] = {}
     rows: list[Row] = []
@@ -459,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         features, grid = encoded[key]
         if grid not in regions:
             regions[grid] = [photo_regions(photo, grid) for photo in photos]
-        rows += measure(captioner, path, features, grid, photos, regions[grid], table,
+        rows += measure(captioner, path, features, grid, photos, regions[grid], categories,
                         hard_modes, args.seed, args.beam, args.batch_size)
         print(f"{path}: done", file=sys.stderr, flush=True)
     print(f"{len(photos)} photos with instance annotations; grid cells hit when their coverage "
@@ -471,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
             "command": "python -m benchmarks.attention_correctness " + " ".join(
                 sys.argv[1:] if argv is None else argv),
             "machine": machine(), "photos": len(photos),
-            "synonyms": args.synonyms or "category names, PERSON_WORDS, ALIASES, plurals",
+            "synonyms": "captioner/data/coco_synonyms.txt (CHAIR's), via training.objects",
             "point_coverage": POINT_COVERAGE, "beam": args.beam, "seed": args.seed,
             "rows": [asdict(row) for row in rows]}, indent=1))
     return rows

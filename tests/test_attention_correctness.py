@@ -11,7 +11,7 @@ import torch
 
 from benchmarks.attention_correctness import (
     REGION_KINDS, WORD_CLASSES, Mention, annotation_mask, box_coverage, main, mask_coverage,
-    mentions, plural, score_word, summarise, word_table)
+    mentions, score_word, summarise)
 from captioner import build_decoder
 from conftest import photo, tiny_config, write_checkpoint
 
@@ -70,30 +70,19 @@ def test_mass_area_and_pointing_on_a_synthetic_map():
     assert summarise([])["words"] == 0 and summarise([])["ratio"] is None
 
 
-def test_words_map_to_categories_with_plurals_people_and_longest_names_first():
-    assert [plural(w) for w in ("dog", "bus", "sandwich", "pony", "man", "knife", "sheep")] == \
-        ["dogs", "buses", "sandwiches", "ponies", "men", "knives", "sheep"]
-    table = word_table(["person", "dog", "hot dog", "dining table", "bicycle", "sheep"])
+def test_words_map_to_categories_by_the_projects_word_table():
+    """training.objects' table (CHAIR's synonyms): plurals, people, longest names first, and
+    only the categories the photos' annotations have."""
+    categories = {"person", "dog", "hot dog", "dining table", "bicycle", "sheep"}
     words = "two women and a boy eat hot dogs at the table by the dogs bikes and sheep".split()
-    assert mentions(words, table) == [
+    assert mentions(words, categories) == [
         Mention(1, "person"), Mention(4, "person"), Mention(7, "hot dog"),
         Mention(10, "dining table"), Mention(13, "dog"), Mention(14, "bicycle"),
         Mention(16, "sheep")]
     for word in ("man", "men", "woman", "people", "child", "kid", "kids", "person", "player"):
-        assert mentions([word], table) == [Mention(0, "person")], word
-    assert mentions(["cat"], table) == []  # not a category of these annotations
-
-
-def test_a_synonyms_file_replaces_the_built_in_words(tmp_path):
-    path = tmp_path / "synonyms.txt"
-    path.write_text("# category, synonym...\n*person, girl, rider\ndog, puppy\n")
-    table = word_table(["person", "dog"], path)
-    assert mentions("a rider and two puppies".split(), table) == [Mention(1, "person"),
-                                                                   Mention(4, "dog")]
-    assert mentions(["man"], table) == []  # only the file's words
-    (tmp_path / "bad.txt").write_text("unicorn, horn\n")
-    with pytest.raises(ValueError, match="unicorn"):
-        word_table(["person", "dog"], tmp_path / "bad.txt")
+        assert mentions([word], categories) == [Mention(0, "person")], word
+    assert mentions(["a", "puppy"], categories) == [Mention(1, "dog")]
+    assert mentions(["cat"], categories) == []  # not a category of these annotations
 
 
 def test_teacher_forcing_takes_the_hard_mode_of_the_call(vocab):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from captioner.object_words import object_words
 
@@ -67,22 +67,23 @@ class _Lexicon:
             candidates.append(word[:-1])
         return next((c for c in candidates if c in self.known), word)
 
-    def mentions(self, text: str) -> list[str]:
-        words = [self.singular(w) for w in re.findall(r"[a-z]+", text.lower())]
+    def mentions(self, words: Sequence[str]) -> list[tuple[int, str]]:
+        """(position of the name's last word, category) of each object the words name."""
+        words = [self.singular(w) for w in words]
         found, i = [], 0
         while i < len(words):
             for n in range(min(self.longest, len(words) - i), 0, -1):  # longest name first
                 phrase = tuple(words[i:i + n])
                 if phrase in self.phrases:
                     if self.phrases[phrase] is not None:
-                        found.append((phrase, self.phrases[phrase]))
+                        found.append((phrase, i + n - 1, self.phrases[phrase]))
                     i += n
                     break
             else:
                 i += 1
-        if any(p == ("toilet",) for p, _ in found):  # CHAIR: "the seat of the toilet" is no chair
-            found = [(p, c) for p, c in found if p != ("seat",)]
-        return [category for _, category in found]
+        if any(p == ("toilet",) for p, _, _ in found):  # CHAIR: "the seat of the toilet" is no chair
+            found = [(p, at, c) for p, at, c in found if p != ("seat",)]
+        return [(at, category) for _, at, category in found]
 
 
 @lru_cache(maxsize=1)
@@ -92,7 +93,13 @@ def _lexicon() -> _Lexicon:
 
 def object_mentions(text: str) -> list[str]:
     """The COCO category of each object the text names, in order, repeats kept."""
-    return _lexicon().mentions(text)
+    return [category for _, category in word_mentions(re.findall(r"[a-z]+", text.lower()))]
+
+
+def word_mentions(words: Sequence[str]) -> list[tuple[int, str]]:
+    """For caption words, (position of the name's last word, COCO category) of each object
+    they name: "a hot dog and two dogs" -> [(2, "hot dog"), (5, "dog")]."""
+    return _lexicon().mentions(words)
 
 
 def caption_objects(text: str) -> set[str]:
