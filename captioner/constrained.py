@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from .decoder import Decoder
-from .decoding import (END, START, Beams, DecodeOptions, Hypothesis, Repeats, _collect,
-                       _lengths, _next_word_log_probs, decode, extend_beams)
+from .decoding import (START, Beams, DecodeOptions, Hypothesis, Repeats, _collect, _lengths,
+                       _next_word_log_probs, decode, end_only_scores, extend_beams)
 from .grounding import Grounding
 
 
@@ -49,12 +49,9 @@ def constrained_beam_search(decoder: Decoder, features: torch.Tensor, options: D
     tokens = torch.full((batch * per_photo,), START, dtype=torch.long, device=device)
     scores = torch.full((batch, per_photo), float("-inf"), device=device)
     scores[:, 0] = 0.0  # only state 0's first beam lives at the start
-    finished = torch.zeros(batch * per_photo, dtype=torch.bool, device=device)
-    end_only = torch.full((vocab,), float("-inf"), device=device)
-    end_only[END] = 0.0
-    words = torch.empty(batch * per_photo, 0, dtype=torch.long, device=device)
-    alphas = torch.empty(batch * per_photo, 0, features.shape[1], device=device)
-    word_log_probs = torch.empty(batch * per_photo, 0, device=device)
+    end_only = end_only_scores(vocab, device)
+    words, alphas, word_log_probs, finished = Beams.empty(batch * per_photo, features.shape[1],
+                                                          device)
     offsets = (torch.arange(batch, device=device) * per_photo).unsqueeze(1)  # (B, 1)
     for t in range(options.max_length + 1):
         out = decoder.step(tokens, state, memory)

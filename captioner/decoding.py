@@ -301,12 +301,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, options: DecodeOptions
     # Only beam 0 is alive at the start; the others would duplicate it.
     scores = torch.full((batch, k), float("-inf"), device=device)
     scores[:, 0] = 0.0
-    finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
-    end_only = torch.full((vocab,), float("-inf"), device=device)
-    end_only[END] = 0.0
-    words = torch.empty(batch * k, 0, dtype=torch.long, device=device)
-    alphas = torch.empty(batch * k, 0, features.shape[1], device=device)
-    word_log_probs = torch.empty(batch * k, 0, device=device)
+    end_only = end_only_scores(vocab, device)
+    words, alphas, word_log_probs, finished = Beams.empty(batch * k, features.shape[1], device)
     images = torch.arange(batch, device=device)  # original index of each image still searched
     results: list[list[Hypothesis] | None] = [None] * batch
     for t in range(max_length + 1):
@@ -365,6 +361,20 @@ class Beams(NamedTuple):
     alphas: torch.Tensor  # (R, t, L) each word's attention
     word_log_probs: torch.Tensor  # (R, t) the model's log p of each word
     finished: torch.Tensor  # (R,) True once <end> is written
+
+    @classmethod
+    def empty(cls, rows: int, locations: int, device: torch.device) -> "Beams":
+        return cls(torch.empty(rows, 0, dtype=torch.long, device=device),
+                   torch.empty(rows, 0, locations, device=device),
+                   torch.empty(rows, 0, device=device),
+                   torch.zeros(rows, dtype=torch.bool, device=device))
+
+
+def end_only_scores(vocab: int, device: torch.device) -> torch.Tensor:
+    """(V,) what a finished hypothesis may be extended by: <end> at no cost, nothing else."""
+    scores = torch.full((vocab,), float("-inf"), device=device)
+    scores[END] = 0.0
+    return scores
 
 
 def extend_beams(beams: Beams, rows: torch.Tensor, tokens: torch.Tensor, out: StepOutput,
