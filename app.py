@@ -203,31 +203,41 @@ def decoded_photo(data: bytes, name: str):
     return saved
 
 
+def encoded_photo(captioner: Captioner, key: tuple, photo):
+    """The photo through the model's encoder, once per photo and model: the caption and the
+    explained caption both start from it."""
+    saved = st.session_state.get("encoded")
+    if saved is None or saved[0] != key:
+        with model_lock():
+            saved = (key, captioner.encode([photo]))
+        st.session_state["encoded"] = saved
+    return saved[1]
+
+
 def captioned(captioner: Captioner, key: tuple, photo, options: DecodeOptions):
     """Caption once per photo, model and decoding options; display changes reuse it."""
     saved = st.session_state.get("caption")
-    if saved is None or saved[0] != key:
-        with st.spinner("Captioning…"), model_lock():
-            # Every hypothesis of the beam is listed under the caption.
-            caption = captioner.caption(photo, options.replace(n_best=options.beam_size))[0]
-        saved = (key, caption)
+    if saved is None or saved[0] != (key, options):
+        with st.spinner("Captioning…"):
+            encoded = encoded_photo(captioner, key, photo)
+            with model_lock():
+                # Every hypothesis of the beam is listed under the caption.
+                caption = captioner.caption_encoded(
+                    encoded, options.replace(n_best=options.beam_size))[0]
+        saved = ((key, options), caption)
         st.session_state["caption"] = saved
     return saved[1]
 
 
 def explained(captioner: Captioner, key: tuple, photo, text: str, options: DecodeOptions):
     """The typed caption read by the model (None when nothing is typed); a message for text
-    it cannot read. The photo is encoded once per photo and model."""
+    it cannot read."""
     if not text.strip():
         return None
-    saved = st.session_state.get("explain_encoded")
-    if saved is None or saved[0] != key:
-        with model_lock():
-            saved = (key, captioner.encode([photo]))
-        st.session_state["explain_encoded"] = saved
+    encoded = encoded_photo(captioner, key, photo)
     try:
         with model_lock():
-            return captioner.explain(saved[1], text, options)
+            return captioner.explain(encoded, text, options)
     except ValueError as exc:
         return str(exc)
 
@@ -524,7 +534,7 @@ def main() -> None:
         show_compare(available_models(source), digest, photo, large, options, smooth,
                      opacity)
         return
-    caption = captioned(captioner, (digest, model_path, modified, options), photo, options)
+    caption = captioned(captioner, (digest, model_path, modified), photo, options)
 
     # The typed caption is read first, so the JSON download above it can hold it too.
     text_key = f"explain_{digest[:16]}_{model_path}"

@@ -153,8 +153,7 @@ class FusedDecoder:
 
     def step(self, tokens: torch.Tensor, state: FusedState, memory: Memory) -> StepOutput:
         out = self.decoder.step(tokens, state.decoder, memory)
-        language, language_state = self.language.step(self.word_map.to(tokens.device)[tokens],
-                                                      state.language)
-        fused = (out.logits.float().log_softmax(-1)
-                 + self.weight * language[:, self.word_map.to(tokens.device)])
+        word_map = self.word_map.to(tokens.device)
+        language, language_state = self.language.step(word_map[tokens], state.language)
+        fused = out.logits.float().log_softmax(-1) + self.weight * language[:, word_map]
         return StepOutput(fused, FusedState(out.state, language_state), out.attention)

@@ -8,9 +8,8 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from captioner.decoder import Decoder
-
 from captioner.constrained import decode_grounded
+from captioner.decoder import Decoder
 from captioner.decoding import DEFAULT_OPTIONS, DecodeOptions, content_word_mask
 from captioner.grounding import Grounding, Tag
 from captioner.language_model import FusedDecoder

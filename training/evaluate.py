@@ -71,14 +71,13 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
         raise DatasetError(f"the dataset has no {split!r} images")
     started = time.perf_counter()
     predictions = caption_records(captioner.decoder_for(options), captioner.vocab, records,
-                                  features_of,
-                                  options, batch_size, progress=f"captioning {split}",
-                                  ground=captioner.ground)
+                                  features_of, options, batch_size,
+                                  progress=f"captioning {split}", ground=captioner.ground)
     decode_seconds = time.perf_counter() - started
-    scores = score_captions(predictions, {r.path: list(r.raw) for r in records})
+    references = {r.path: list(r.raw) for r in records}
+    scores = score_captions(predictions, references)
     captions = [{"image": r.path, "caption": predictions[r.path], "references": list(r.raw)}
                 for r in records]
-    references = {r.path: list(r.raw) for r in records}
     objects = object_measures(predictions, references, instances)
     return {"metrics": scores.as_dict(), "diversity": diversity(list(predictions.values())),
             "objects": objects.as_dict(), "decoding": options.to_dict(),

@@ -314,7 +314,9 @@ def validate(decoder: Decoder, records: list[ImageRecord], features_of: Features
     features_of(records) gives their annotation grids (from the cache, or the encoder)."""
     decoder.eval()
     # The same decoding as evaluate and the app (repeat blocking, length penalty).
-    options = DEFAULT_OPTIONS.replace(beam_size=config.val_beam, max_length=config.max_length)
+    # The decoder being trained, alone: no tags (no classifier here) and no language model.
+    options = DEFAULT_OPTIONS.replace(beam_size=config.val_beam, max_length=config.max_length,
+                                      grounding=False, fusion_weight=0.0)
     predictions = caption_records(decoder, vocab, records, features_of, options,
                                   chunk_size=chunk_size)
     references = {r.path: [" ".join(c) for c in r.captions] for r in records}
