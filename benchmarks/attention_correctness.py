@@ -50,6 +50,10 @@ WORD_CLASSES = ("people", "other objects", "all")
 REGION_KINDS = ("box", "mask")
 SOURCES = ("own", "references")
 POINT_COVERAGE = 0.5  # the peak cell hits when the region covers more than half of it
+# Halves of the photos by COCO id, so that a setting chosen on one half is checked on photos it
+# was not chosen on: "tune" holds the even ids, "check" the odd ones.
+PARTS = {"all": lambda cocoid: True, "tune": lambda cocoid: cocoid % 2 == 0,
+         "check": lambda cocoid: cocoid % 2 == 1}
 
 # --- Which words name which category --------------------------------------------------------
 
@@ -168,10 +172,11 @@ class Photo:
     objects: Mapping[str, tuple[dict, ...]]  # category -> its instance annotations
 
 
-def load_photos(data: str | Path, instances: str | Path, limit: int | None = None
-                ) -> tuple[list[Photo], list[str]]:
+def load_photos(data: str | Path, instances: str | Path, limit: int | None = None,
+                part: str = "all") -> tuple[list[Photo], list[str]]:
     """The Karpathy-format photos that have instance annotations (matched by `cocoid`, else
-    the file name's number), in file order, and the annotations' category names."""
+    the file name's number) and belong to `part` (PARTS), in file order, and the annotations'
+    category names."""
     data, instances = Path(data), Path(instances)
     raw = json.loads(data.read_text(encoding="utf-8"))
     coco = json.loads(instances.read_text(encoding="utf-8"))
@@ -183,7 +188,7 @@ def load_photos(data: str | Path, instances: str | Path, limit: int | None = Non
     photos = []
     for entry in raw["images"]:
         cocoid = int(entry.get("cocoid", Path(entry["filename"]).stem))
-        if cocoid not in objects:
+        if cocoid not in objects or not PARTS[part](cocoid):
             continue
         folder = data.parent / entry["filepath"] if entry.get("filepath") else data.parent / "images"
         references = tuple(tuple(s["tokens"]) for s in entry["sentences"] if s.get("tokens"))
@@ -355,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--beam", type=int, default=DecodeOptions().beam_size)
     parser.add_argument("--seed", type=int, default=0, help="for --hard-modes sample")
     parser.add_argument("--limit", type=int, help="the first N annotated photos only")
+    parser.add_argument("--photos", choices=tuple(PARTS), default="all",
+                        help="all photos, or the half settings are chosen on (tune: even COCO "
+                             "ids) or the half that checks them (check: odd ids)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="write the rows here as JSON")
@@ -364,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         if mode not in HARD_MODES:
             parser.error(f"--hard-modes: {mode!r} is not one of {', '.join(HARD_MODES)}")
     torch.set_num_threads(args.threads)
-    photos, categories = load_photos(args.data, args.instances, args.limit)
+    photos, categories = load_photos(args.data, args.instances, args.limit, args.photos)
     encoded: dict[object, tuple[torch.Tensor, tuple[int, int]]] = {}
     regions: dict[tuple[int, int], list] = {}
     rows: list[Row] = []
@@ -379,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         rows += measure(captioner, path, features, grid, photos, regions[grid], categories,
                         hard_modes, args.seed, args.beam, args.batch_size)
         print(f"{path}: done", file=sys.stderr, flush=True)
-    print(f"{len(photos)} photos with instance annotations; grid cells hit when their coverage "
+    print(f"{len(photos)} photos with instance annotations ({args.photos}); grid cells hit when their coverage "
           f"> {POINT_COVERAGE}; ratio = mean mass / mean area, w.ratio = mean of mass / area")
     print(format_table(rows))
     if args.out:
@@ -387,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         args.out.write_text(json.dumps({
             "command": "python -m benchmarks.attention_correctness " + " ".join(
                 sys.argv[1:] if argv is None else argv),
-            "machine": machine(), "photos": len(photos),
+            "machine": machine(), "photos": len(photos), "part": args.photos,
             "synonyms": "captioner/data/coco_synonyms.txt (CHAIR's), via training.objects",
             "point_coverage": POINT_COVERAGE, "beam": args.beam, "seed": args.seed,
             "rows": [asdict(row) for row in rows]}, indent=1))

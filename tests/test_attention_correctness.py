@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from benchmarks.attention_correctness import (
-    REGION_KINDS, WORD_CLASSES, Mention, annotation_mask, box_coverage, main, mask_coverage,
-    mentions, score_word, summarise)
+    REGION_KINDS, WORD_CLASSES, Mention, annotation_mask, box_coverage, load_photos, main,
+    mask_coverage, mentions, score_word, summarise)
 from captioner import build_decoder
 from conftest import photo, tiny_config, write_checkpoint
 
@@ -153,3 +153,11 @@ def test_end_to_end_on_a_tiny_coco_for_every_attention(tmp_path, vocab, attentio
     saved = json.loads(out.read_text())
     assert saved["photos"] == 2 and len(saved["rows"]) == len(rows)
     assert "references" in capsys.readouterr().out
+
+
+def test_the_tune_and_check_halves_split_the_photos_by_coco_id(tmp_path):
+    data, instances = _tiny_coco(tmp_path)  # COCO ids 100 and 101
+    every = [p.cocoid for p in load_photos(data, instances)[0]]
+    tune = [p.cocoid for p in load_photos(data, instances, part="tune")[0]]
+    check = [p.cocoid for p in load_photos(data, instances, part="check")[0]]
+    assert every == [100, 101] and tune == [100] and check == [101]
