@@ -230,7 +230,7 @@ def own_captions(captioner: Captioner, features: torch.Tensor, grid: tuple[int, 
 
 
 def reference_captions(captioner: Captioner, features: torch.Tensor, grid: tuple[int, int],
-                       references: Sequence[Sequence[Sequence[str]]], hard_mode: str | None,
+                       references: Sequence[Sequence[Sequence[str]]], options: DecodeOptions,
                        batch_size: int) -> list[list[AttendedCaption]]:
     """Teacher forcing over each photo's human captions, in eval mode: per photo, one map per
     reference word (unknown words are fed as <unk>; their maps are kept)."""
@@ -245,7 +245,8 @@ def reference_captions(captioner: Captioner, features: torch.Tensor, grid: tuple
         image_of = torch.tensor([i for i, refs in enumerate(batch) for _ in refs])
         with torch.inference_mode():
             out = captioner.decoder(features[start:start + batch_size].float(), captions,
-                                    image_of, hard_mode=hard_mode)
+                                    image_of, hard_mode=options.hard_mode,
+                                    temperature=options.attention_temperature)
         alphas = out.alphas.reshape(len(ids), -1, *grid).numpy()  # (B, T, h, w)
         rows = iter(range(len(ids)))
         for refs in batch:
@@ -260,6 +261,7 @@ class Row:
     checkpoint: str
     attention: str
     hard_mode: str | None  # None for attentions other than hard
+    temperature: float  # the attention temperature it decoded with
     source: str  # own | references
     region: str  # box | mask
     word_class: str  # people | other objects | all
@@ -297,21 +299,27 @@ def decoding_modes(captioner: Captioner, hard_modes: Sequence[str]) -> list[str 
 
 def measure(captioner: Captioner, name: str, features: torch.Tensor, grid: tuple[int, int],
             photos: Sequence[Photo], regions: Sequence[Mapping], categories: Collection[str],
-            hard_modes: Sequence[str], seed: int, beam: int, batch_size: int) -> list[Row]:
+            hard_modes: Sequence[str], temperatures: Sequence[float | None], seed: int,
+            beam: int, batch_size: int) -> list[Row]:
+    """Rows for every hard mode (hard models) and attention temperature (None: the
+    model's own)."""
     rows = []
     for mode in decoding_modes(captioner, hard_modes):
-        torch.manual_seed(seed)
-        own = own_captions(captioner, features, grid, DecodeOptions(beam_size=beam,
-                                                                    hard_mode=mode), batch_size)
-        torch.manual_seed(seed)
-        references = reference_captions(captioner, features, grid,
-                                        [p.references for p in photos], mode, batch_size)
-        for source, per_photo in (("own", [[c] for c in own]), ("references", references)):
-            scores = score_captions(per_photo, regions, categories)
-            for kind in REGION_KINDS:
-                for group in WORD_CLASSES:
-                    rows.append(Row(name, captioner.config.attention, mode, source, kind, group,
-                                    **summarise(scores.get((kind, group), []))))
+        for temperature in temperatures:
+            options = DecodeOptions(beam_size=beam, hard_mode=mode,
+                                    attention_temperature=temperature)
+            used = captioner.config.attention_temperature if temperature is None else temperature
+            torch.manual_seed(seed)
+            own = own_captions(captioner, features, grid, options, batch_size)
+            torch.manual_seed(seed)
+            references = reference_captions(captioner, features, grid,
+                                            [p.references for p in photos], options, batch_size)
+            for source, per_photo in (("own", [[c] for c in own]), ("references", references)):
+                scores = score_captions(per_photo, regions, categories)
+                for kind in REGION_KINDS:
+                    for group in WORD_CLASSES:
+                        rows.append(Row(name, captioner.config.attention, mode, used, source,
+                                        kind, group, **summarise(scores.get((kind, group), []))))
     return rows
 
 
@@ -333,7 +341,7 @@ def encode(captioner: Captioner, photos: Sequence[Photo], batch_size: int
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    header = (f"{'checkpoint':<22} {'decoding':<17} {'captions':<10} {'region':<6} "
+    header = (f"{'checkpoint':<22} {'decoding':<17} {'T':>4} {'captions':<10} {'region':<6} "
               f"{'words':<13} {'n':>5} {'mass':>6} {'area':>6} {'ratio':>6} {'w.ratio':>7} "
               f"{'point':>6} {'chance':>6}")
     lines = [header, "-" * len(header)]
@@ -345,8 +353,8 @@ def format_table(rows: Sequence[Row]) -> str:
             values = (f"{r.words:>5} {100 * r.mass:>5.1f}% {100 * r.area:>5.1f}% "
                       f"{r.ratio:>6.2f} {r.mean_word_ratio:>7.2f} {100 * r.pointing:>5.1f}% "
                       f"{100 * r.pointing_chance:>5.1f}%")
-        lines.append(f"{Path(r.checkpoint).name:<22} {decoding:<17} {r.source:<10} "
-                     f"{r.region:<6} {r.word_class:<13} {values}")
+        lines.append(f"{Path(r.checkpoint).name:<22} {decoding:<17} {r.temperature:>4.2g} "
+                     f"{r.source:<10} {r.region:<6} {r.word_class:<13} {values}")
     return "\n".join(lines)
 
 
@@ -357,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--checkpoint", nargs="+", required=True)
     parser.add_argument("--hard-modes", default=",".join(HARD_MODES),
                         help="hard attention's modes to run, comma-separated")
+    parser.add_argument("--temperatures", default="",
+                        help="attention temperatures to run, comma-separated (default: each "
+                             "model's own)")
     parser.add_argument("--beam", type=int, default=DecodeOptions().beam_size)
     parser.add_argument("--seed", type=int, default=0, help="for --hard-modes sample")
     parser.add_argument("--limit", type=int, help="the first N annotated photos only")
@@ -371,6 +382,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     for mode in hard_modes:
         if mode not in HARD_MODES:
             parser.error(f"--hard-modes: {mode!r} is not one of {', '.join(HARD_MODES)}")
+    try:
+        temperatures = [float(t) for t in args.temperatures.split(",") if t] or [None]
+        for t in temperatures:
+            DecodeOptions(attention_temperature=t)
+    except ValueError as exc:
+        parser.error(f"--temperatures: {exc}")
     torch.set_num_threads(args.threads)
     photos, categories = load_photos(args.data, args.instances, args.limit, args.photos)
     encoded: dict[object, tuple[torch.Tensor, tuple[int, int]]] = {}
@@ -385,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         if grid not in regions:
             regions[grid] = [photo_regions(photo, grid) for photo in photos]
         rows += measure(captioner, path, features, grid, photos, regions[grid], categories,
-                        hard_modes, args.seed, args.beam, args.batch_size)
+                        hard_modes, temperatures, args.seed, args.beam, args.batch_size)
         print(f"{path}: done", file=sys.stderr, flush=True)
     print(f"{len(photos)} photos with instance annotations ({args.photos}); grid cells hit when their coverage "
           f"> {POINT_COVERAGE}; ratio = mean mass / mean area, w.ratio = mean of mass / area")

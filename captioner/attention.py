@@ -59,12 +59,13 @@ class AdditiveScorer(nn.Module):
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return self.image_proj(features)  # (B, L, A): computed once, reused at every step
 
-    def forward(self, projected: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, projected: torch.Tensor, hidden: torch.Tensor,
+                temperature: float = 1.0) -> torch.Tensor:
         """projected (B, L, A), hidden (B*k, n) -> alpha (B*k, L); rows n*k.. read image n."""
         images, locations, dim = projected.shape
         query = self.hidden_proj(hidden).view(images, -1, 1, dim)  # (B, k, 1, A)
         energy = torch.tanh(projected.unsqueeze(1) + query)  # (B, k, L, A)
-        return self.score(energy).squeeze(-1).softmax(dim=-1).view(-1, locations)
+        return tempered_softmax(self.score(energy).squeeze(-1), temperature).view(-1, locations)
 
 
 class StaticScorer(nn.Module):
@@ -79,9 +80,10 @@ class StaticScorer(nn.Module):
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return self.image_proj(features)
 
-    def forward(self, projected: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, projected: torch.Tensor, hidden: torch.Tensor,
+                temperature: float = 1.0) -> torch.Tensor:
         images, locations, _ = projected.shape
-        alpha = self.score(torch.tanh(projected)).squeeze(-1).softmax(dim=-1)  # (B, L)
+        alpha = tempered_softmax(self.score(torch.tanh(projected)).squeeze(-1), temperature)
         rows_per_image = hidden.shape[0] // images
         return alpha.unsqueeze(1).expand(-1, rows_per_image, -1).reshape(-1, locations)
 
@@ -105,8 +107,9 @@ class BilinearScorer(nn.Module):
         query = hidden.view(images, -1, dim)  # (B, k, n)
         return torch.bmm(query, projected.transpose(1, 2)).view(-1, locations)
 
-    def forward(self, projected: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        return self.energies(projected, hidden).softmax(dim=-1)
+    def forward(self, projected: torch.Tensor, hidden: torch.Tensor,
+                temperature: float = 1.0) -> torch.Tensor:
+        return tempered_softmax(self.energies(projected, hidden), temperature)
 
 
 class SoftAttention(nn.Module):
@@ -126,9 +129,10 @@ class SoftAttention(nn.Module):
         return self.scorer.project(features)
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
-                hidden: torch.Tensor, mode: str | None = None) -> AttentionOutput:
+                hidden: torch.Tensor, mode: str | None = None,
+                temperature: float = 1.0) -> AttentionOutput:
         """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image."""
-        alpha = self.scorer(projected, hidden)  # (B*k, L)
+        alpha = self.scorer(projected, hidden, temperature)  # (B*k, L)
         return AttentionOutput(mix_rows(alpha, self.values(features, projected)), alpha, alpha)
 
 
@@ -167,7 +171,8 @@ class LocalAttention(nn.Module):
         return side * torch.sigmoid(self.position(hidden))
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
-                hidden: torch.Tensor, mode: str | None = None) -> AttentionOutput:
+                hidden: torch.Tensor, mode: str | None = None,
+                temperature: float = 1.0) -> AttentionOutput:
         locations = projected.shape[1]
         side = math.isqrt(locations)
         if side * side != locations:
@@ -179,7 +184,7 @@ class LocalAttention(nn.Module):
         squared = (offset_y ** 2 + offset_x ** 2).view(-1, locations)
         inside = ((offset_y.abs() <= self.window) & (offset_x.abs() <= self.window)).view(-1, locations)
         energy = self.scorer.energies(projected, hidden) - squared / (2 * self.sigma ** 2)
-        alpha = energy.masked_fill(~inside, float("-inf")).softmax(dim=-1)
+        alpha = tempered_softmax(energy.masked_fill(~inside, float("-inf")), temperature)
         return AttentionOutput(mix_rows(alpha, features), alpha, alpha)
 
 
@@ -205,9 +210,10 @@ class HardAttention(nn.Module):
         return self.scorer.project(features)
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
-                hidden: torch.Tensor, mode: str | None = None) -> AttentionOutput:
+                hidden: torch.Tensor, mode: str | None = None,
+                temperature: float = 1.0) -> AttentionOutput:
         """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image."""
-        alpha = self.scorer(projected, hidden)  # (B*k, L)
+        alpha = self.scorer(projected, hidden, temperature)  # (B*k, L)
         mode = "train" if self.training else (mode or self.inference)
         if mode == "expectation":
             return AttentionOutput(mix_rows(alpha, features), alpha, alpha)
@@ -225,6 +231,12 @@ class HardAttention(nn.Module):
         mix = torch.where(use_expectation.unsqueeze(1), alpha, _one_hot(location, alpha))
         log_prob = log_prob.masked_fill(use_expectation, 0.0)
         return AttentionOutput(mix_rows(mix, features), alpha, mix, log_prob)
+
+
+def tempered_softmax(energies: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(e / T) over the locations (last dim). T below 1 sharpens the map: the model
+    trains at 1, and decoding may sharpen (ModelConfig.attention_temperature)."""
+    return (energies if temperature == 1.0 else energies / temperature).softmax(dim=-1)
 
 
 def mix_rows(mix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,10 @@ class ModelConfig:
     gate: str = "scalar"
     # How hard attention picks its location when not training.
     hard_inference: str = "argmax"
+    # Decoding divides the attention scores by this before the softmax (training never does):
+    # below 1 the maps are sharper. Chosen on val per model (docs/attention.md); 1 keeps the
+    # attention as trained.
+    attention_temperature: float = 1.0
     # Luong's input feeding: the attentional state h~_{t-1} is part of the LSTM's input, so the
     # LSTM knows where it looked before. Attentions scored with h_t only.
     input_feeding: bool = True
@@ -49,6 +53,9 @@ class ModelConfig:
             raise ValueError(f"image_size must be a positive multiple of 32, got {self.image_size}")
         if self.local_window < 0.5:
             raise ValueError(f"local_window must be at least 0.5 cells, got {self.local_window}")
+        if not 0.0 < self.attention_temperature <= 10.0:
+            raise ValueError("attention_temperature must be above 0 and at most 10, got "
+                             f"{self.attention_temperature}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -39,7 +39,8 @@ def constrained_beam_search(decoder: Decoder, features: torch.Tensor, options: D
     states = 1 << int(grounding.counts.max())  # S (1: vetoes only, a plain beam per photo)
     per_photo = states * k
     repeats = Repeats.rule(options, content_words)
-    memory = decoder.prepare(features, decoding=True, hard_mode=options.hard_mode)
+    memory = decoder.prepare(features, decoding=True, hard_mode=options.hard_mode,
+                             temperature=options.attention_temperature)
     photo_of_row = torch.arange(batch, device=device).repeat_interleave(per_photo)
     state = decoder.init_state(memory).select(photo_of_row)
     vocab = decoder.config.vocab_size

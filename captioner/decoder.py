@@ -39,6 +39,9 @@ class Memory(NamedTuple):
     # How hard attention picks its region while decoding (captioner.decoding.HARD_MODES; None:
     # the model's own). A property of this decoding call, not of the shared model.
     hard_mode: str | None = None
+    # Attention scores are divided by it before the softmax (1 in training; when decoding, the
+    # caller's or the model's ModelConfig.attention_temperature).
+    temperature: float = 1.0
 
     def select(self, images: torch.Tensor) -> "Memory":
         return Memory(*(x.index_select(0, images) if isinstance(x, torch.Tensor) else x
@@ -99,9 +102,13 @@ class Decoder(nn.Module):
             self.word_gates.bias[n:2 * n].fill_(1.0)
 
     def prepare(self, features: torch.Tensor, decoding: bool = False,
-                hard_mode: str | None = None) -> Memory:
-        """Per-image work done once (decoding=True: also the decoding fast path's rows)."""
-        return Memory(features, self.attention.project(features), hard_mode=hard_mode)
+                hard_mode: str | None = None, temperature: float | None = None) -> Memory:
+        """Per-image work done once (decoding=True: also the decoding fast path's rows).
+        temperature None: 1 while training, else the model's own."""
+        if temperature is None:
+            temperature = 1.0 if self.training else self.config.attention_temperature
+        return Memory(features, self.attention.project(features), hard_mode=hard_mode,
+                      temperature=temperature)
 
     def init_state(self, memory: Memory) -> DecoderState:
         mean = memory.features.mean(dim=1)  # (B, D)
@@ -127,7 +134,8 @@ class Decoder(nn.Module):
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor,
                 image_of: torch.Tensor | None = None,
-                hard_mode: str | None = None) -> TeacherForcedOutput:
+                hard_mode: str | None = None,
+                temperature: float | None = None) -> TeacherForcedOutput:
         """Teacher forcing over captions (B, T+1) that start with <start>; predicts captions[:, 1:].
 
         features (I, L, D) holds each image once and image_of (B,) names each caption's row
@@ -138,7 +146,7 @@ class Decoder(nn.Module):
         hard_mode: how hard attention picks its region in eval mode (as in Memory; None: the
         model's own); training mode always samples.
         """
-        memory = self.prepare(features, hard_mode=hard_mode)
+        memory = self.prepare(features, hard_mode=hard_mode, temperature=temperature)
         state = self.init_state(memory)  # (I, n)
         batch, steps = captions.shape[0], captions.shape[1] - 1
         lengths = (captions[:, 1:] != PAD_ID).sum(1)  # words + <end> per caption
@@ -191,10 +199,10 @@ class ShowAttendTellDecoder(Decoder):
         self.out = nn.Linear(m, v)  # L_o
 
     def prepare(self, features: torch.Tensor, decoding: bool = False,
-                hard_mode: str | None = None) -> Memory:
+                hard_mode: str | None = None, temperature: float | None = None) -> Memory:
         """Per-image work done once; decoding=True also precomputes the context's linear
         maps for every location (exact for scalar and no gates, which commute with them)."""
-        memory = super().prepare(features, hard_mode=hard_mode)
+        memory = super().prepare(features, hard_mode=hard_mode, temperature=temperature)
         if decoding and self.config.gate != "channel":
             memory = memory._replace(gate_rows=self.context_gates(features),
                                      out_rows=F.linear(features, self.out_context.weight))
@@ -223,7 +231,7 @@ class ShowAttendTellDecoder(Decoder):
         """Attend with h_{t-1}, gate the context, run the LSTM cell. word_gates: (B, 4n).
         Returns the new state, the attention and (h_t, the gated context beta_t * z_t)."""
         attended = self.attention(memory.features, memory.projected, state.h,
-                                  memory.hard_mode)
+                                  memory.hard_mode, memory.temperature)
         beta = self._gate(state.h)
         context = attended.context if beta is None else beta * attended.context  # (B, D)
         if memory.gate_rows is not None:  # W_c (beta z_t) = beta * sum_i mix_i (W_c a_i)

@@ -69,6 +69,12 @@ class DecodeOptions:
     hard_mode: str | None = field(default="expectation", metadata={
         "help": "hard attention only: expectation | argmax | sample",
         "choices": HARD_MODES})
+    # Attention scores divided by this before the softmax while decoding: below 1, each word's
+    # map is sharper and its context leans on fewer cells. None: the model's own
+    # (ModelConfig.attention_temperature, chosen on val and COCO dev: docs/attention.md).
+    attention_temperature: float | None = field(default=None, metadata={
+        "help": "divide attention scores by this while decoding; below 1 sharpens the maps "
+                "(default: the model's own)"})
 
     # Grounding (captioner.grounding, captioner.constrained): the encoder's own ImageNet
     # classifier tags the photo with caption words ("cat" from "tabby", "Egyptian cat"); the
@@ -119,6 +125,8 @@ class DecodeOptions:
             raise ValueError("fusion_weight must be between 0 and 2")
         if not 0.0 <= self.evidence_floor <= 1.0:
             raise ValueError("evidence_floor must be between 0 and 1")
+        if self.attention_temperature is not None and not 0.0 < self.attention_temperature <= 10.0:
+            raise ValueError("attention_temperature must be above 0 and at most 10")
         if self.hard_mode is not None and self.hard_mode not in HARD_MODES:
             raise ValueError(f"hard_mode must be one of {', '.join(HARD_MODES)}; "
                              f"got {self.hard_mode!r}")
@@ -190,7 +198,7 @@ def greedy(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | No
     repeats = Repeats.rule(options, content_words)
     return walk(decoder, features, options.max_length, lambda log_probs: log_probs.argmax(dim=-1),
                 lambda log_probs, words, logits: repeats.apply(log_probs, words),
-                options.hard_mode).hypotheses()
+                options.hard_mode, options.attention_temperature).hypotheses()
 
 
 def sample(decoder: Decoder, features: torch.Tensor,
@@ -225,7 +233,8 @@ class Walk(NamedTuple):
 def walk(decoder: Decoder, features: torch.Tensor, max_length: int,
          choose: Callable[[torch.Tensor], torch.Tensor],
          adjust: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-         hard_mode: str | None = None, samples: int = 1) -> Walk:
+         hard_mode: str | None = None, temperature: float | None = None,
+         samples: int = 1) -> Walk:
     """One word per row per step until every row has said <end> (at most max_length words):
     greedy decoding, sampling, and self-critical training's policy (training.scst).
 
@@ -236,7 +245,8 @@ def walk(decoder: Decoder, features: torch.Tensor, max_length: int,
     n*samples + samples - 1 are image n's (its memory prepared once). Gradients flow as the
     caller's grad mode says: decoding runs in inference_mode, training differentiates `score`
     and `location_log_probs`."""
-    memory = decoder.prepare(features, decoding=True, hard_mode=hard_mode)
+    memory = decoder.prepare(features, decoding=True, hard_mode=hard_mode,
+                             temperature=temperature)
     state = decoder.init_state(memory)
     rows, device = features.shape[0] * samples, features.device
     if samples > 1:
@@ -293,7 +303,8 @@ def beam_search(decoder: Decoder, features: torch.Tensor, options: DecodeOptions
     batch, k, device = features.shape[0], beam_size, features.device
     repeats = Repeats.rule(options, content_words)
     # one copy per image for its k beams
-    memory = decoder.prepare(features, decoding=True, hard_mode=options.hard_mode)
+    memory = decoder.prepare(features, decoding=True, hard_mode=options.hard_mode,
+                             temperature=options.attention_temperature)
     state = decoder.init_state(memory).select(
         torch.arange(batch, device=device).repeat_interleave(k))  # (B*k, n)
     vocab = decoder.config.vocab_size

@@ -273,7 +273,8 @@ class Captioner:
             # The decoding steps themselves, each fed the typed word: the same probabilities
             # (language model fusion and hard-attention mode included) the search saw.
             features = encoded.features[photo:photo + 1].float()
-            memory = decoder.prepare(features, decoding=True, hard_mode=options.hard_mode)
+            memory = decoder.prepare(features, decoding=True, hard_mode=options.hard_mode,
+                                     temperature=options.attention_temperature)
             state = decoder.init_state(memory)
             chosen, maps = [], []
             for previous, word in zip(ids[:-1], ids[1:]):

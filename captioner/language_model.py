@@ -143,8 +143,8 @@ class FusedDecoder:
                                       for w in vocab.itos])
 
     def prepare(self, features: torch.Tensor, decoding: bool = False,
-                hard_mode: str | None = None) -> Memory:
-        return self.decoder.prepare(features, decoding, hard_mode)
+                hard_mode: str | None = None, temperature: float | None = None) -> Memory:
+        return self.decoder.prepare(features, decoding, hard_mode, temperature)
 
     def init_state(self, memory: Memory) -> FusedState:
         rows = memory.features.shape[0]

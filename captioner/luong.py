@@ -30,8 +30,8 @@ class LuongDecoder(Decoder):
         self.out = nn.Linear(n, config.vocab_size)  # W_s
 
     def prepare(self, features: torch.Tensor, decoding: bool = False,
-                hard_mode: str | None = None) -> Memory:
-        memory = super().prepare(features, hard_mode=hard_mode)
+                hard_mode: str | None = None, temperature: float | None = None) -> Memory:
+        memory = super().prepare(features, hard_mode=hard_mode, temperature=temperature)
         if decoding:
             values = self.attention.values(features, memory.projected)
             memory = memory._replace(out_rows=self.combine_context(values))
@@ -55,7 +55,8 @@ class LuongDecoder(Decoder):
         if self.feed_gates is not None:
             gates = gates + self.feed_gates(state.attentional)
         h, c = self.lstm_cell(gates, state.c)
-        attended = self.attention(memory.features, memory.projected, h, memory.hard_mode)
+        attended = self.attention(memory.features, memory.projected, h, memory.hard_mode,
+                                  memory.temperature)
         if memory.out_rows is not None:  # W_c c_t = sum_i alpha_i (W_c v_i)
             context_part = mix_rows(attended.mix, memory.out_rows)
         else:

@@ -309,7 +309,7 @@ def test_a_registered_attention_is_usable_everywhere_the_config_goes(vocab):
         def project(self, features):
             return features[..., :1]
 
-        def forward(self, features, projected, hidden, mode=None):
+        def forward(self, features, projected, hidden, mode=None, temperature=1.0):
             alpha = torch.full((hidden.shape[0], features.shape[1]), 1.0 / features.shape[1])
             return AttentionOutput(mix_rows(alpha, features), alpha, alpha)
 
@@ -386,3 +386,27 @@ def test_repeat_penalty_discourages_saying_a_content_word_twice(vocab, beam_size
             assert hyp.score == pytest.approx(hyp.log_prob - 2.0 * earlier_uses, abs=1e-3)
             paid += earlier_uses > 0
     assert paid > 0  # the last assertion compared a score that paid the penalty
+
+
+def test_an_attention_temperature_sharpens_each_map_as_softmax_of_scores_over_t(decoder, vocab):
+    """softmax(e / 0.5) is softmax(e) squared and renormalised: the first word's map (the same
+    state either way) under temperature 0.5 against the model's own (1)."""
+    features = _features(batch=2)
+    captions = torch.tensor([vocab.encode("a dog runs".split())] * 2)
+    with torch.inference_mode():
+        plain = decoder(features, captions).alphas[:, 0]  # (B, L)
+        sharp = decoder(features, captions, temperature=0.5).alphas[:, 0]
+    squared = plain ** 2
+    assert torch.allclose(sharp, squared / squared.sum(-1, keepdim=True), atol=1e-6)
+    assert (sharp.max(-1).values >= plain.max(-1).values).all()
+
+
+def test_the_models_own_temperature_applies_when_decoding_never_in_training(vocab):
+    decoder = build_decoder(tiny_config(vocab, attention_temperature=0.5))
+    features = _features(batch=1)
+    assert decoder.prepare(features).temperature == 1.0  # a new module is in training mode
+    decoder.eval()
+    assert decoder.prepare(features).temperature == 0.5
+    assert decoder.prepare(features, temperature=2.0).temperature == 2.0  # the caller's wins
+    with pytest.raises(ValueError, match="attention_temperature"):
+        tiny_config(vocab, attention_temperature=0.0)
