@@ -74,7 +74,7 @@ class DecodeOptions:
     # (ModelConfig.attention_temperature, chosen on val and COCO dev: docs/attention.md).
     attention_temperature: float | None = field(default=None, metadata={
         "help": "divide attention scores by this while decoding; below 1 sharpens the maps "
-                "(default: the model's own)"})
+                "(None: the model's own)"})
 
     # Grounding (captioner.grounding, captioner.constrained): the encoder's own ImageNet
     # classifier tags the photo with caption words ("cat" from "tabby", "Egyptian cat"); the
