@@ -161,3 +161,20 @@ def test_the_tune_and_check_halves_split_the_photos_by_coco_id(tmp_path):
     tune = [p.cocoid for p in load_photos(data, instances, part="tune")[0]]
     check = [p.cocoid for p in load_photos(data, instances, part="check")[0]]
     assert every == [100, 101] and tune == [100] and check == [101]
+
+
+def test_each_temperature_gets_its_rows_and_a_bad_one_is_refused(tmp_path, vocab, capsys):
+    data, instances = _tiny_coco(tmp_path)
+    checkpoint = write_checkpoint(tmp_path / "model.pt", vocab, "soft")
+    common = ["--data", str(data), "--instances", str(instances), "--checkpoint",
+              str(checkpoint), "--beam", "2"]
+    rows = main(common + ["--temperatures", "1,0.5"])
+    assert sorted({r.temperature for r in rows}) == [0.5, 1.0]
+    assert len(rows) == 2 * 2 * len(REGION_KINDS) * len(WORD_CLASSES)
+    # the references' words do not depend on the temperature, only their maps do
+    by_t = {t: [r for r in rows if r.temperature == t and r.source == "references"]
+            for t in (0.5, 1.0)}
+    assert [r.words for r in by_t[0.5]] == [r.words for r in by_t[1.0]]
+    with pytest.raises(SystemExit):
+        main(common + ["--temperatures", "0"])
+    assert "--temperatures" in capsys.readouterr().err
