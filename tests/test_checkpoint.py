@@ -210,3 +210,23 @@ def test_messages_can_name_the_file_differently(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"^my model\.pt: not a readable PyTorch"):
         load_checkpoint(junk, name="my model.pt")
+
+
+def test_export_saves_how_the_model_decodes_and_a_captioner_uses_it(tmp_path, vocab):
+    from training.export import main as export_main
+    trained = write_checkpoint(tmp_path / "hard.pt", vocab, "hard")
+    shipped = tmp_path / "shipped.pt"
+    assert export_main(["--checkpoint", str(trained), "--out", str(shipped),
+                        "--attention-temperature", "0.4", "--hard-inference", "expectation"]) == 0
+    config = load_checkpoint(shipped).config
+    assert (config.attention_temperature, config.hard_inference) == (0.4, "expectation")
+    image = photo(seed=3)
+    sharp = Captioner.from_checkpoint(shipped).caption([image], grounding=False)[0]
+    same = Captioner.from_checkpoint(trained).caption([image], grounding=False,
+                                                      attention_temperature=0.4)[0]
+    assert sharp.words == same.words and torch.allclose(torch.as_tensor(sharp.alphas),
+                                                        torch.as_tensor(same.alphas), atol=1e-3)
+    with pytest.raises(SystemExit):
+        export_main(["--checkpoint", str(trained), "--out", str(tmp_path / "bad.pt"),
+                     "--attention-temperature", "-1"])
+    assert not (tmp_path / "bad.pt").exists()

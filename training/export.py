@@ -1,16 +1,20 @@
 """Turn a training checkpoint into a shipped model: no optimizer state, float16 weights, and
 of a fine-tuned encoder only the tensors that fine-tuning changed (the packaged pretrained
-weights fill in the rest when the model is loaded).
+weights fill in the rest when the model is loaded). --attention-temperature and
+--hard-inference set how the file decodes by default (its config: the app, the CLI and the
+Python API read them); an exported file can be exported again to change them.
 
     python -m training.export --checkpoint runs/soft/best.pt --out captioner/weights/soft_flickr8k.pt
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from captioner.build import load_decoder
 from captioner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from captioner.config import HARD_INFERENCE_KINDS
 from captioner.encoder import changed_tensors, encoder_spec
 from captioner.inference import Captioner
 
@@ -21,9 +25,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--float32", action="store_true", help="keep float32 weights")
+    parser.add_argument("--attention-temperature", type=float,
+                        help="the model's own attention temperature when decoding (default: "
+                             "the checkpoint's)")
+    parser.add_argument("--hard-inference", choices=HARD_INFERENCE_KINDS,
+                        help="how a hard-attention model attends when decoding (default: the "
+                             "checkpoint's)")
     args = parser.parse_args(argv)
     try:
         checkpoint = load_checkpoint(args.checkpoint)
+        decoding = {name: value for name, value in (
+            ("attention_temperature", args.attention_temperature),
+            ("hard_inference", args.hard_inference)) if value is not None}
+        try:
+            checkpoint.config = dataclasses.replace(checkpoint.config, **decoding)
+        except ValueError as exc:
+            parser.error(str(exc))
         full = checkpoint.encoder
         if full is not None and checkpoint.encoder_base is None \
                 and not encoder_spec(checkpoint.config.encoder).needs_weights_file:
