@@ -164,8 +164,11 @@ def load_model(source: ModelSource) -> tuple[Captioner, str, object]:
 def describe_model(captioner: Captioner) -> str:
     config = captioner.config
     grid = config.image_size // 32
+    # A temperature below 1 sharpens the maps while decoding (docs/attention.md).
+    sharpened = (f" · maps sharpened (temperature {config.attention_temperature:g})"
+                 if config.attention_temperature != 1.0 else "")
     return (f"{config.attention} attention · {config.encoder} · {grid}×{grid} grid · "
-            f"{len(captioner.vocab):,} words")
+            f"{len(captioner.vocab):,} words{sharpened}")
 
 
 def choose_photos(limit_mb: int) -> list[tuple[bytes, str]]:

@@ -531,3 +531,14 @@ def test_explain_a_typed_caption_marks_unknown_words_and_refuses_empty_text(
     [box] = [t for t in app.text_input if t.label.startswith("Type a caption")]
     box.set_value("?!").run()
     assert any("Cannot read that caption" in w.value for w in app.warning)
+
+
+def test_the_model_line_says_when_the_maps_are_sharpened(monkeypatch, tmp_path, vocab):
+    for temperature, said in ((1.0, False), (0.5, True)):
+        path = write_checkpoint(tmp_path / f"t{temperature}.pt", vocab,
+                                attention_temperature=temperature)
+        app = start_app(monkeypatch, path)
+        assert_no_problem(app)
+        lines = [c.value for c in app.caption]
+        assert any("attention ·" in line for line in lines)
+        assert any("maps sharpened (temperature 0.5)" in line for line in lines) == said
