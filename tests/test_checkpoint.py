@@ -230,3 +230,18 @@ def test_export_saves_how_the_model_decodes_and_a_captioner_uses_it(tmp_path, vo
         export_main(["--checkpoint", str(trained), "--out", str(tmp_path / "bad.pt"),
                      "--attention-temperature", "-1"])
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_export_can_run_the_decoder_on_a_finer_grid(tmp_path, vocab):
+    from training.export import main as export_main
+    trained = write_checkpoint(tmp_path / "soft.pt", vocab, "soft", image_size=128)
+    finer = tmp_path / "finer.pt"
+    assert export_main(["--checkpoint", str(trained), "--out", str(finer),
+                        "--image-size", "256"]) == 0
+    saved = load_checkpoint(finer)
+    assert saved.config.image_size == saved.preprocessing.image_size == 256
+    caption = Captioner.from_checkpoint(finer).caption([photo(seed=1)], grounding=False)[0]
+    assert caption.alphas.shape[1:] == (8, 8)  # 256 / 32 a side, against 4x4 at 128 px
+    with pytest.raises(SystemExit):
+        export_main(["--checkpoint", str(trained), "--out", str(tmp_path / "bad.pt"),
+                     "--image-size", "250"])

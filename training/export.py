@@ -2,7 +2,9 @@
 of a fine-tuned encoder only the tensors that fine-tuning changed (the packaged pretrained
 weights fill in the rest when the model is loaded). --attention-temperature and
 --hard-inference set how the file decodes by default (its config: the app, the CLI and the
-Python API read them); an exported file can be exported again to change them.
+Python API read them); an exported file can be exported again to change them. --image-size
+runs the model on another input size (448: a 14x14 grid for Lite0); the attention has no
+weight tied to the grid's size, but the captions are only as good as training on it made them.
 
     python -m training.export --checkpoint runs/soft/best.pt --out captioner/weights/soft_flickr8k.pt
 """
@@ -31,16 +33,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hard-inference", choices=HARD_INFERENCE_KINDS,
                         help="how a hard-attention model attends when decoding (default: the "
                              "checkpoint's)")
+    parser.add_argument("--image-size", type=int,
+                        help="the encoder's input side (default: the checkpoint's)")
     args = parser.parse_args(argv)
     try:
         checkpoint = load_checkpoint(args.checkpoint)
-        decoding = {name: value for name, value in (
+        changes = {name: value for name, value in (
             ("attention_temperature", args.attention_temperature),
-            ("hard_inference", args.hard_inference)) if value is not None}
+            ("hard_inference", args.hard_inference),
+            ("image_size", args.image_size)) if value is not None}
         try:
-            checkpoint.config = dataclasses.replace(checkpoint.config, **decoding)
+            checkpoint.config = dataclasses.replace(checkpoint.config, **changes)
         except ValueError as exc:
             parser.error(str(exc))
+        if args.image_size is not None:  # the photo is squashed to the new side
+            checkpoint.preprocessing = dataclasses.replace(checkpoint.preprocessing,
+                                                           image_size=args.image_size)
         full = checkpoint.encoder
         if full is not None and checkpoint.encoder_base is None \
                 and not encoder_spec(checkpoint.config.encoder).needs_weights_file:
