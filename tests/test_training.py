@@ -342,6 +342,7 @@ def test_evaluate_command_writes_every_metric(shapes, tmp_path):
     assert set(report["captions"][0]) == {"image", "caption", "references"}
     assert "BLEU-4" in result.stdout  # the printed table
     assert report["block_repeats"] is True and report["diversity"]["distinct_words"] >= 1
+    assert report["decoding"]["attention_temperature"] == 1.0  # the model's own, resolved
 
     # --rescore scores a result file's own captions again (GPU captions, scored where Java is)
     from training.evaluate import main as evaluate_main

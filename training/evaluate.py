@@ -80,7 +80,10 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
                 for r in records]
     objects = object_measures(predictions, references, instances)
     return {"metrics": scores.as_dict(), "diversity": diversity(list(predictions.values())),
-            "objects": objects.as_dict(), "decoding": options.to_dict(),
+            "objects": objects.as_dict(),
+            # the temperature it decoded with: the caller's, else the model's own
+            "decoding": {**options.to_dict(), "attention_temperature": (
+                options.attention_temperature or captioner.config.attention_temperature)},
             "notes": list(scores.notes), "split": split,
             "beam": options.beam_size, "length_penalty": options.length_penalty,
             "block_repeats": options.block_repeats,
