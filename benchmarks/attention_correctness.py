@@ -404,8 +404,9 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         rows += measure(captioner, path, features, grid, photos, regions[grid], categories,
                         hard_modes, temperatures, args.seed, args.beam, args.batch_size)
         print(f"{path}: done", file=sys.stderr, flush=True)
-    print(f"{len(photos)} photos with instance annotations ({args.photos}); grid cells hit when their coverage "
-          f"> {POINT_COVERAGE}; ratio = mean mass / mean area, w.ratio = mean of mass / area")
+    print(f"{len(photos)} photos with instance annotations ({args.photos}); grid cells hit "
+          f"when their coverage > {POINT_COVERAGE}; ratio = mean mass / mean area, w.ratio = "
+          "mean of mass / area")
     print(format_table(rows))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,9 @@ state it scores with:
   attentional state that predicts the word (captioner.luong). luong-dot, luong-general and
   luong-concat differ in the score; local attends only inside a window around a predicted centre.
 The decoder never asks which one it has; the training loss adds the REINFORCE term when
-`log_prob` is present.
+`log_prob` is present. Every attention's forward takes (features, projected, hidden, mode,
+temperature): decoding may divide the scores by a temperature before the softmax
+(`tempered_softmax`; ModelConfig.attention_temperature).
 """
 from __future__ import annotations
 

@@ -144,7 +144,7 @@ class Decoder(nn.Module):
         Each step runs only the captions that have not ended yet (longest first, a shrinking
         prefix), so padding costs nothing; padded positions of the output are 0.
         hard_mode: how hard attention picks its region in eval mode (as in Memory; None: the
-        model's own); training mode always samples.
+        model's own); training mode always samples. temperature: as in prepare.
         """
         memory = self.prepare(features, hard_mode=hard_mode, temperature=temperature)
         state = self.init_state(memory)  # (I, n)
