@@ -14,39 +14,31 @@ import itertools
 import json
 from pathlib import Path
 
-import torch
-
-from captioner import Captioner, load_checkpoint
 from captioner.decoding import DEFAULT_OPTIONS
-from captioner.inference import default_checkpoint
 from training.data import load_karpathy
 from training.evaluate import checkpoint_features, evaluate, photo_instances
+
+from .dev_sets import (COCO_DEV_INSTANCES, COCO_DEV_JSON, add_dev_set_arguments,
+                       load_captioner)
 
 SHOWN = ("BLEU-4", "METEOR", "CIDEr")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--coco", required=True, help="folder of the COCO dev set")
-    parser.add_argument("--flickr", required=True, help="Flickr8k dataset JSON")
-    parser.add_argument("--checkpoint", default=str(default_checkpoint()))
+    add_dev_set_arguments(parser)
     parser.add_argument("--tag-thresholds", default="0.2,0.3,0.4")
     parser.add_argument("--max-tags", default="1,2")
     parser.add_argument("--veto-thresholds", default="0.8")
     parser.add_argument("--evidence-floors", default="0")
     parser.add_argument("--fusion-weights", default="0")
     parser.add_argument("--no-baseline", action="store_true", help="skip the ungrounded row")
-    parser.add_argument("--cache-dir", default="cache")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    checkpoint = load_checkpoint(args.checkpoint)
-    captioner = Captioner.from_parts(checkpoint, name=args.checkpoint)
+    checkpoint, captioner = load_captioner(args)
     coco_dir = Path(args.coco)
-    coco = load_karpathy(coco_dir / "dataset_coco_dev.json")
+    coco = load_karpathy(coco_dir / COCO_DEV_JSON)
     flickr = load_karpathy(args.flickr)
-    sets = [("coco_dev", coco, "test", photo_instances(str(coco_dir / "instances_dev.json"), coco)),
+    sets = [("coco_dev", coco, "test", photo_instances(str(coco_dir / COCO_DEV_INSTANCES), coco)),
             ("flickr8k_val", flickr, "val", None)]
     features = {name: checkpoint_features(checkpoint, captioner, data, split, args.cache_dir)
                 for name, data, split, _ in sets}

@@ -17,32 +17,25 @@ from pathlib import Path
 
 import torch
 
-from captioner import Captioner, load_checkpoint
 from captioner.imagenet import imagenet_names
-from captioner.inference import default_checkpoint
 from training.data import load_karpathy
 from training.evaluate import checkpoint_features
 from training.objects import caption_objects
 
+from .dev_sets import COCO_DEV_JSON, add_dev_set_arguments, load_captioner
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--coco", required=True, help="folder of the COCO dev set")
-    parser.add_argument("--flickr", required=True, help="Flickr8k dataset JSON")
-    parser.add_argument("--checkpoint", default=str(default_checkpoint()))
+    add_dev_set_arguments(parser)
     parser.add_argument("--threshold", type=float, default=0.2)
     parser.add_argument("--min-tags", type=int, default=5)
     parser.add_argument("--min-precision", type=float, default=1 / 3)
-    parser.add_argument("--cache-dir", default="cache")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    checkpoint = load_checkpoint(args.checkpoint)
-    captioner = Captioner.from_parts(checkpoint, name=args.checkpoint)
+    checkpoint, captioner = load_captioner(args)
     tagger = captioner.tagger
     outcomes: dict[str, list[bool]] = defaultdict(list)
-    for path, split in ((Path(args.coco) / "dataset_coco_dev.json", "test"), (args.flickr, "val")):
+    for path, split in ((Path(args.coco) / COCO_DEV_JSON, "test"), (args.flickr, "val")):
         dataset = load_karpathy(path)
         records = dataset.split(split)
         features = checkpoint_features(checkpoint, captioner, dataset, split, args.cache_dir)
