@@ -168,7 +168,7 @@ class Captioner:
         self.vocab = vocab
         self.content_words = content_word_mask(vocab)  # for DecodeOptions.repeat_penalty
         self.tagger = Tagger(vocab)
-        self._fused: dict[float, FusedDecoder] = {}
+        self._fused: FusedDecoder | None = None  # built once; other weights share it
         self._fusion_lock = threading.Lock()
         self.preprocessing = preprocessing
         self.metadata = dict(metadata or {})
@@ -292,11 +292,13 @@ class Captioner:
         """The decoder, fused with the shipped caption language model when options ask."""
         if not options.fusion_weight:
             return self.decoder
-        with self._fusion_lock:  # sessions share the Captioner: build each fusion once
-            if options.fusion_weight not in self._fused:
-                self._fused[options.fusion_weight] = FusedDecoder(
-                    self.decoder, shipped_language_model(), self.vocab, options.fusion_weight)
-            return self._fused[options.fusion_weight]
+        with self._fusion_lock:  # sessions share the Captioner: load the language model once
+            if self._fused is None:
+                self._fused = FusedDecoder(self.decoder, shipped_language_model(), self.vocab,
+                                           options.fusion_weight)
+        fused = self._fused
+        return fused if fused.weight == options.fusion_weight else fused.with_weight(
+            options.fusion_weight)
 
     def ground(self, features: torch.Tensor, options: DecodeOptions
                ) -> tuple[list[list[Tag]], Grounding | None]:

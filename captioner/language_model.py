@@ -11,6 +11,7 @@ lacks gets its <unk> probability.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -141,6 +142,12 @@ class FusedDecoder:
         # captioner word id -> language model word id (<unk> where it lacks the word)
         self.word_map = torch.tensor([language.vocab.stoi.get(w, Vocabulary.unk_id)
                                       for w in vocab.itos])
+
+    def with_weight(self, weight: float) -> "FusedDecoder":
+        """The same fusion at another weight, sharing the models and the word map."""
+        other = copy.copy(self)
+        other.weight = weight
+        return other
 
     def prepare(self, features: torch.Tensor, decoding: bool = False,
                 hard_mode: str | None = None, temperature: float | None = None) -> Memory:

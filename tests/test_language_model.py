@@ -84,3 +84,18 @@ def test_training_from_text_writes_a_model_that_learnt(tmp_path):
     assert train_main(["--flickr", str(data), "--coco-text", str(bad), "--out",
                        str(tmp_path / "x.pt")]) == 2
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_fusion_at_another_weight_shares_the_models_and_decodes_as_a_new_one(vocab):
+    decoder = build_decoder(tiny_config(vocab)).eval()
+    features = torch.randn(4, 9, 16)
+    language = _language_model(vocab, "grass")
+    base = FusedDecoder(decoder, language, vocab, 0.0)
+    heavier = base.with_weight(1.0)
+    assert (base.weight, heavier.weight) == (0.0, 1.0)  # the base is unchanged
+    assert heavier.word_map is base.word_map and heavier.language is base.language
+    with torch.inference_mode():
+        shared = decode(heavier, features, beam_size=3, max_length=6, block_repeats=False)
+        fresh = decode(FusedDecoder(decoder, language, vocab, 1.0), features, beam_size=3,
+                       max_length=6, block_repeats=False)
+    assert [h[0].tokens for h in shared] == [h[0].tokens for h in fresh]
