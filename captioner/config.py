@@ -44,8 +44,18 @@ class ModelConfig:
     input_feeding: bool = True
     # D of local attention: it sees the cells within +-D of its centre (sigma = D / 2).
     local_window: float = 2.0
+    # Concepts the decoder reads at every step (captioner.concepts): words with a detector
+    # over the grid cells, then words read from the encoder's ImageNet head. Empty: a decoder
+    # that reads the grid alone.
+    concepts: tuple[str, ...] = ()
+    imagenet_concepts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("concepts", "imagenet_concepts"):  # lists after a round trip through a file
+            words = tuple(getattr(self, name))
+            if not all(isinstance(w, str) and w for w in words) or len(set(words)) != len(words):
+                raise ValueError(f"{name} must be distinct non-empty words")
+            object.__setattr__(self, name, words)
         _check_choice("attention", self.attention, tuple(ATTENTIONS))
         _check_choice("gate", self.gate, GATE_KINDS)
         _check_choice("hard_inference", self.hard_inference, HARD_INFERENCE_KINDS)
@@ -59,8 +69,15 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
+    @property
+    def concept_count(self) -> int:
+        return len(self.concepts) + len(self.imagenet_concepts)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        for name in ("concepts", "imagenet_concepts"):
+            values[name] = list(values[name])
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .attention import AttentionOutput, build_attention, mix_rows
+from .concepts import ConceptReader
 from .config import ModelConfig
 from .vocab import Vocabulary
 
@@ -42,6 +43,12 @@ class Memory(NamedTuple):
     # Attention scores are divided by it before the softmax (1 in training; when decoding, the
     # caller's or the model's ModelConfig.attention_temperature).
     temperature: float = 1.0
+    # Decoders that read concepts (captioner.concepts): the photo's concept probabilities
+    # (B, K), and their share of the LSTM's gates (B, 4n) and of the deep output (B, m), each
+    # computed once per photo.
+    concepts: torch.Tensor | None = None
+    concept_gates: torch.Tensor | None = None
+    concept_out: torch.Tensor | None = None
 
     def select(self, images: torch.Tensor) -> "Memory":
         return Memory(*(x.index_select(0, images) if isinstance(x, torch.Tensor) else x
@@ -49,6 +56,13 @@ class Memory(NamedTuple):
 
     def head(self, rows: int) -> "Memory":
         return Memory(*(x[:rows] if isinstance(x, torch.Tensor) else x for x in self))
+
+
+def per_row(values: torch.Tensor, rows: int) -> torch.Tensor:
+    """A per-image tensor (I, ...) for `rows` decoder rows: beam search keeps one copy of an
+    image's tensors for its k beams, rows n*k .. n*k+k-1 reading image n."""
+    return values if values.shape[0] == rows else values.repeat_interleave(
+        rows // values.shape[0], dim=0)
 
 
 class DecoderState(NamedTuple):
@@ -97,18 +111,36 @@ class Decoder(nn.Module):
         self.word_gates = nn.Linear(m, 4 * n)
         self.hidden_gates = nn.Linear(n, 4 * n, bias=False)
         self.dropout = nn.Dropout(config.dropout)
+        # What the photo holds, read once per photo and added to every step's LSTM input (the
+        # attributes-as-input of Yao et al. 2017): starts at zero, so a decoder trained without
+        # concepts writes the same captions until training teaches it to read them.
+        self.concept_reader = None
+        if config.concept_count:
+            self.concept_reader = ConceptReader(d, len(config.concepts),
+                                                len(config.imagenet_concepts))
+            self.concept_gates = nn.Linear(config.concept_count, 4 * n, bias=False)
+            nn.init.zeros_(self.concept_gates.weight)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         with torch.no_grad():  # forget-gate bias 1: remember by default early in training
             self.word_gates.bias[n:2 * n].fill_(1.0)
 
     def prepare(self, features: torch.Tensor, decoding: bool = False,
-                hard_mode: str | None = None, temperature: float | None = None) -> Memory:
+                hard_mode: str | None = None, temperature: float | None = None,
+                concepts: torch.Tensor | None = None) -> Memory:
         """Per-image work done once (decoding=True: also the decoding fast path's rows).
-        temperature None: 1 while training, else the model's own."""
+        temperature None: 1 while training, else the model's own. concepts (B, K): the
+        photos' concept probabilities when the caller has them (training reads detectors
+        that never saw the photo); None: the decoder's own concept reader's."""
         if temperature is None:
             temperature = 1.0 if self.training else self.config.attention_temperature
-        return Memory(features, self.attention.project(features), hard_mode=hard_mode,
-                      temperature=temperature)
+        memory = Memory(features, self.attention.project(features), hard_mode=hard_mode,
+                        temperature=temperature)
+        if self.concept_reader is None:
+            return memory
+        if concepts is None:
+            concepts = self.concept_reader(features).probs
+        concepts = concepts.to(features.dtype)
+        return memory._replace(concepts=concepts, concept_gates=self.concept_gates(concepts))
 
     def init_state(self, memory: Memory) -> DecoderState:
         mean = memory.features.mean(dim=1)  # (B, D)
@@ -123,7 +155,10 @@ class Decoder(nn.Module):
         readout needs from this step (stacked over all steps for `readout_steps`)."""
         raise NotImplementedError
 
-    def readout_steps(self, embedded: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
+    def readout_steps(self, embedded: torch.Tensor, *parts: torch.Tensor,
+                      concept_out: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of every real word (N, V); concept_out (N, m): the concepts' share of the
+        readout for each word, or None."""
         raise NotImplementedError
 
     @staticmethod
@@ -135,7 +170,8 @@ class Decoder(nn.Module):
     def forward(self, features: torch.Tensor, captions: torch.Tensor,
                 image_of: torch.Tensor | None = None,
                 hard_mode: str | None = None,
-                temperature: float | None = None) -> TeacherForcedOutput:
+                temperature: float | None = None,
+                concepts: torch.Tensor | None = None) -> TeacherForcedOutput:
         """Teacher forcing over captions (B, T+1) that start with <start>; predicts captions[:, 1:].
 
         features (I, L, D) holds each image once and image_of (B,) names each caption's row
@@ -144,15 +180,18 @@ class Decoder(nn.Module):
         Each step runs only the captions that have not ended yet (longest first, a shrinking
         prefix), so padding costs nothing; padded positions of the output are 0.
         hard_mode: how hard attention picks its region in eval mode (as in Memory; None: the
-        model's own); training mode always samples. temperature: as in prepare.
+        model's own); training mode always samples. temperature, concepts (I, K): as in
+        prepare.
         """
-        memory = self.prepare(features, hard_mode=hard_mode, temperature=temperature)
+        memory = self.prepare(features, hard_mode=hard_mode, temperature=temperature,
+                              concepts=concepts)
         state = self.init_state(memory)  # (I, n)
         batch, steps = captions.shape[0], captions.shape[1] - 1
         lengths = (captions[:, 1:] != PAD_ID).sum(1)  # words + <end> per caption
         order = lengths.argsort(descending=True, stable=True)
         rows_of = order if image_of is None else image_of[order]  # each sorted caption's image
         captions, memory, state = captions[order], memory.select(rows_of), state.select(rows_of)
+        concept_out = memory.concept_out  # (B, m) per sorted caption, or None
         active = [int((lengths > t).sum()) for t in range(steps)]  # captions still running at t
         embedded = self.embedding(captions[:, :-1])  # (B, T, m)
         word_gates = self.word_gates(embedded)  # (B, T, 4n): one product for all steps
@@ -168,8 +207,11 @@ class Decoder(nn.Module):
         # Every real word, time-major (N, ...): the readout runs once over exactly these.
         real = (torch.arange(steps, device=captions.device).unsqueeze(1)
                 < lengths[order].unsqueeze(0))  # (T, B), True where step t of caption b is real
+        if concept_out is not None:  # each real word's row: its caption's photo's
+            concept_out = concept_out.unsqueeze(0).expand(steps, -1, -1)[real]
         words = self.readout_steps(embedded.transpose(0, 1)[real],
-                                   *(torch.cat(part) for part in zip(*parts)))
+                                   *(torch.cat(part) for part in zip(*parts)),
+                                   concept_out=concept_out)
         inverse = order.argsort()  # back to the callers' caption order
 
         def unpack(values: torch.Tensor) -> torch.Tensor:
@@ -197,12 +239,19 @@ class ShowAttendTellDecoder(Decoder):
         self.out_hidden = nn.Linear(n, m)  # L_h
         self.out_context = nn.Linear(d, m)  # L_z
         self.out = nn.Linear(m, v)  # L_o
+        if config.concept_count:  # L_c: the concepts' share of the deep output
+            self.concept_readout = nn.Linear(config.concept_count, m, bias=False)
+            nn.init.zeros_(self.concept_readout.weight)
 
     def prepare(self, features: torch.Tensor, decoding: bool = False,
-                hard_mode: str | None = None, temperature: float | None = None) -> Memory:
+                hard_mode: str | None = None, temperature: float | None = None,
+                concepts: torch.Tensor | None = None) -> Memory:
         """Per-image work done once; decoding=True also precomputes the context's linear
         maps for every location (exact for scalar and no gates, which commute with them)."""
-        memory = super().prepare(features, hard_mode=hard_mode, temperature=temperature)
+        memory = super().prepare(features, hard_mode=hard_mode, temperature=temperature,
+                                 concepts=concepts)
+        if memory.concepts is not None:
+            memory = memory._replace(concept_out=self.concept_readout(memory.concepts))
         if decoding and self.config.gate != "channel":
             memory = memory._replace(gate_rows=self.context_gates(features),
                                      out_rows=F.linear(features, self.out_context.weight))
@@ -220,7 +269,10 @@ class ShowAttendTellDecoder(Decoder):
             context_out = context_out + self.out_context.bias
         else:
             context_out = self.out_context(context)
-        return StepOutput(self.readout(embedded, state.h, context_out), state, attended)
+        concept_out = (None if memory.concept_out is None
+                       else per_row(memory.concept_out, embedded.shape[0]))
+        return StepOutput(self.readout(embedded, state.h, context_out, concept_out),
+                          state, attended)
 
     def _gate(self, h: torch.Tensor) -> torch.Tensor | None:
         """beta_t = sigmoid(f_beta(h_{t-1})), (B, 1) or (B, D); None without a gate."""
@@ -240,16 +292,22 @@ class ShowAttendTellDecoder(Decoder):
                 context_gates = beta * context_gates
         else:
             context_gates = self.context_gates(context)
-        h, c = self.lstm_cell(word_gates + context_gates + self.hidden_gates(state.h), state.c)
+        gates = word_gates + context_gates + self.hidden_gates(state.h)
+        if memory.concept_gates is not None:
+            gates = gates + per_row(memory.concept_gates, gates.shape[0])
+        h, c = self.lstm_cell(gates, state.c)
         return DecoderState(h, c), attended, (h, context)
 
-    def readout(self, embedded: torch.Tensor, h: torch.Tensor, context_out: torch.Tensor
-                ) -> torch.Tensor:
-        """Deep output layer over (..., m), (..., n) and L_z z (..., m) -> logits (..., V)."""
+    def readout(self, embedded: torch.Tensor, h: torch.Tensor, context_out: torch.Tensor,
+                concept_out: torch.Tensor | None = None) -> torch.Tensor:
+        """Deep output layer over (..., m), (..., n), L_z z (..., m) and the concepts' L_c c
+        (..., m) -> logits (..., V)."""
         # tanh on the sum follows the authors' code (arctic-captions).
-        deep = torch.tanh(embedded + self.out_hidden(self.dropout(h)) + context_out)
-        return self.out(self.dropout(deep))
+        deep = embedded + self.out_hidden(self.dropout(h)) + context_out
+        if concept_out is not None:
+            deep = deep + concept_out
+        return self.out(self.dropout(torch.tanh(deep)))
 
-    def readout_steps(self, embedded: torch.Tensor, h: torch.Tensor, context: torch.Tensor
-                      ) -> torch.Tensor:
-        return self.readout(embedded, h, self.out_context(context))
+    def readout_steps(self, embedded: torch.Tensor, h: torch.Tensor, context: torch.Tensor,
+                      concept_out: torch.Tensor | None = None) -> torch.Tensor:
+        return self.readout(embedded, h, self.out_context(context), concept_out)

@@ -14,7 +14,7 @@ from torch import nn
 
 from .attention import AttentionOutput, mix_rows
 from .config import ModelConfig
-from .decoder import Decoder, DecoderState, Memory, StepOutput
+from .decoder import Decoder, DecoderState, Memory, StepOutput, per_row
 
 
 class LuongDecoder(Decoder):
@@ -30,8 +30,10 @@ class LuongDecoder(Decoder):
         self.out = nn.Linear(n, config.vocab_size)  # W_s
 
     def prepare(self, features: torch.Tensor, decoding: bool = False,
-                hard_mode: str | None = None, temperature: float | None = None) -> Memory:
-        memory = super().prepare(features, hard_mode=hard_mode, temperature=temperature)
+                hard_mode: str | None = None, temperature: float | None = None,
+                concepts: torch.Tensor | None = None) -> Memory:
+        memory = super().prepare(features, hard_mode=hard_mode, temperature=temperature,
+                                 concepts=concepts)
         if decoding:
             values = self.attention.values(features, memory.projected)
             memory = memory._replace(out_rows=self.combine_context(values))
@@ -54,6 +56,8 @@ class LuongDecoder(Decoder):
         gates = word_gates + self.hidden_gates(state.h)
         if self.feed_gates is not None:
             gates = gates + self.feed_gates(state.attentional)
+        if memory.concept_gates is not None:  # Luong's decoder reads concepts in its gates
+            gates = gates + per_row(memory.concept_gates, gates.shape[0])
         h, c = self.lstm_cell(gates, state.c)
         attended = self.attention(memory.features, memory.projected, h, memory.hard_mode,
                                   memory.temperature)
@@ -65,7 +69,7 @@ class LuongDecoder(Decoder):
         fed = attentional if self.feed_gates is not None else None
         return DecoderState(h, c, fed), attended, (attentional,)
 
-    def readout_steps(self, embedded: torch.Tensor | None, attentional: torch.Tensor
-                      ) -> torch.Tensor:
+    def readout_steps(self, embedded: torch.Tensor | None, attentional: torch.Tensor,
+                      concept_out: torch.Tensor | None = None) -> torch.Tensor:
         """p(y_t) from h~_t alone (the word embedding is unused: Luong's readout)."""
         return self.out(self.dropout(attentional))

@@ -27,9 +27,11 @@ class Batch(NamedTuple):  # a NamedTuple, so DataLoader's pin_memory pins every 
     features: torch.Tensor  # (I, L, D) each image of the batch once (or its pixels, fine-tuning)
     captions: torch.Tensor  # (B, T+1) <start> w1 .. wn <end> <pad>...
     image_of: torch.Tensor  # (B,) the row of `features` that caption b describes
+    # (I, K) each image's concept vector, for a decoder that reads concepts; else None
+    concepts: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(*(x.to(device, non_blocking=True) for x in self))
+        return Batch(*(None if x is None else x.to(device, non_blocking=True) for x in self))
 
 
 def caption_table(records: list[ImageRecord], cache: FeatureCache, vocab: Vocabulary

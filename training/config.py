@@ -15,7 +15,8 @@ from .optimizers import OPTIMIZERS
 
 # ModelConfig fields that are not flags: filled in from the vocabulary and the encoder, or
 # chosen at inference.
-DERIVED_MODEL_FIELDS = ("vocab_size", "encoder_dim", "hard_inference", "attention_temperature")
+DERIVED_MODEL_FIELDS = ("vocab_size", "encoder_dim", "hard_inference", "attention_temperature",
+                        "concepts", "imagenet_concepts")
 MODEL_FLAGS = tuple(f.name for f in fields(ModelConfig) if f.name not in DERIVED_MODEL_FIELDS)
 # The model flags with a fixed set of values: their registries (or lists) are the choices.
 MODEL_CHOICES = {"attention": ATTENTIONS, "encoder": ENCODERS, "gate": GATE_KINDS}  # read live
@@ -92,6 +93,20 @@ class TrainConfig(StageConfig):
     # Each epoch, every training photo is used mirrored with probability 1/2 ("left" and
     # "right" swapped in its captions); builds a second cache of the mirrored training photos.
     flip_augment: bool = False
+    # A training.concepts file: the decoder reads its concepts (detectors, and every cached
+    # photo's concept vector scored by detectors that never saw it). Empty: the grid alone.
+    concept_file: str = ""
+    # Caption text without photos (COCO's captions.jsonl) trained beside the photos, through
+    # pseudo-concepts (training.text_concepts); needs --concept-file.
+    caption_text: str = ""
+    text_groups: int = 0  # text photos (5 captions each) used, the first N (0: all)
+    text_min_count: int = 5  # a text word joins the vocabulary when seen this many times
+    # Share of training photos read from their concepts alone (grid zeroed), so reading text
+    # without a grid is no sign of being text.
+    concepts_only: float = 0.1
+    # Weight of the attention supervision: KL(target map || alpha_t) at each step whose word
+    # names a concept, the target its detector's cells or ImageNet class activation map.
+    attention_supervision: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
     # The model flags given on the command line (parse_config fills it in), checked against
     # an --init checkpoint. Not a flag itself.

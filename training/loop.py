@@ -75,12 +75,16 @@ class Stage:
     scaler: torch.amp.GradScaler
     encoder: torch.nn.Module | None = None  # trained too: saved into the checkpoints
     summary: str = ""  # the line a run prints when it starts
+    # (V,) the concept whose map supervises each word's attention (-1: none), for a decoder
+    # that reads concepts and a stage with --attention-supervision; else None.
+    word_concepts: torch.Tensor | None = None
 
 
 def make_stage(config: StageConfig, runtime: Runtime, vocab: Vocabulary, decoder: Decoder,
                data: StageData, step: Step, *, model: torch.nn.Module | None = None,
                param_groups: list[dict] | None = None, encoder: torch.nn.Module | None = None,
-               data_parallel: bool = True, summary: str = "") -> Stage:
+               data_parallel: bool = True, summary: str = "",
+               word_concepts: torch.Tensor | None = None) -> Stage:
     """A stage whose step trains `model` (default: the decoder) on `param_groups` (default:
     the decoder's parameters): its optimizer, LR schedule and loss scaler, and the model in
     DDP when distributed (unless data_parallel=False: a step that does not train through
@@ -98,7 +102,7 @@ def make_stage(config: StageConfig, runtime: Runtime, vocab: Vocabulary, decoder
         module = DistributedDataParallel(module, device_ids=[runtime.device]
                                          if runtime.device.type == "cuda" else None)
     return Stage(config, runtime, vocab, decoder, data, step, module, optimizer, scheduler,
-                 runtime.grad_scaler(), encoder, summary)
+                 runtime.grad_scaler(), encoder, summary, word_concepts)
 
 
 def make_optimizer(param_groups: list[dict], config: StageConfig) -> torch.optim.Optimizer:
@@ -108,8 +112,12 @@ def make_optimizer(param_groups: list[dict], config: StageConfig) -> torch.optim
 
 def teacher_forcing(stage: Stage, batch: Batch, progress: Progress) -> dict[str, float]:
     """The first stages' step (training.train, training.finetune): train_step on the model."""
+    supervision = None
+    if stage.word_concepts is not None and getattr(stage.config, "attention_supervision", 0):
+        supervision = AttentionSupervision(stage.decoder, stage.word_concepts,
+                                           stage.config.attention_supervision)
     return train_step(stage.model, batch, stage.optimizer, stage.config, progress, stage.runtime,
-                      stage.scaler)
+                      stage.scaler, supervision)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,9 +273,39 @@ def saved_model(run: Run) -> Checkpoint:
 # ---------------------------------------------------------------------------------------------
 # the teacher-forcing step, validation
 
+class AttentionSupervision(NamedTuple):
+    """Attention trained to land on what its word names (Liu et al. 2017, with targets from
+    the concepts instead of human boxes): at each step whose word names a concept, on a photo
+    read with its grid, KL(target || alpha_t), the target the concept's map over the cells
+    (its detector's cells, or the class activation map of its ImageNet classes). For hard
+    attention alpha_t is the distribution its location is sampled from: a supervised loss on
+    the policy, exact and of low variance, where a reward would only reach it through
+    REINFORCE's noisy estimate."""
+
+    decoder: Decoder
+    word_concepts: torch.Tensor  # (V,) concept index per word, -1: none
+    weight: float
+
+    def loss(self, batch: Batch, alphas: torch.Tensor, targets: torch.Tensor,
+             mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Summed KL over the supervised steps, and how many there were."""
+        with torch.no_grad():
+            maps = self.decoder.concept_reader(batch.features).maps  # (I, L, K)
+            has_grid = batch.features.flatten(1).abs().amax(1) > 0  # (I,)
+        concept = self.word_concepts[targets]  # (B, T)
+        used = (concept >= 0) & mask & has_grid[batch.image_of].unsqueeze(1)
+        rows, steps = used.nonzero(as_tuple=True)
+        if not len(rows):
+            return alphas.new_zeros(()), 0
+        target = maps[batch.image_of[rows], :, concept[rows, steps]]  # (N, L)
+        alpha = alphas[rows, steps].clamp_min(1e-12)
+        kl = (target * (target.clamp_min(1e-12).log() - alpha.log())).sum(1)
+        return kl.sum(), len(rows)
+
+
 def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: StageConfig,
-               progress: Progress, runtime: Runtime, scaler: torch.amp.GradScaler
-               ) -> dict[str, float]:
+               progress: Progress, runtime: Runtime, scaler: torch.amp.GradScaler,
+               supervision: AttentionSupervision | None = None) -> dict[str, float]:
     """One optimisation step. `model` is the decoder, or its DistributedDataParallel wrapper,
     whose backward averages the gradients of all processes."""
     model.train()
@@ -276,20 +314,28 @@ def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: StageCon
     # Every process divides by the same global word count (see caption_loss).
     words, sentences = runtime.sum(float(mask.sum()), float(len(targets)))
     with runtime.autocast():
-        out = model(batch.features, batch.captions, batch.image_of)
+        if batch.concepts is None:
+            out = model(batch.features, batch.captions, batch.image_of)
+        else:
+            out = model(batch.features, batch.captions, batch.image_of, concepts=batch.concepts)
     terms = caption_loss(out, targets, mask, doubly_stochastic=config.doubly_stochastic,
                          entropy_weight=config.entropy_weight,
                          reinforce_weight=config.reinforce_weight, baseline=progress.baseline,
                          words_per_process=words / runtime.world_size)
     # One all-reduce: the global batch's log-likelihood (baseline) and whether any process's
     # loss is NaN/inf, so that all processes stop together instead of leaving some waiting.
+    loss, attention_kl = terms.loss, 0.0
+    if supervision is not None:
+        kl_sum, supervised = supervision.loss(batch, out.alphas, targets, mask)
+        loss = loss + supervision.weight * kl_sum / (words / runtime.world_size)
+        attention_kl = kl_sum.item() / max(supervised, 1)
     ll_sum, nonfinite = runtime.sum(terms.log_likelihood.item() * len(targets),
-                                    float(not torch.isfinite(terms.loss)))
+                                    float(not torch.isfinite(loss)))
     if nonfinite:
         raise TrainingError(f"loss became {terms.loss.item()} at step {progress.step + 1} "
                             f"(epoch {progress.epoch + 1})")
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(terms.loss).backward()
+    scaler.scale(loss).backward()
     scaler.unscale_(optimizer)  # clip the true gradients (a no-op unless fp16)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     scaler.step(optimizer)
@@ -302,7 +348,8 @@ def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: StageCon
         progress.baseline = decay * progress.baseline + (1 - decay) * ll
     else:
         progress.baseline, progress.baseline_ready = ll, True
-    return {"sentences": len(targets), "loss": terms.loss.item(), "ce": terms.cross_entropy.item(),
+    return {"sentences": len(targets), "loss": loss.item(), "ce": terms.cross_entropy.item(),
+            "attention_kl": attention_kl,
             "doubly_stochastic": terms.doubly_stochastic.item(),
             "reinforce": terms.reinforce.item(), "entropy": terms.entropy.item(),
             "baseline": progress.baseline, "grad_norm": float(grad_norm)}

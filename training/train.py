@@ -29,12 +29,17 @@ from captioner.encoder import encoder_spec
 from captioner.vocab import Vocabulary
 
 from .batches import CachedBatches, Mirroring, caption_table
+from .concept_data import ConceptBatches, ConceptSource
+from .concepts import concept_forms
 from .config import TrainConfig, parse_config
 from .distributed import Runtime
 from .features import cached_features
 from .loop import Stage, StageData, make_stage, teacher_forcing
+from .loop import TrainingError
 from .runner import (Start, feature_caches, require_pretrained_encoder, run_command,
                      run_stage, with_new_words)
+from .text_concepts import TextItems, load_caption_text, new_words, text_items
+from .vocab_growth import grow_vocabulary
 
 
 def train(config: TrainConfig) -> Path:
@@ -48,7 +53,17 @@ def train(config: TrainConfig) -> Path:
 def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
     """The decoder, trained by teacher forcing on cached features of a frozen encoder."""
     dataset, train_records, resumed = start.dataset, start.train_records, start.resumed
-    vocab, model_config, init = starting_model(config, start, runtime)
+    concepts = read_concept_file(config.concept_file) if config.concept_file else None
+    text = load_caption_text(config.caption_text) if config.caption_text else None
+    if text is not None:
+        if concepts is None:
+            raise TrainingError("--caption-text needs --concept-file: text reaches the decoder "
+                                "through concepts")
+        text = text[:config.text_groups or None]
+    if concepts is not None and config.flip_augment:
+        raise TrainingError("--flip-augment does not combine with --concept-file (the concept "
+                            "vectors are the plain photos')")
+    vocab, model_config, init = starting_model(config, start, runtime, concepts, text)
     config = dataclasses.replace(config, model=model_config)  # what the checkpoints record
     cache, *mirrored = feature_caches(dataset, config, model_config, runtime,
                                       train_records if config.flip_augment else None)
@@ -57,16 +72,33 @@ def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
     if resumed is None:
         torch.manual_seed(config.seed)  # the same initial weights in every process
     decoder = build_decoder(model_config).to(runtime.device)
-    if resumed is not None or init is not None:
-        decoder.load_state_dict((resumed or init).decoder)
+    if resumed is not None:
+        decoder.load_state_dict(resumed.decoder)
+    elif init is not None:
+        load_init_weights(decoder, init.decoder, config.init)
+    if concepts is not None and resumed is None:
+        install_concept_reader(decoder, concepts)
     table = caption_table(train_records, cache, vocab)
-    mirroring = (Mirroring.build(cache, mirrored[0], [r.path for r in train_records], vocab,
-                                 config.seed) if mirrored else None)
-    data = StageData(table, lambda batches, epoch: CachedBatches(table, batches, cache,
-                                                                 mirroring, epoch),
-                     cached_features(cache, runtime.device))
+    word_concepts = None
+    if concepts is not None:
+        items = text_items(text or [], model_config.concepts + model_config.imagenet_concepts)
+        first_text = cache.features.shape[0]
+        table += [(first_text + g, vocab.encode(caption))
+                  for g, group in enumerate(items.captions) for caption in group]
+        source = ConceptSource(photo_concepts(concepts, cache), items,
+                               concepts["positive_quantiles"], concepts["negative_quantiles"],
+                               config.concepts_only, config.seed)
+        reader = lambda batches, epoch: ConceptBatches(table, batches, cache, source, epoch)
+        word_concepts = concept_of_words(vocab, model_config).to(runtime.device)
+    else:
+        mirroring = (Mirroring.build(cache, mirrored[0], [r.path for r in train_records],
+                                     vocab, config.seed) if mirrored else None)
+        reader = lambda batches, epoch: CachedBatches(table, batches, cache, mirroring, epoch)
+    data = StageData(table, reader, cached_features(cache, runtime.device))
+    for p in (decoder.concept_reader.parameters() if decoder.concept_reader is not None else ()):
+        p.requires_grad_(False)  # the detectors are trained by training.concepts alone
     return make_stage(
-        config, runtime, vocab, decoder, data, teacher_forcing,
+        config, runtime, vocab, decoder, data, teacher_forcing, word_concepts=word_concepts,
         summary=f"{dataset.name}: {len(train_records)} train images, {len(table)} captions, "
                 f"{len(start.val_records)} val images, vocabulary {len(vocab)}, grid "
                 f"{cache.grid}, {sum(p.numel() for p in decoder.parameters()):,} decoder "
@@ -74,25 +106,103 @@ def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
                 f"{config.precision}")
 
 
-def starting_model(config: TrainConfig, start: Start, runtime: Runtime
+def starting_model(config: TrainConfig, start: Start, runtime: Runtime,
+                   concepts: dict | None = None, text: list | None = None
                    ) -> tuple[Vocabulary, ModelConfig, Checkpoint | None]:
     """The vocabulary and model config: last.pt's when resuming, --init's (and that
-    checkpoint), or new ones from the training captions and the model flags."""
+    checkpoint), or new ones from the training captions and the model flags; with a concept
+    file, a model that reads its concepts, and the text's words in its vocabulary."""
     resumed = start.resumed
     init = load_checkpoint(config.init) if config.init and resumed is None else None
+    text_captions = [c for group in text or [] for c in group]
     if resumed is not None:
-        vocab, model_config = resumed.vocab, resumed.config
-    elif init is not None:
+        return resumed.vocab, resumed.config, None
+    if init is not None:
         require_pretrained_encoder(init, config.init, "continue it with training.finetune")
         if config.grow_vocabulary:
             init = with_new_words(init, config.init, start.train_records,
                                   config.min_word_count, runtime)
+        if text_captions:
+            words = new_words(text or [], set(init.vocab.stoi), config.text_min_count)
+            if runtime.is_main:
+                print(f"{len(words)} word(s) of the caption text join the vocabulary "
+                      f"({', '.join(words[:8])}, ...)", file=sys.stderr)
+            init = grow_vocabulary(init, words)
         vocab, model_config = init.vocab, config.init_model_config(init.config, config.init)
     else:
-        vocab = Vocabulary.build((c for r in start.train_records for c in r.captions),
-                                 config.min_word_count)
+        vocab = Vocabulary.build([*(c for r in start.train_records for c in r.captions),
+                                  *text_captions], config.min_word_count)
         model_config = config.model_config(len(vocab), encoder_spec(config.model.encoder).dim)
+    if concepts is not None:
+        model_config = dataclasses.replace(
+            model_config, concepts=tuple(concepts["concepts"]),
+            imagenet_concepts=tuple(concepts["imagenet_concepts"]))
     return vocab, model_config, init
+
+
+def read_concept_file(path: str) -> dict:
+    """A training.concepts file (weights_only: plain tensors, lists and numbers)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise TrainingError(f"{path}: not a readable concept file ({str(exc)[:200]})") from None
+    missing = {"concepts", "imagenet_concepts", "detector", "paths", "table",
+               "positive_quantiles", "negative_quantiles"} - set(data)
+    if missing:
+        raise TrainingError(f"{path}: not a concept file (missing {', '.join(sorted(missing))})")
+    return data
+
+
+def load_init_weights(decoder: torch.nn.Module, state: dict, name: str) -> None:
+    """--init's weights; the concept layers it lacks keep their zero start."""
+    missing, unexpected = decoder.load_state_dict(state, strict=False)
+    new = [k for k in missing if not k.startswith(("concept_reader.", "concept_gates.",
+                                                    "concept_readout."))]
+    if new or unexpected:
+        raise TrainingError(f"{name}: its weights do not fit this model (missing "
+                            f"{', '.join(new[:5]) or 'none'}; unexpected "
+                            f"{', '.join(unexpected[:5]) or 'none'})")
+
+
+def install_concept_reader(decoder: torch.nn.Module, concepts: dict) -> None:
+    """The file's detectors and the encoder's ImageNet head, in the decoder's reader."""
+    from .concepts import imagenet_reader
+
+    reader = decoder.concept_reader
+    with torch.no_grad():
+        reader.detectors.weight.copy_(concepts["detector"]["weight"])
+        reader.detectors.bias.copy_(concepts["detector"]["bias"])
+    words = tuple(concepts["imagenet_concepts"])
+    head = imagenet_reader(decoder.config.encoder, words, decoder.config.encoder_dim)
+    reader.set_imagenet_head(head.head_weight, head.head_bias, head.class_concepts)
+
+
+def photo_concepts(concepts: dict, cache) -> torch.Tensor:
+    """(N, K) concept vectors in the cache's row order."""
+    table = torch.zeros(cache.features.shape[0], concepts["table"].shape[1])
+    rows = [(cache.index[p], i) for i, p in enumerate(concepts["paths"]) if p in cache.index]
+    if len(rows) < len(cache.index):
+        raise TrainingError("the concept file was made for another feature cache: "
+                            f"{len(cache.index) - len(rows)} cached photos have no concepts")
+    to, frm = zip(*rows)
+    table[list(to)] = concepts["table"][list(frm)].float()
+    return table
+
+
+def concept_of_words(vocab: Vocabulary, config: ModelConfig) -> torch.Tensor:
+    """(V,) the concept whose map supervises each word's attention, -1 for none: an ImageNet
+    concept (its class activation map) before a detected one (its cells)."""
+    out = torch.full((len(vocab),), -1, dtype=torch.long)
+    detected = len(config.concepts)
+    for k, word in enumerate(config.concepts):
+        for form in concept_forms(word):
+            if form in vocab.stoi and form not in ("he", "she"):
+                out[vocab.stoi[form]] = k
+    for k, word in enumerate(config.imagenet_concepts):
+        for form in concept_forms(word):
+            if form in vocab.stoi:
+                out[vocab.stoi[form]] = detected + k
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
