@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from training.objects import caption_objects, load_instances, object_measures, object_mentions
+from training.objects import (PERSON_WORDS, CaptionErrors, caption_errors, caption_objects,
+                              load_instances, names_people, object_measures, object_mentions)
 
 
 @pytest.mark.parametrize("text, objects", [
@@ -84,3 +85,84 @@ def test_load_instances(tmp_path):
     assert load_instances(path, key="file_name")["000000000139.jpg"] == {"person", "dog"}
     with pytest.raises(ValueError):
         load_instances(path, key="url")
+
+
+@pytest.mark.parametrize("text, named", [
+    ("He rides a bike", True), ("she sits", True), ("Someone skis", True),
+    ("two men and three women", True), ("the girls and their kids", True),  # plurals
+    ("children play", True), ("a man's hat", True), ("a crowd watches", True),
+    ("a dog", False), ("the theme of a sheep show", False),  # "he", "she" only as whole words
+    ("a human shadow", False),  # not on the list
+])
+def test_names_people(text, named):
+    assert names_people(text) is named
+
+
+def test_person_words_are_the_defined_list():
+    assert len(PERSON_WORDS) == 35 and {"he", "she", "someone", "skateboarder"} <= PERSON_WORDS
+
+
+PEOPLE_REFS = {
+    "park.jpg": ["a man and a woman on a bench", "two people sit in a park", "a couple rests",
+                 "a bench in the park", "trees and a bench"],  # person words in 3 of 5
+    "field.jpg": ["a dog runs in a field", "a brown dog in the grass", "a boy plays with a dog",
+                  "a dog outside", "a dog on grass"],  # a person word in 1 of 5
+    "kitchen.jpg": ["a kitchen with a stove", "an oven in a kitchen", "a stove and a sink",
+                    "a clean kitchen", "a kitchen"],  # no one; main object: oven (stove)
+    "street.jpg": ["a man walks", "a woman walks", "a street", "a road with cars",
+                   "cars"],  # person words in 2 of 5: not enough to say people are there
+    "beach.jpg": ["a surfboard on the sand", "a surfboard", "a yellow surfboard", "the beach",
+                  "sand"],  # no one; main object: surfboard
+}
+PEOPLE_PREDICTIONS = {
+    "park.jpg": "she sits on a bench",
+    "field.jpg": "a man throws a frisbee to a dog",  # a man in 1 reference; frisbee in none
+    "kitchen.jpg": "he cooks in a kitchen",  # no reference has anyone; misses the oven
+    "street.jpg": "cars on a road",
+    "beach.jpg": "a sandy beach",  # misses the surfboard, invents nothing
+}
+
+
+def test_people_and_anything_invented():
+    m = object_measures(PEOPLE_PREDICTIONS, PEOPLE_REFS)
+    assert m.people_invented == pytest.approx(1 / 5)  # kitchen only, not field
+    assert m.chair_s == pytest.approx(1 / 5) and dict(m.hallucinated) == {"field.jpg": ("frisbee",)}
+    assert m.anything_invented == pytest.approx(2 / 5)  # field (an object), kitchen (people)
+    assert m.photos_with_people == 1 and m.people_named_where_present == 1.0  # park only
+    assert m.as_dict()["people_invented"] == m.people_invented
+    assert {"anything_invented", "people_named_where_present",
+            "photos_with_people"} <= set(m.as_dict())
+
+    both = object_measures({"kitchen.jpg": "a man and a cat in a kitchen"}, PEOPLE_REFS)
+    assert both.people_invented == both.chair_s == both.anything_invented == 1.0  # counted once
+
+
+def test_a_model_that_never_names_people_is_caught():
+    silent = {**PEOPLE_PREDICTIONS, "park.jpg": "a bench in a park"}
+    m = object_measures(silent, PEOPLE_REFS)
+    assert m.photos_with_people == 1 and m.people_named_where_present == 0.0
+    assert object_measures({"street.jpg": "cars"}, PEOPLE_REFS).photos_with_people == 0
+
+
+def test_people_are_judged_from_the_references_only():
+    instances = {"kitchen.jpg": {"person", "oven"}}  # annotated, but no reference says so
+    m = object_measures({"kitchen.jpg": "he cooks"}, PEOPLE_REFS, instances)
+    assert m.people_invented == 1.0 and m.chair_s == 0.0
+
+
+def test_caption_errors_per_photo():
+    errors = caption_errors(PEOPLE_PREDICTIONS, PEOPLE_REFS)
+    assert errors == {
+        "park.jpg": CaptionErrors(False, False, False),
+        "field.jpg": CaptionErrors(invented_people=False, invented_object=True,
+                                   missed_main_object=False),
+        "kitchen.jpg": CaptionErrors(invented_people=True, invented_object=False,
+                                     missed_main_object=True),
+        "street.jpg": CaptionErrors(False, False, False),
+        "beach.jpg": CaptionErrors(invented_people=False, invented_object=False,
+                                   missed_main_object=True)}
+    assert [image for image, e in errors.items() if e.wrong] == ["field.jpg", "kitchen.jpg",
+                                                                 "beach.jpg"]
+    measures = object_measures(PEOPLE_PREDICTIONS, PEOPLE_REFS)
+    assert measures.main_object_named == pytest.approx(
+        1 - sum(e.missed_main_object for e in errors.values()) / measures.photos_with_main_object)

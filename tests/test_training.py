@@ -367,6 +367,33 @@ def test_diversity_counts_loops_words_and_duplicates():
     assert stats["distinct_captions"] == 0.75
 
 
+def test_evaluate_prints_and_rescores_the_people_measures(monkeypatch, capsys):
+    from training import evaluate
+    from training.metrics import CaptionScores
+
+    captions = [{"image": "a.jpg", "caption": "he walks a dog",
+                 "references": ["a dog"] * 5},  # people invented
+                {"image": "b.jpg", "caption": "a dog on grass",
+                 "references": ["a man and a dog"] * 3 + ["a dog"] * 2}]  # people not named
+    old = {"checkpoint": "x.pt", "split": "test", "beam": 3, "images": 2, "notes": [],
+           "metrics": {}, "diversity": {}, "captions": captions,
+           "objects": {"main_object_named": 1.0, "photos_with_main_object": 2, "chair_s": 0.0,
+                       "chair_i": 0.0, "with_instances": False}}  # written before these measures
+    monkeypatch.setattr(evaluate, "score_captions", lambda p, r: CaptionScores(*[0.5] * 7))
+    evaluate.print_table({**old, "metrics": CaptionScores(*[0.5] * 7).as_dict()})
+    assert "CHAIR-s 0.000" in capsys.readouterr().out
+    result = evaluate.rescore(old)
+    assert result["objects"]["people_invented"] == 0.5
+    assert result["objects"]["anything_invented"] == 0.5
+    assert result["objects"]["people_named_where_present"] == 0.0
+    assert result["objects"]["photos_with_people"] == 1
+    evaluate.print_table(result)
+    assert ("people invented 0.500  anything invented 0.500  people named where present 0.000 "
+            "(of 1 photos)") in capsys.readouterr().out
+    annotated = {**old, "objects": {**old["objects"], "with_instances": True}}
+    assert evaluate.rescore(annotated)["objects"] == annotated["objects"]  # cannot redo those
+
+
 @pytest.mark.slow
 def test_evaluate_reports_a_bad_checkpoint(shapes, tmp_path):
     data, cache = shapes

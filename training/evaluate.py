@@ -4,7 +4,9 @@
         --data ../shared/data/flickr8k --split test --beam 3 --out results/soft_test_b3.json
 
 BLEU-1..4, METEOR, ROUGE-L and CIDEr from pycocoevalcap (METEOR needs Java; without it the
-rest is computed and a note printed). SPICE is not computed: it needs downloads.
+rest is computed and a note printed). SPICE is not computed: it needs downloads. Object
+measures (training/objects.py): main object named, CHAIR-s and CHAIR-i, people invented,
+anything invented, and people named where present.
 
     python -m training.evaluate --rescore results/x.json --out results/x.json
 
@@ -64,8 +66,9 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
              options: DecodeOptions = DEFAULT_OPTIONS, batch_size: int = 100,
              instances: dict[str, set[str]] | None = None) -> dict:
     """Caption a split and score it: caption metrics, diversity, and object measures (main
-    object named, CHAIR-s, CHAIR-i; with `instances`, image path -> COCO categories annotated
-    in the photo, an object also counts as there when annotated)."""
+    object named, CHAIR-s, CHAIR-i, people invented, anything invented, people named where
+    present; with `instances`, image path -> COCO categories annotated in the photo, an object
+    also counts as there when annotated)."""
     records = dataset.split(split)
     if not records:
         raise DatasetError(f"the dataset has no {split!r} images")
@@ -101,15 +104,21 @@ def photo_instances(path: str, dataset: CaptionDataset) -> dict[str, set[str]]:
 
 
 def rescore(result: dict) -> dict:
-    """The result with its metrics computed again from its own captions and references."""
+    """The result with its metrics computed again from its own captions and references, and
+    its object measures too unless they used instance annotations (the file does not hold them)."""
     try:
         predictions = {c["image"]: c["caption"] for c in result["captions"]}
         references = {c["image"]: list(c["references"]) for c in result["captions"]}
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not an evaluate result file (captions: {exc})") from None
     scores = score_captions(predictions, references)
-    return {**result, "metrics": scores.as_dict(), "notes": list(scores.notes),
-            "diversity": diversity(list(predictions.values()))}
+    rescored = {**result, "metrics": scores.as_dict(), "notes": list(scores.notes),
+                "diversity": diversity(list(predictions.values()))}
+    objects = result.get("objects", {})
+    if not objects.get("with_instances"):
+        rescored["objects"] = object_measures(
+            predictions, references, count_people=objects.get("count_people", False)).as_dict()
+    return rescored
 
 
 def diversity(captions: list[str]) -> dict[str, float]:
@@ -139,6 +148,11 @@ def print_table(result: dict) -> None:
         print(f"main object named {objects['main_object_named']:.3f} "
               f"(of {objects['photos_with_main_object']} photos)  "
               f"CHAIR-s {objects['chair_s']:.3f}  CHAIR-i {objects['chair_i']:.3f}")
+        if "people_invented" in objects:  # result files written before these measures lack them
+            print(f"people invented {objects['people_invented']:.3f}  "
+                  f"anything invented {objects['anything_invented']:.3f}  "
+                  f"people named where present {objects['people_named_where_present']:.3f} "
+                  f"(of {objects['photos_with_people']} photos)")
     for note in result["notes"]:
         print(f"note: {note}")
 
