@@ -40,7 +40,8 @@ class ConceptReader(nn.Module):
     def __init__(self, encoder_dim: int, detected: int, imagenet: int):
         super().__init__()
         self.detected, self.imagenet = detected, imagenet
-        self.detectors = nn.Linear(encoder_dim, detected)  # a word's score of one cell
+        # a word's score of one cell (None: no detected concepts)
+        self.detectors = nn.Linear(encoder_dim, detected) if detected else None
         # The encoder's ImageNet head (copied in by `set_imagenet_head`) and which classes
         # make each ImageNet concept: (1000, K_imagenet), 1 where class c names concept k.
         self.register_buffer("head_weight", torch.zeros(IMAGENET_CLASSES, encoder_dim))
@@ -64,7 +65,10 @@ class ConceptReader(nn.Module):
 
     def forward(self, features: torch.Tensor) -> ConceptEvidence:
         features = features.float()
-        scores = self.cell_scores(features)  # (B, L, Kd)
+        if self.detectors is None:
+            scores = features.new_zeros(*features.shape[:2], 0)
+        else:
+            scores = self.cell_scores(features)  # (B, L, Kd)
         # noisy-OR over cells: 1 - prod_i (1 - sigmoid(z_i)) = 1 - exp(-sum_i softplus(z_i))
         detected = -torch.expm1(-F.softplus(scores).sum(1))  # (B, Kd)
         detected_maps = torch.sigmoid(scores)

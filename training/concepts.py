@@ -42,12 +42,9 @@ from captioner.vocab import FUNCTION_WORDS
 
 from .data import CaptionDataset, ImageRecord, load_karpathy
 from .features import FeatureCache, ensure_cache
+from .objects import PERSON_WORDS
 
 PERSON = "person"  # the pooled concept of every person word
-# Caption words that say a person is there (the "people invented" measure's list).
-PERSON_WORDS = frozenset("""man men woman women boy boys girl girls child children kid kids person
-    people player players guy lady ladies baby toddler skier snowboarder surfer skateboarder
-    rider biker cyclist crowd couple family team he she someone""".split())
 QUANTILES = torch.linspace(0, 1, 21)
 COCO_WEIGHT = 10.0  # a COCO photo counts as this many Flickr8k photos in the detectors' loss
 
