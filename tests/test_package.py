@@ -1,6 +1,7 @@
-"""pyproject.toml: its console scripts import, its package data covers the shipped models and
-example photos, and its dependencies agree with requirements.txt. Nothing is installed. And
-the installed packages import without cycles."""
+"""pyproject.toml: only `captioner` (with the checkout's training/ as captioner.training) is
+installed, its console scripts import, its package data covers everything the package reads,
+and its dependencies agree with requirements.txt; the installed packages import without
+cycles. Nothing is installed."""
 from __future__ import annotations
 
 import ast
@@ -19,13 +20,28 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 SETUPTOOLS = PROJECT["tool"]["setuptools"]
 SCRIPTS = PROJECT["project"]["scripts"]
+PACKAGE_DIR = SETUPTOOLS.get("package-dir", {})
+
+
+def folder_of(package: str) -> Path:
+    """The checkout folder that installs as `package` (package-dir maps captioner.training to
+    training/)."""
+    return ROOT / PACKAGE_DIR.get(package, package.replace(".", "/"))
+
+
+def checkout_module(module: str) -> str:
+    """An installed module's name in the checkout: captioner.training.train -> training.train."""
+    for package, folder in PACKAGE_DIR.items():
+        if module == package or module.startswith(package + "."):
+            return folder.replace("/", ".") + module[len(package):]
+    return module
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_console_script_is_an_importable_callable(name):
     module, _, attr = SCRIPTS[name].partition(":")
-    assert module.partition(".")[0] in SETUPTOOLS["packages"], f"{name}: {module} is not installed"
-    assert callable(getattr(importlib.import_module(module), attr))
+    assert module.rpartition(".")[0] in SETUPTOOLS["packages"], f"{name}: {module} is not installed"
+    assert callable(getattr(importlib.import_module(checkout_module(module)), attr))
 
 
 def test_the_commands_are_all_there():
@@ -34,20 +50,42 @@ def test_the_commands_are_all_there():
     assert build_parser().prog == "captioner"
 
 
-def test_package_data_covers_the_shipped_models_and_examples():
+def test_package_data_covers_every_file_the_package_reads():
+    """The shipped models, the example photos and the tagger's word lists (captioner/data/):
+    every file under captioner/ that is not Python source."""
     package = ROOT / "captioner"
-    shipped = {p for folder in ("weights", "examples") for p in (package / folder).iterdir()
-               if p.is_file()}
-    assert any(p.suffix == ".pt" for p in shipped) and any(p.suffix == ".jpg" for p in shipped)
+    shipped = {p for p in package.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+               and "__pycache__" not in p.parts}
+    assert {p.parent.name for p in shipped} >= {"weights", "examples", "data"}
     covered = {p for pattern in SETUPTOOLS["package-data"]["captioner"]
                for p in package.glob(pattern)}
     assert shipped <= covered, sorted(str(p.relative_to(package)) for p in shipped - covered)
 
 
-def test_packages_are_the_repository_packages():
+def test_only_captioner_goes_into_site_packages():
+    """Generic top-level names (training, ui) would collide with a user's own modules: the
+    checkout's training/ installs as captioner.training, the app's ui/ not at all."""
     for name in SETUPTOOLS["packages"]:
-        assert (ROOT / name / "__init__.py").is_file()
-    assert "ui" in SETUPTOOLS["packages"]  # the app's helpers
+        assert name == "captioner" or name.startswith("captioner."), name
+        assert (folder_of(name) / "__init__.py").is_file(), name
+    assert folder_of("captioner.training") == ROOT / "training"
+    assert "ui" not in {name.partition(".")[0] for name in SETUPTOOLS["packages"]}
+
+
+def test_the_library_never_imports_training_or_the_app():
+    for path in (ROOT / "captioner").glob("*.py"):
+        module = "captioner" if path.stem == "__init__" else f"captioner.{path.stem}"
+        found = {name.partition(".")[0] for name in _imports(path, module)}
+        assert not found & {"training", "ui", "app"}, path.name
+
+
+def test_training_imports_its_own_modules_relatively():
+    """So one file works as training.X in the checkout and captioner.training.X installed."""
+    for path in (ROOT / "training").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            assert all(n.partition(".")[0] != "training" for n in names), path.name
 
 
 def test_one_version_number():
@@ -100,7 +138,7 @@ def _imports(path: Path, module: str) -> set[str]:
 def test_no_import_cycles_between_modules():
     paths = {}
     for package in SETUPTOOLS["packages"]:
-        for path in (ROOT / package).glob("*.py"):
+        for path in folder_of(package).glob("*.py"):
             paths[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path
     imports = {m: _imports(p, m) & set(paths) - {m} for m, p in paths.items()}
 
@@ -119,3 +157,4 @@ def test_no_import_cycles_between_modules():
     cycles = sorted((a, b) for a in imports for b in imports[a]
                     if b not in SETUPTOOLS["packages"] and reaches(b, a))
     assert cycles == []
+
