@@ -33,7 +33,7 @@ class StageConfig:
     images: str = ""  # image folder; default <data dir>/images
     cache_dir: str = "cache"  # feature caches live here, one folder per dataset/encoder/size
     out: str = "runs/soft"  # checkpoints, log.jsonl and curves.png
-    init: str = ""  # start from this checkpoint's weights, vocabulary and model config
+    init: str = ""  # start from this checkpoint's (or shipped model's) weights, vocab, config
     # losses
     doubly_stochastic: float = 1.0  # lambda of sum_i (1 - sum_t alpha_ti)^2
     entropy_weight: float = 0.002  # lambda_e, hard attention's entropy bonus
@@ -118,7 +118,7 @@ class FinetuneConfig(StageConfig):
     """Second stage: the encoder's top blocks and the decoder, end to end from images.
     The model is --init's."""
 
-    init: str = ""  # first-stage checkpoint to start from (required unless --resume)
+    init: str = ""  # first-stage checkpoint or shipped model to start from (unless --resume)
     min_word_count: int = 5  # for new words joining --init's vocabulary
     grow_vocabulary: bool = True  # as in TrainConfig
     encoder_lr: float = 1e-5  # the fine-tuned encoder blocks' learning rate
@@ -138,7 +138,7 @@ class ScstConfig(StageConfig):
     """Self-critical stage (training.scst). The model (sizes, attention, vocabulary) comes
     from --init."""
 
-    init: str = ""  # first-stage checkpoint (required unless --resume)
+    init: str = ""  # first-stage checkpoint or shipped model (required unless --resume)
     out: str = "runs/scst"
     samples: int = 5  # captions sampled per image
     # mean: the image's other samples' mean reward | greedy: its greedy caption's reward

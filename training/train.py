@@ -26,6 +26,7 @@ from captioner.build import build_decoder
 from captioner.checkpoint import Checkpoint, load_checkpoint
 from captioner.config import ModelConfig
 from captioner.encoder import encoder_spec
+from captioner.inference import resolve_checkpoint
 from captioner.vocab import Vocabulary
 
 from .batches import CachedBatches, Mirroring, caption_table
@@ -79,7 +80,8 @@ def starting_model(config: TrainConfig, start: Start, runtime: Runtime
     """The vocabulary and model config: last.pt's when resuming, --init's (and that
     checkpoint), or new ones from the training captions and the model flags."""
     resumed = start.resumed
-    init = load_checkpoint(config.init) if config.init and resumed is None else None
+    init = (load_checkpoint(resolve_checkpoint(config.init)) if config.init and resumed is None
+            else None)
     if resumed is not None:
         vocab, model_config = resumed.vocab, resumed.config
     elif init is not None:
