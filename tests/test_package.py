@@ -88,6 +88,15 @@ def test_training_imports_its_own_modules_relatively():
             assert all(n.partition(".")[0] != "training" for n in names), path.name
 
 
+def test_usage_lines_name_the_command_the_user_ran(monkeypatch):
+    from training.commands import prog
+
+    assert prog("train") == "python -m training.train"  # the checkout's name
+    monkeypatch.setattr("sys.argv", ["/venv/bin/captioner-train", "--help"])
+    assert prog("train") == "captioner-train"
+    assert prog("export") == "python -m training.export"  # no console script of that name
+
+
 def test_one_version_number():
     assert "version" in PROJECT["project"]["dynamic"]
     assert SETUPTOOLS["dynamic"]["version"] == {"attr": "captioner.__version__"}

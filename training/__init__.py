@@ -7,5 +7,6 @@ captions (caption a split), loop (the epoch and step loop every stage shares), c
 to end, and its exit status). Stages, each a module that builds its Stage with its own step,
 with an entry point run as `python -m training.<name>`: train, finetune, scst. Other entry
 points: evaluate, cache, export, convert. Installed (`pip install .`), this folder is the
-package captioner.training, so its modules import each other relatively.
+package captioner.training, so its modules import each other relatively; train, finetune,
+scst, evaluate and convert are then the console scripts captioner-<name>.
 """

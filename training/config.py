@@ -11,6 +11,7 @@ from captioner.attention import ATTENTIONS
 from captioner.config import GATE_KINDS, ModelConfig
 from captioner.encoder import ENCODERS
 
+from .commands import prog as command_prog
 from .optimizers import OPTIMIZERS
 
 # ModelConfig fields that are not flags: filled in from the vocabulary and the encoder, or
@@ -172,12 +173,13 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m training.train",
+def parse_config(argv: Sequence[str] | None = None, prog: str | None = None,
                  cls: type[StageConfig] = TrainConfig, description: str = "Train a Show, "
                  "Attend and Tell captioner on cached encoder features.") -> StageConfig:
     """Flags generated from the config's fields (a ModelConfig field: one flag per model
-    field); unknown flags are an error (argparse's)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    field); unknown flags are an error (argparse's). prog: the usage line's command
+    (default: training.train's)."""
+    parser = argparse.ArgumentParser(prog=prog or command_prog("train"), description=description)
     model_fields = {f.name: f for f in fields(ModelConfig) if f.name in MODEL_FLAGS}
     for f in fields(cls):
         if f.type == "ModelConfig":

@@ -29,6 +29,7 @@ from captioner.inference import Captioner, resolve_checkpoint
 from captioner.vocab import FUNCTION_WORDS
 
 from .captions import caption_records
+from .commands import prog
 from .data import CaptionDataset, DatasetError, load_karpathy
 from .features import (FeatureCache, FeaturesOf, cache_folder, cache_key, cached_features,
                        encoded_features, ensure_cache, open_cache)
@@ -144,7 +145,7 @@ def print_table(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog("evaluate"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="checkpoint file, or a shipped model's name "
                         "(default: the shipped soft model)")

@@ -20,9 +20,11 @@ from captioner.config import HARD_INFERENCE_KINDS
 from captioner.encoder import changed_tensors, encoder_spec
 from captioner.inference import Captioner, resolve_checkpoint
 
+from .commands import prog
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog("export"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint file, or a shipped model's name")

@@ -30,6 +30,7 @@ from captioner.inference import resolve_checkpoint
 from captioner.vocab import Vocabulary
 
 from .batches import CachedBatches, Mirroring, caption_table
+from .commands import prog
 from .config import TrainConfig, parse_config
 from .distributed import Runtime
 from .features import cached_features
@@ -98,7 +99,7 @@ def starting_model(config: TrainConfig, start: Start, runtime: Runtime
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(train, parse_config(argv))
+    return run_command(train, parse_config(argv, prog("train")))
 
 
 if __name__ == "__main__":
