@@ -1,11 +1,16 @@
 """pyproject.toml: only `captioner` (with the checkout's training/ as captioner.training) is
 installed, its console scripts import, its package data covers everything the package reads,
 and its dependencies agree with requirements.txt; the installed packages import without
-cycles. Nothing is installed."""
+cycles. Nothing is installed, except by the slow test at the end: a wheel built and installed
+into a throw-away venv, used from a folder outside the checkout."""
 from __future__ import annotations
 
 import ast
 import importlib
+import os
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -167,3 +172,85 @@ def test_no_import_cycles_between_modules():
                     if b not in SETUPTOOLS["packages"] and reaches(b, a))
     assert cycles == []
 
+
+# ---------------------------------------------------------------------------------------------
+# the built wheel, installed, from a folder outside the checkout
+# ---------------------------------------------------------------------------------------------
+
+def _run(command: list, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _importable(python: Path, cwd: Path, names: tuple[str, ...]) -> list[str]:
+    code = ("import importlib.util, sys; "
+            f"print(' '.join(n for n in {names!r} if importlib.util.find_spec(n)))")
+    result = _run([python, "-c", code], cwd)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.slow
+def test_the_installed_wheel_works_from_any_folder(tmp_path):
+    """pip install of the wheel into a fresh venv (torch and the other dependencies from the
+    system's site-packages: nothing is downloaded), then, from a folder outside the checkout,
+    the CLI, the Python API, every console script and evaluate on a tiny dataset; `training`
+    and `ui` are not importable there."""
+    from fixture_data import make_dataset
+
+    source = tmp_path / "source"  # a copy: building in the checkout leaves build/ behind
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in {"captioner", *PACKAGE_DIR.values()}:
+        shutil.copytree(ROOT / folder, source / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                  "--no-index", "--wheel-dir", tmp_path / "dist", source], tmp_path)
+    assert built.returncode == 0, built.stdout + built.stderr
+    wheel, = (tmp_path / "dist").glob("captioner-*.whl")
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    venv = tmp_path / "venv"
+    made = _run([sys.executable, "-m", "venv", "--system-site-packages", venv], outside)
+    assert made.returncode == 0, made.stderr
+    bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+    python = bin_dir / "python"
+    shadowing = _importable(python, outside, ("captioner", "training", "ui"))
+    if shadowing:  # e.g. a `pip install -e .` of the checkout in the system's site-packages
+        pytest.skip(f"already importable outside the checkout before the wheel: {shadowing}")
+    installed = _run([python, "-m", "pip", "install", "--no-deps", "--no-index", wheel], outside)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert _importable(python, outside, ("captioner", "training", "ui")) == ["captioner"]
+
+    photo = outside / "chelsea.jpg"
+    shutil.copy(ROOT / "captioner" / "examples" / "chelsea.jpg", photo)
+    cli = _run([bin_dir / "captioner", "caption", photo.name, "--model", "hard"], outside)
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.startswith("chelsea.jpg\t") and len(cli.stdout.split()) > 3
+
+    api = _run([python, "-c", "import captioner; from captioner import Captioner; "
+                "print(captioner.__file__); "
+                "print(Captioner.from_checkpoint().caption('chelsea.jpg')[0].text)"], outside)
+    assert api.returncode == 0, api.stderr
+    where, text = api.stdout.splitlines()
+    assert Path(where).is_relative_to(venv) and text.strip()
+
+    for name in sorted(SCRIPTS):
+        helped = _run([bin_dir / name, "--help"], outside)
+        assert helped.returncode == 0, (name, helped.stderr)
+        assert helped.stdout.startswith(f"usage: {name} "), (name, helped.stdout[:200])
+
+    data = make_dataset(outside / "shapes", n_train=2, n_val=1, n_test=2)
+    bad = _run([bin_dir / "captioner-train", "--init", "no-such-model", "--data", data,
+                "--out", outside / "runs"], outside)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "error: no-such-model: no such checkpoint file, nor a shipped model (soft, hard)")
+    evaluated = _run([bin_dir / "captioner-evaluate", "--checkpoint", "hard", "--data", data,
+                      "--split", "test", "--cache-dir", outside / "cache", "--threads", "1",
+                      "--out", outside / "result.json"], outside)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "CIDEr" in evaluated.stdout and (outside / "result.json").is_file()
