@@ -8,7 +8,7 @@ from .decoder import Decoder
 from .decoding import Hypothesis, beam_search, greedy, sample
 from .encoder import ENCODERS, Encoder, EncoderOutput, build_encoder
 from .images import ImageError, load_image
-from .inference import Caption, Captioner, Timing, default_checkpoint
+from .inference import Caption, Captioner, Timing, default_checkpoint, resolve_checkpoint
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary, tokenize
 
@@ -16,5 +16,5 @@ __all__ = [
     "Caption", "Captioner", "Checkpoint", "CheckpointError", "Decoder", "ENCODERS", "Encoder",
     "EncoderOutput", "Hypothesis", "ImageError", "ModelConfig", "Preprocessing", "Timing",
     "Vocabulary", "beam_search", "build_decoder", "build_encoder", "default_checkpoint", "greedy",
-    "load_checkpoint", "load_image", "sample", "save_checkpoint", "tokenize",
+    "load_checkpoint", "load_image", "resolve_checkpoint", "sample", "save_checkpoint", "tokenize",
 ]

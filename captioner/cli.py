@@ -10,7 +10,7 @@ from .checkpoint import CheckpointError
 from .decoding import DecodeOptions
 from .flags import add_option_flags, options_from_args
 from .images import ImageError, load_image
-from .inference import DEFAULT_CHECKPOINTS, Captioner, default_checkpoint
+from .inference import DEFAULT_CHECKPOINTS, Captioner
 from .overlay import map_style, overlay_grid
 
 EXIT_BAD_INPUT = 2
@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     cap = commands.add_parser("caption", help="caption one or more photos")
     cap.add_argument("photos", nargs="+", help="image files (JPEG, PNG, WebP, BMP, GIF, ...)")
     source = cap.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
+    source.add_argument("--checkpoint", help="checkpoint file, or a shipped model's name "
+                        "(default: the shipped soft model)")
     source.add_argument("--model", choices=sorted(DEFAULT_CHECKPOINTS),
                         help="which shipped model to use (default: soft)")
     add_option_flags(cap, DecodeOptions, title="decoding")
@@ -44,9 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    checkpoint = args.checkpoint or default_checkpoint(args.model or "soft")
     try:
-        captioner = Captioner.from_checkpoint(checkpoint)
+        captioner = Captioner.from_checkpoint(args.checkpoint or args.model)
     except (CheckpointError, ValueError, OSError) as exc:
         return _fail(str(exc))
     if args.overlay_dir:

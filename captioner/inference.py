@@ -142,6 +142,26 @@ def default_checkpoint(kind: str = DEFAULT_MODEL) -> Path:
     return DEFAULT_CHECKPOINTS[kind]
 
 
+def resolve_checkpoint(checkpoint: str | os.PathLike | None = None) -> Path:
+    """The checkpoint file that a command's --checkpoint / --init names: a path, or a shipped
+    model's name ("soft", "hard"); None is the default model. A file of a shipped model's name
+    wins over that model (a folder does not). Neither a file nor a shipped name, or a shipped
+    model that is not installed: a one-line CheckpointError."""
+    name = DEFAULT_MODEL if checkpoint is None else str(checkpoint)
+    path = Path(name)
+    if name in DEFAULT_CHECKPOINTS and (checkpoint is None or path.is_dir()
+                                        or not os.path.lexists(path)):
+        shipped = DEFAULT_CHECKPOINTS[name]
+        if not shipped.exists():
+            raise CheckpointError(f"{shipped}: the shipped {name} model is not installed; "
+                                  "pass a checkpoint path")
+        return shipped
+    if not os.path.lexists(path):
+        raise CheckpointError(f"{name}: no such checkpoint file, nor a shipped model "
+                              f"({', '.join(DEFAULT_CHECKPOINTS)})")
+    return path
+
+
 @dataclass(frozen=True)
 class EncodedPhotos:
     """Photos after the encoder: what every decoder on that encoder starts from."""
@@ -183,12 +203,9 @@ class Captioner:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None,
                         encoder_weights: str | None = None) -> "Captioner":
-        """Load a checkpoint file; no path means the shipped default model."""
-        if path is None:
-            path = default_checkpoint()
-            if not path.exists():
-                raise CheckpointError(f"{path}: the default model is not installed; "
-                                      "pass a checkpoint path")
+        """Load a checkpoint file, or a shipped model by name ("soft", "hard"); no path means
+        the shipped default model."""
+        path = resolve_checkpoint(path)
         checkpoint = load_checkpoint(path)
         return cls.from_parts(checkpoint, encoder_weights, name=str(path))
 

@@ -232,6 +232,21 @@ def test_export_saves_how_the_model_decodes_and_a_captioner_uses_it(tmp_path, vo
     assert not (tmp_path / "bad.pt").exists()
 
 
+def test_export_takes_a_shipped_model_by_name(tmp_path, capsys):
+    from training.export import main as export_main
+
+    out = tmp_path / "hard.pt"
+    assert export_main(["--checkpoint", "hard", "--out", str(out),
+                        "--attention-temperature", "0.7"]) == 0
+    exported = load_checkpoint(out)
+    assert exported.config.attention_temperature == 0.7
+    assert exported.metadata["exported_from"] == "hard"
+    capsys.readouterr()
+    assert export_main(["--checkpoint", "medium", "--out", str(tmp_path / "x.pt")]) == 2
+    assert capsys.readouterr().err == (
+        "error: medium: no such checkpoint file, nor a shipped model (soft, hard)\n")
+
+
 def test_export_can_run_the_decoder_on_a_finer_grid(tmp_path, vocab):
     from training.export import main as export_main
     trained = write_checkpoint(tmp_path / "soft.pt", vocab, "soft", image_size=128)

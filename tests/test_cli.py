@@ -74,6 +74,26 @@ def test_bad_checkpoint_and_bad_options(tmp_path):
     assert result.returncode == 2 and "--beam" in result.stderr
 
 
+def test_an_unknown_checkpoint_gets_one_line_naming_the_shipped_models(tmp_path, capsys):
+    from captioner.cli import main
+
+    image = tmp_path / "p.png"
+    photo().save(image)
+    assert main(["caption", str(image), "--checkpoint", "medium"]) == 2
+    assert capsys.readouterr().err == (
+        "error: medium: no such checkpoint file, nor a shipped model (soft, hard)\n")
+
+
+@pytest.mark.slow
+def test_checkpoint_takes_a_shipped_model_by_name(tmp_path):
+    image = tmp_path / "p.png"
+    photo().save(image)
+    by_name = run_cli(image, "--checkpoint", "hard", "--json")
+    assert by_name.returncode == 0, by_name.stderr
+    by_model = run_cli(image, "--model", "hard", "--json")
+    assert json.loads(by_name.stdout)[0]["caption"] == json.loads(by_model.stdout)[0]["caption"]
+
+
 def test_decoding_flags_default_to_the_library_defaults():
     """The CLI decodes as the app, the Python API and evaluate do unless told otherwise."""
     from captioner.cli import build_parser

@@ -94,6 +94,16 @@ def test_finetuning_trains_only_the_top_blocks_and_ships_them(first_stage, tmp_p
         Captioner.from_checkpoint(tmp_path / "bad.pt")
 
 
+def test_init_takes_a_shipped_model_by_name():
+    from captioner.inference import DEFAULT_CHECKPOINTS
+    from training.config import FinetuneConfig
+    from training.runner import starting_checkpoint
+
+    checkpoint, name = starting_checkpoint(FinetuneConfig(init="soft"), None)
+    assert name == "soft"
+    assert checkpoint.config == load_checkpoint(DEFAULT_CHECKPOINTS["soft"]).config
+
+
 @pytest.mark.slow
 def test_finetuning_resumes_and_needs_a_starting_checkpoint(first_stage, tmp_path):
     data, init = first_stage

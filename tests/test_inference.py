@@ -105,6 +105,30 @@ def test_missing_default_model_message(monkeypatch, tmp_path):
         Captioner.from_checkpoint()
 
 
+def test_a_checkpoint_is_a_path_or_a_shipped_model_name(tmp_path, monkeypatch):
+    """What --checkpoint / --init take everywhere: a file, or "soft" / "hard"."""
+    from pathlib import Path
+
+    from captioner.inference import DEFAULT_CHECKPOINTS, resolve_checkpoint
+
+    assert resolve_checkpoint(None) == resolve_checkpoint("soft") == DEFAULT_CHECKPOINTS["soft"]
+    assert resolve_checkpoint("hard") == DEFAULT_CHECKPOINTS["hard"]
+    own = tmp_path / "model.pt"
+    own.write_bytes(b"not read here")
+    assert resolve_checkpoint(own) == resolve_checkpoint(str(own)) == own
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "soft").mkdir()  # a folder of that name does not hide the shipped model
+    assert resolve_checkpoint("soft") == DEFAULT_CHECKPOINTS["soft"]
+    (tmp_path / "hard").write_bytes(b"")  # a file does: the user named it
+    assert resolve_checkpoint("hard") == Path("hard")
+    with pytest.raises(CheckpointError) as error:
+        resolve_checkpoint("medium")
+    assert str(error.value) == "medium: no such checkpoint file, nor a shipped model (soft, hard)"
+    monkeypatch.setitem(DEFAULT_CHECKPOINTS, "soft", tmp_path / "absent.pt")
+    with pytest.raises(CheckpointError, match="absent.pt: the shipped soft model is not installed"):
+        resolve_checkpoint("soft")
+
+
 def test_exif_rotated_photo_is_captioned_upright(captioner):
     from PIL import Image
 

@@ -14,12 +14,13 @@ import torch
 from captioner.encoder import ENCODERS
 from captioner.images import ImageError
 
+from .commands import prog
 from .data import DatasetError, load_karpathy
 from .features import SHARD_ROWS, ensure_cache
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.cache", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog("cache"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="Karpathy-format dataset JSON")
     parser.add_argument("--images", help="image folder (default: <data dir>/images)")

@@ -11,6 +11,7 @@ from captioner.attention import ATTENTIONS
 from captioner.config import GATE_KINDS, ModelConfig
 from captioner.encoder import ENCODERS
 
+from .commands import prog as command_prog
 from .optimizers import OPTIMIZERS
 
 # ModelConfig fields that are not flags: filled in from the vocabulary and the encoder, or
@@ -34,7 +35,7 @@ class StageConfig:
     images: str = ""  # image folder; default <data dir>/images
     cache_dir: str = "cache"  # feature caches live here, one folder per dataset/encoder/size
     out: str = "runs/soft"  # checkpoints, log.jsonl and curves.png
-    init: str = ""  # start from this checkpoint's weights, vocabulary and model config
+    init: str = ""  # start from this checkpoint's (or shipped model's) weights, vocab, config
     # losses
     doubly_stochastic: float = 1.0  # lambda of sum_i (1 - sum_t alpha_ti)^2
     entropy_weight: float = 0.002  # lambda_e, hard attention's entropy bonus
@@ -133,7 +134,7 @@ class FinetuneConfig(StageConfig):
     """Second stage: the encoder's top blocks and the decoder, end to end from images.
     The model is --init's."""
 
-    init: str = ""  # first-stage checkpoint to start from (required unless --resume)
+    init: str = ""  # first-stage checkpoint or shipped model to start from (unless --resume)
     min_word_count: int = 5  # for new words joining --init's vocabulary
     grow_vocabulary: bool = True  # as in TrainConfig
     encoder_lr: float = 1e-5  # the fine-tuned encoder blocks' learning rate
@@ -153,7 +154,7 @@ class ScstConfig(StageConfig):
     """Self-critical stage (training.scst). The model (sizes, attention, vocabulary) comes
     from --init."""
 
-    init: str = ""  # first-stage checkpoint (required unless --resume)
+    init: str = ""  # first-stage checkpoint or shipped model (required unless --resume)
     out: str = "runs/scst"
     samples: int = 5  # captions sampled per image
     # mean: the image's other samples' mean reward | greedy: its greedy caption's reward
@@ -187,12 +188,13 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def parse_config(argv: Sequence[str] | None = None, prog: str = "python -m training.train",
+def parse_config(argv: Sequence[str] | None = None, prog: str | None = None,
                  cls: type[StageConfig] = TrainConfig, description: str = "Train a Show, "
                  "Attend and Tell captioner on cached encoder features.") -> StageConfig:
     """Flags generated from the config's fields (a ModelConfig field: one flag per model
-    field); unknown flags are an error (argparse's)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    field); unknown flags are an error (argparse's). prog: the usage line's command
+    (default: training.train's)."""
+    parser = argparse.ArgumentParser(prog=prog or command_prog("train"), description=description)
     model_fields = {f.name: f for f in fields(ModelConfig) if f.name in MODEL_FLAGS}
     for f in fields(cls):
         if f.type == "ModelConfig":

@@ -50,6 +50,7 @@ from captioner.vocab import tokenize
 
 from .caption_files import (CAPTION_FORMATS, CaptionLine, ConvertError, parse_token_line,
                             read_caption_file, read_text)
+from .commands import prog
 from .data import DataReport
 
 SPLIT_ORDER = ("train", "restval", "val", "test")
@@ -413,7 +414,7 @@ def _check_photo(root: Path, record: CaptionLine, captions: str | os.PathLike) -
 # ---------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.convert", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog("convert"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="source", required=True,
                                      metavar="{coco,flickr8k,photos}")

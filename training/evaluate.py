@@ -27,10 +27,11 @@ from captioner.decoding import DEFAULT_OPTIONS, DecodeOptions
 from captioner.files import atomic_write_text
 from captioner.flags import add_option_flags, options_from_args
 from captioner.images import ImageError
-from captioner.inference import Captioner, default_checkpoint
+from captioner.inference import Captioner, resolve_checkpoint
 from captioner.vocab import FUNCTION_WORDS
 
 from .captions import caption_records
+from .commands import prog
 from .data import CaptionDataset, DatasetError, load_karpathy
 from .features import (FeatureCache, FeaturesOf, cache_folder, cache_key, cached_features,
                        encoded_features, ensure_cache, open_cache)
@@ -158,9 +159,10 @@ def print_table(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog("evaluate"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="checkpoint file (default: the shipped model)")
+    parser.add_argument("--checkpoint", help="checkpoint file, or a shipped model's name "
+                        "(default: the shipped soft model)")
     parser.add_argument("--data", help="dataset JSON, or a folder holding one (required "
                         "unless --rescore)")
     parser.add_argument("--rescore", help="a result JSON written by --out: score its "
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data:
         parser.error("--data is required (unless --rescore)")
     try:
-        path = args.checkpoint or default_checkpoint()
+        path = resolve_checkpoint(args.checkpoint)
         checkpoint = load_checkpoint(path)
         captioner = Captioner.from_parts(checkpoint, name=str(path))
         dataset = load_karpathy(args.data, args.images)
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DatasetError, ImageError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = {"checkpoint": args.checkpoint or str(default_checkpoint()), **result}
+    result = {"checkpoint": args.checkpoint or str(path), **result}
     print_table(result)
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=1))

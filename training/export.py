@@ -18,13 +18,16 @@ from captioner.build import load_decoder
 from captioner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from captioner.config import HARD_INFERENCE_KINDS
 from captioner.encoder import changed_tensors, encoder_spec
-from captioner.inference import Captioner
+from captioner.inference import Captioner, resolve_checkpoint
+
+from .commands import prog
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog("export"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint file, or a shipped model's name")
     parser.add_argument("--out", required=True)
     parser.add_argument("--float32", action="store_true", help="keep float32 weights")
     parser.add_argument("--attention-temperature", type=float,
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the encoder's input side (default: the checkpoint's)")
     args = parser.parse_args(argv)
     try:
-        checkpoint = load_checkpoint(args.checkpoint)
+        checkpoint = load_checkpoint(resolve_checkpoint(args.checkpoint))
         changes = {name: value for name, value in (
             ("attention_temperature", args.attention_temperature),
             ("hard_inference", args.hard_inference),

@@ -27,6 +27,7 @@ from captioner.images import load_image
 from captioner.preprocessing import Preprocessing
 
 from .batches import Batch, batch_layout
+from .commands import prog
 from .config import FinetuneConfig, parse_config
 from .data import ImageRecord, check_image_files
 from .distributed import Runtime
@@ -111,7 +112,7 @@ def build_stage(config: FinetuneConfig, runtime: Runtime, start: Start) -> Stage
 
 def main(argv: list[str] | None = None) -> int:
     return run_command(finetune, parse_config(
-        argv, "python -m training.finetune", FinetuneConfig,
+        argv, prog("finetune"), FinetuneConfig,
         "Fine-tune the encoder's top blocks and the decoder from images."))
 
 

@@ -26,6 +26,7 @@ from captioner.language_model import (LanguageModel, LanguageModelConfig, Langua
                                       save_language_model)
 from captioner.vocab import Vocabulary, tokenize
 
+from .commands import prog
 from .data import DatasetError, load_karpathy
 
 MAX_WORDS = 30  # longer captions are cut: the captioner never writes more than 50 words
@@ -94,7 +95,7 @@ def perplexity(model: LanguageModel, captions: list[list[int]], batch_size: int)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.language_model",
+    parser = argparse.ArgumentParser(prog=prog("language_model"),
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--flickr", required=True, help="Flickr8k Karpathy-format JSON")
     parser.add_argument("--coco-text", required=True, help="COCO captions, JSON lines")

@@ -15,6 +15,7 @@ import torch
 from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from captioner.config import ModelConfig
 from captioner.images import ImageError
+from captioner.inference import resolve_checkpoint
 
 from .config import StageConfig
 from .data import CaptionDataset, DatasetError, ImageRecord, load_karpathy
@@ -119,7 +120,7 @@ def starting_checkpoint(config: StageConfig, resumed: Checkpoint | None
         return resumed, str(Path(config.out) / "last.pt")
     if not config.init:
         raise TrainingError("--init is required: the first-stage checkpoint to start from")
-    return load_checkpoint(config.init), config.init
+    return load_checkpoint(resolve_checkpoint(config.init)), config.init
 
 
 def with_new_words(checkpoint: Checkpoint, name: str, records: list[ImageRecord],

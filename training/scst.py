@@ -54,6 +54,7 @@ from captioner.build import load_decoder
 
 from .batches import CachedImages, ImageBatch
 from .cider import CiderD
+from .commands import prog
 from .config import ScstConfig, parse_config
 from .distributed import Runtime
 from .features import cached_features
@@ -146,7 +147,7 @@ def scst_step(stage: Stage, batch: ImageBatch, progress: Progress, scorer: Cider
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_config(argv, prog="python -m training.scst", cls=ScstConfig,
+    config = parse_config(argv, prog=prog("scst"), cls=ScstConfig,
                           description="Self-critical sequence training (CIDEr-D reward) from a "
                           "first-stage checkpoint.")
     return run_command(scst, config)

@@ -26,9 +26,11 @@ from captioner.build import build_decoder
 from captioner.checkpoint import Checkpoint, load_checkpoint
 from captioner.config import ModelConfig
 from captioner.encoder import encoder_spec
+from captioner.inference import resolve_checkpoint
 from captioner.vocab import Vocabulary
 
 from .batches import CachedBatches, Mirroring, caption_table
+from .commands import prog
 from .concept_data import ConceptBatches, ConceptSource
 from .concepts import concept_forms
 from .config import TrainConfig, parse_config
@@ -113,7 +115,8 @@ def starting_model(config: TrainConfig, start: Start, runtime: Runtime,
     checkpoint), or new ones from the training captions and the model flags; with a concept
     file, a model that reads its concepts, and the text's words in its vocabulary."""
     resumed = start.resumed
-    init = load_checkpoint(config.init) if config.init and resumed is None else None
+    init = (load_checkpoint(resolve_checkpoint(config.init)) if config.init and resumed is None
+            else None)
     text_captions = [c for group in text or [] for c in group]
     if resumed is not None:
         return resumed.vocab, resumed.config, None
@@ -209,7 +212,7 @@ def concept_of_words(vocab: Vocabulary, config: ModelConfig) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(train, parse_config(argv))
+    return run_command(train, parse_config(argv, prog("train")))
 
 
 if __name__ == "__main__":
