@@ -40,6 +40,7 @@ from captioner.files import atomic_write_text
 from captioner.object_words import object_words
 from captioner.vocab import FUNCTION_WORDS
 
+from .commands import prog
 from .data import CaptionDataset, ImageRecord, load_karpathy
 from .features import FeatureCache, ensure_cache
 from .objects import PERSON_WORDS
@@ -280,7 +281,7 @@ def build(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.concepts", description=__doc__,
+    parser = argparse.ArgumentParser(prog=prog("concepts"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="Flickr8k's Karpathy-format JSON")
     parser.add_argument("--cache-dir", default="cache")
