@@ -14,6 +14,13 @@ A cell's coverage is the exact fraction of it the region covers once the photo i
 to the model's square input, as captioner.preprocessing does (no crop), so grid cell (r, c)
 spans x in [c W / w, (c + 1) W / w) of a W-pixel-wide photo.
 
+Words are reported by kind, from COCO's supercategory of the category they name (the
+instances JSON's category list; captioner.grounding.SUPERCATEGORIES where a file has none):
+people (person), animals (animal), vehicles (vehicle), food (food) and objects (every other
+supercategory: indoor and outdoor things, furniture, kitchen, electronic, appliance, sports,
+accessory), and all of them together. Scenes and stuff (snow, grass, beach, water, sky) are not
+COCO instance categories and have no boxes or masks, so their words cannot be measured here.
+
 Captions: the model's own (beam search, the default DecodeOptions) and the human references,
 teacher-forced (the map under reference word t is the one the model attends with while
 predicting it). Hard attention runs once per --hard-modes entry (sample: --seed).
@@ -41,12 +48,17 @@ from pycocotools import mask as mask_utils
 
 from captioner import Captioner, Vocabulary
 from captioner.decoding import HARD_MODES, DecodeOptions
+from captioner.grounding import SUPERCATEGORIES
 from training.objects import word_mentions
 
 from .common import machine
 
 PEOPLE = "person"
-WORD_CLASSES = ("people", "other objects", "all")
+# COCO supercategory -> word kind; any other supercategory is "objects".
+KIND_OF_SUPERCATEGORY = {"person": "people", "animal": "animals", "vehicle": "vehicles",
+                         "food": "food"}
+OTHER_KIND = "objects"
+WORD_KINDS = ("people", "animals", "vehicles", "food", OTHER_KIND, "all")
 REGION_KINDS = ("box", "mask")
 SOURCES = ("own", "references")
 POINT_COVERAGE = 0.5  # the peak cell hits when the region covers more than half of it
@@ -69,8 +81,14 @@ def mentions(words: Sequence[str], categories: Collection[str]) -> list[Mention]
             if category in categories]
 
 
-def word_class(category: str) -> str:
-    return "people" if category == PEOPLE else "other objects"
+def word_kind(category: str, supercategory: str | None = None) -> str:
+    """The kind of word naming `category`, by its COCO supercategory ("dog", "animal" ->
+    animals; "chair", "furniture" -> objects). Without one, captioner.grounding's table of
+    supercategories (and "person") stands in."""
+    if supercategory is None:
+        supercategory = "person" if category == PEOPLE else next(
+            (group for group, members in SUPERCATEGORIES.items() if category in members), None)
+    return KIND_OF_SUPERCATEGORY.get(supercategory, OTHER_KIND)
 
 
 # --- Regions on the attention grid ----------------------------------------------------------
@@ -173,14 +191,15 @@ class Photo:
 
 
 def load_photos(data: str | Path, instances: str | Path, limit: int | None = None,
-                part: str = "all") -> tuple[list[Photo], list[str]]:
+                part: str = "all") -> tuple[list[Photo], dict[str, str | None]]:
     """The Karpathy-format photos that have instance annotations (matched by `cocoid`, else
     the file name's number) and belong to `part` (PARTS), in file order, and the annotations'
-    category names."""
+    categories: name -> supercategory (None where the file gives none)."""
     data, instances = Path(data), Path(instances)
     raw = json.loads(data.read_text(encoding="utf-8"))
     coco = json.loads(instances.read_text(encoding="utf-8"))
     names = {c["id"]: c["name"] for c in coco["categories"]}
+    supercategories = {c["name"]: c.get("supercategory") for c in coco["categories"]}
     sizes = {im["id"]: (im["width"], im["height"]) for im in coco["images"]}
     objects: dict[int, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for annotation in coco["annotations"]:
@@ -196,7 +215,7 @@ def load_photos(data: str | Path, instances: str | Path, limit: int | None = Non
                             {c: tuple(a) for c, a in objects[cocoid].items()}))
         if limit is not None and len(photos) == limit:
             break
-    return photos, list(names.values())
+    return photos, supercategories
 
 
 def photo_regions(photo: Photo, grid: tuple[int, int]) -> dict[str, dict[str, np.ndarray]]:
@@ -264,7 +283,7 @@ class Row:
     temperature: float  # the attention temperature it decoded with
     source: str  # own | references
     region: str  # box | mask
-    word_class: str  # people | other objects | all
+    word_kind: str  # people | animals | vehicles | food | objects | all (WORD_KINDS)
     words: int
     mass: float | None
     area: float | None
@@ -276,8 +295,13 @@ class Row:
 
 def score_captions(per_photo: Sequence[Sequence[AttendedCaption]],
                    regions: Sequence[Mapping[str, Mapping[str, np.ndarray]]],
-                   categories: Collection[str]) -> dict[tuple[str, str], list[WordScore]]:
-    """(region kind, word class) -> the scores of every word naming a category the photo has."""
+                   categories: Mapping[str, str | None]
+                   ) -> dict[tuple[str, str], list[WordScore]]:
+    """(region kind, word kind) -> the scores of every word naming a category the photo has;
+    `categories`: name -> COCO supercategory (or None), as load_photos gives them. Each word
+    counts under its kind and under "all"."""
+    kinds = {category: word_kind(category, supercategory)
+             for category, supercategory in categories.items()}
     scores: dict[tuple[str, str], list[WordScore]] = defaultdict(list)
     for captions, regions_of in zip(per_photo, regions):
         for caption in captions:
@@ -287,7 +311,7 @@ def score_captions(per_photo: Sequence[Sequence[AttendedCaption]],
                 for kind in REGION_KINDS:
                     coverage = regions_of[kind][mention.category]
                     score = score_word(caption.alphas[mention.index], coverage)
-                    scores[kind, word_class(mention.category)].append(score)
+                    scores[kind, kinds[mention.category]].append(score)
                     scores[kind, "all"].append(score)
     return scores
 
@@ -298,7 +322,8 @@ def decoding_modes(captioner: Captioner, hard_modes: Sequence[str]) -> list[str 
 
 
 def measure(captioner: Captioner, name: str, features: torch.Tensor, grid: tuple[int, int],
-            photos: Sequence[Photo], regions: Sequence[Mapping], categories: Collection[str],
+            photos: Sequence[Photo], regions: Sequence[Mapping],
+            categories: Mapping[str, str | None],
             hard_modes: Sequence[str], temperatures: Sequence[float | None], seed: int,
             beam: int, batch_size: int) -> list[Row]:
     """Rows for every hard mode (hard models) and attention temperature (None: the
@@ -317,7 +342,7 @@ def measure(captioner: Captioner, name: str, features: torch.Tensor, grid: tuple
             for source, per_photo in (("own", [[c] for c in own]), ("references", references)):
                 scores = score_captions(per_photo, regions, categories)
                 for kind in REGION_KINDS:
-                    for group in WORD_CLASSES:
+                    for group in WORD_KINDS:
                         rows.append(Row(name, captioner.config.attention, mode, used, source,
                                         kind, group, **summarise(scores.get((kind, group), []))))
     return rows
@@ -342,7 +367,7 @@ def encode(captioner: Captioner, photos: Sequence[Photo], batch_size: int
 
 def format_table(rows: Sequence[Row]) -> str:
     header = (f"{'checkpoint':<22} {'decoding':<17} {'T':>4} {'captions':<10} {'region':<6} "
-              f"{'words':<13} {'n':>5} {'mass':>6} {'area':>6} {'ratio':>6} {'w.ratio':>7} "
+              f"{'kind':<8} {'n':>5} {'mass':>6} {'area':>6} {'ratio':>6} {'w.ratio':>7} "
               f"{'point':>6} {'chance':>6}")
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -354,7 +379,7 @@ def format_table(rows: Sequence[Row]) -> str:
                       f"{r.ratio:>6.2f} {r.mean_word_ratio:>7.2f} {100 * r.pointing:>5.1f}% "
                       f"{100 * r.pointing_chance:>5.1f}%")
         lines.append(f"{Path(r.checkpoint).name:<22} {decoding:<17} {r.temperature:>4.2g} "
-                     f"{r.source:<10} {r.region:<6} {r.word_class:<13} {values}")
+                     f"{r.source:<10} {r.region:<6} {r.word_kind:<8} {values}")
     return "\n".join(lines)
 
 
@@ -415,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                 sys.argv[1:] if argv is None else argv),
             "machine": machine(), "photos": len(photos), "part": args.photos,
             "synonyms": "captioner/data/coco_synonyms.txt (CHAIR's), via training.objects",
+            "word_kinds": {**KIND_OF_SUPERCATEGORY, "any other supercategory": OTHER_KIND},
             "point_coverage": POINT_COVERAGE, "beam": args.beam, "seed": args.seed,
             "rows": [asdict(row) for row in rows]}, indent=1))
     return rows

@@ -1,5 +1,5 @@
-"""benchmarks.attention_correctness: regions on the grid, word scores, word -> category, and a
-tiny end-to-end run over every registered attention."""
+"""benchmarks.attention_correctness: regions on the grid, word scores, word -> category -> word
+kind, and a tiny end-to-end run over every registered attention."""
 from __future__ import annotations
 
 import copy
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from benchmarks.attention_correctness import (
-    REGION_KINDS, WORD_CLASSES, Mention, annotation_mask, box_coverage, load_photos, main,
-    mask_coverage, mentions, score_word, summarise)
+    REGION_KINDS, WORD_KINDS, AttendedCaption, Mention, annotation_mask, box_coverage,
+    load_photos, main, mask_coverage, mentions, score_captions, score_word, summarise, word_kind)
 from captioner import build_decoder
 from conftest import photo, tiny_config, write_checkpoint
 
@@ -85,6 +85,52 @@ def test_words_map_to_categories_by_the_projects_word_table():
     assert mentions(["cat"], categories) == []  # not a category of these annotations
 
 
+def test_word_kinds_follow_cocos_supercategories():
+    assert WORD_KINDS == ("people", "animals", "vehicles", "food", "objects", "all")
+    given = {"person": "person", "dog": "animal", "bus": "vehicle", "pizza": "food",
+             "chair": "furniture", "tv": "electronic", "kite": "sports", "fork": "kitchen"}
+    assert {c: word_kind(c, s) for c, s in given.items()} == {
+        "person": "people", "dog": "animals", "bus": "vehicles", "pizza": "food",
+        "chair": "objects", "tv": "objects", "kite": "objects", "fork": "objects"}
+    # Without a supercategory in the instances file: captioner.grounding's table, and "person".
+    assert {c: word_kind(c) for c in given} == {c: word_kind(c, s) for c, s in given.items()}
+
+
+def test_each_word_counts_under_its_kind_and_all():
+    """Hand-made maps and regions on a 2 x 2 grid: one photo with a person, a dog, a bus, a
+    pizza and a chair, each filling one cell or more; every word's map peaks on its own cell."""
+    cells = {"person": (0, 0), "dog": (0, 1), "bus": (1, 0), "pizza": (1, 1), "chair": (1, 1)}
+    regions = {kind: {} for kind in REGION_KINDS}
+    for category, (r, c) in cells.items():
+        coverage = np.zeros((2, 2))
+        coverage[r, c] = 1.0
+        for kind in REGION_KINDS:
+            regions[kind][category] = coverage
+    regions["box"]["chair"] = np.full((2, 2), 0.25)  # the chair's box: a quarter of each cell
+    words = "a man feeds his dog pizza on a bus chair and a cat".split()
+    peaks = {"man": ("person", 0.4), "dog": ("dog", 0.7), "pizza": ("pizza", 0.55),
+             "bus": ("bus", 0.85), "chair": ("chair", 0.61)}  # each word's map differs
+    alphas = np.full((len(words), 2, 2), 0.25)
+    for word, (category, peak) in peaks.items():
+        at = words.index(word)
+        alphas[at] = (1 - peak) / 3
+        alphas[(at, *cells[category])] = peak
+    categories = {"person": "person", "dog": "animal", "bus": "vehicle", "pizza": "food",
+                  "chair": "furniture", "cat": "animal"}  # no cat in this photo: not counted
+    scores = score_captions([[AttendedCaption(words, alphas)]], [regions], categories)
+    dog, pizza, chair = (score_word(alphas[words.index(w)], regions["box"][c])
+                         for w, c in (("dog", "dog"), ("pizza", "pizza"), ("chair", "chair")))
+    assert scores["box", "animals"] == [dog] and dog.mass == pytest.approx(0.7) and dog.hit
+    assert scores["box", "food"] == [pizza]
+    assert scores["box", "objects"] == [chair] and chair.mass == pytest.approx(0.25)
+    for kind in REGION_KINDS:
+        assert {group: len(scores[kind, group]) for group in WORD_KINDS} == {
+            "people": 1, "animals": 1, "vehicles": 1, "food": 1, "objects": 1, "all": 5}
+        assert sorted(scores[kind, "all"]) == sorted(
+            s for group in WORD_KINDS[:-1] for s in scores[kind, group])
+    assert scores["box", "all"].count(dog) == 1 and pizza in scores["box", "all"]
+
+
 def test_teacher_forcing_takes_the_hard_mode_of_the_call(vocab):
     decoder = build_decoder(tiny_config(vocab, "hard", hard_inference="argmax")).eval()
     features = torch.randn(2, 9, 16)
@@ -123,8 +169,9 @@ def _tiny_coco(root):
         {"id": 4, "image_id": 101, "category_id": 18, "iscrowd": 1, "bbox": [0, 0, 40, 120],
          "segmentation": {"counts": [0, 40 * 120, 120 * 120], "size": [120, 160]}},
     ]
-    categories = [{"id": 1, "name": "person"}, {"id": 2, "name": "bicycle"},
-                  {"id": 18, "name": "dog"}]
+    categories = [{"id": 1, "name": "person", "supercategory": "person"},
+                  {"id": 2, "name": "bicycle", "supercategory": "vehicle"},
+                  {"id": 18, "name": "dog", "supercategory": "animal"}]
     (root / "dataset.json").write_text(json.dumps({"dataset": "tiny", "images": entries}))
     (root / "instances.json").write_text(json.dumps(
         {"images": images, "annotations": annotations, "categories": categories}))
@@ -138,21 +185,27 @@ def test_end_to_end_on_a_tiny_coco_for_every_attention(tmp_path, vocab, attentio
     rows = main(["--data", str(data), "--instances", str(instances), "--checkpoint",
                  str(checkpoint), "--beam", "2", "--out", str(out)])
     modes = ["expectation", "argmax", "sample"] if attention_kind == "hard" else [None]
-    assert len(rows) == len(modes) * 2 * len(REGION_KINDS) * len(WORD_CLASSES)
+    assert len(rows) == len(modes) * 2 * len(REGION_KINDS) * len(WORD_KINDS)
     assert {r.hard_mode for r in rows} == set(modes)
     # References: photo 1 "man" (person), "bike" (bicycle), "dogs" (no dog there: skipped);
     # photo 2 "man" (no person there: skipped), "dogs" (dog).
-    expected = {"people": 1, "other objects": 2, "all": 3}
+    expected = {"people": 1, "animals": 1, "vehicles": 1, "food": 0, "objects": 0, "all": 3}
     for row in rows:
         if row.source == "references":
-            assert row.words == expected[row.word_class], row
-            assert 0 <= row.mass <= 1 and 0 < row.area < 1 and 0 <= row.pointing <= 1
-            assert row.ratio == pytest.approx(row.mass / row.area)
+            assert row.words == expected[row.word_kind], row
+            if row.words:
+                assert 0 <= row.mass <= 1 and 0 < row.area < 1 and 0 <= row.pointing <= 1
+                assert row.ratio == pytest.approx(row.mass / row.area)
+            else:
+                assert row.mass is None and row.ratio is None
         else:
             assert row.words >= 0
     saved = json.loads(out.read_text())
     assert saved["photos"] == 2 and len(saved["rows"]) == len(rows)
-    assert "references" in capsys.readouterr().out
+    assert [r["word_kind"] for r in saved["rows"][:len(WORD_KINDS)]] == list(WORD_KINDS)
+    table = capsys.readouterr().out
+    assert "references" in table
+    assert sum(line.split()[5:6] == ["animals"] for line in table.splitlines()) == len(rows) // 6
 
 
 def test_the_tune_and_check_halves_split_the_photos_by_coco_id(tmp_path):
@@ -170,7 +223,7 @@ def test_each_temperature_gets_its_rows_and_a_bad_one_is_refused(tmp_path, vocab
               str(checkpoint), "--beam", "2"]
     rows = main(common + ["--temperatures", "1,0.5"])
     assert sorted({r.temperature for r in rows}) == [0.5, 1.0]
-    assert len(rows) == 2 * 2 * len(REGION_KINDS) * len(WORD_CLASSES)
+    assert len(rows) == 2 * 2 * len(REGION_KINDS) * len(WORD_KINDS)
     # the references' words do not depend on the temperature, only their maps do
     by_t = {t: [r for r in rows if r.temperature == t and r.source == "references"]
             for t in (0.5, 1.0)}
