@@ -27,6 +27,13 @@ from torch import nn
 from torch.nn import functional as F
 
 IMAGENET_CLASSES = 1000
+# Words that say someone is in the photo, matched as whole words of the lower-cased caption. A
+# word list, not a parser: "a couple of dogs" and "a baby elephant" count as people here.
+PERSON_WORDS = frozenset((
+    "man", "men", "woman", "women", "boy", "boys", "girl", "girls", "child", "children", "kid",
+    "kids", "person", "people", "player", "players", "guy", "lady", "ladies", "baby", "toddler",
+    "skier", "snowboarder", "surfer", "skateboarder", "rider", "biker", "cyclist", "crowd",
+    "couple", "family", "team", "he", "she", "someone"))
 
 
 class ConceptEvidence(NamedTuple):

@@ -14,6 +14,7 @@ import torch
 
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ModelConfig
+from .confidence import VERDICTS, CaptionConfidence, ConfidenceModel, Evidence
 from .decoder import Decoder
 from .constrained import decode_grounded
 from .decoding import (MAX_CAPTION_LENGTH, DecodeOptions, Hypothesis, content_word_mask,
@@ -77,6 +78,8 @@ class Caption:
     tags: list[Tag] = field(default_factory=list)
     # For each word, the tag that put it there (None: the language model's own choice)
     tagged: list[str | None] = field(default_factory=list)
+    # How far to trust it, for a model file that carries a calibrated confidence model
+    confidence: CaptionConfidence | None = None
 
     @property
     def text(self) -> str:
@@ -85,7 +88,10 @@ class Caption:
     @property
     def is_guess(self) -> bool:
         """No tag guided it and the model was unsure of its words: the photo is probably unlike
-        any it was trained on (GUESS_WORD_PROBABILITY, chosen on Flickr8k val)."""
+        any it was trained on (GUESS_WORD_PROBABILITY, chosen on Flickr8k val). A model with a
+        calibrated confidence calls it so instead (captioner.confidence)."""
+        if self.confidence is not None:
+            return self.confidence.verdict == VERDICTS[2]
         if self.tags or not self.word_probs:
             return False
         return sum(self.word_probs) / len(self.word_probs) < GUESS_WORD_PROBABILITY
@@ -108,6 +114,10 @@ class Caption:
                       "imagenet_labels": list(t.labels)} for t in self.tags],
             "tagged_words": self.tagged,
             "is_guess": self.is_guess,
+            "confidence": None if self.confidence is None else {
+                "verdict": self.confidence.verdict,
+                "p_wrong": round(self.confidence.p_wrong, 3),
+                "reasons": list(self.confidence.reasons)},
             "image_size": list(self.image_size),
             "timing_ms": None if self.timing is None else vars(self.timing),
         }
@@ -188,6 +198,9 @@ class Captioner:
         self.vocab = vocab
         self.content_words = content_word_mask(vocab)  # for DecodeOptions.repeat_penalty
         self.tagger = Tagger(vocab)
+        calibrated = (metadata or {}).get("confidence")
+        self.confidence = (ConfidenceModel.from_dict(calibrated)
+                           if calibrated and decoder.concept_reader is not None else None)
         self._fused: FusedDecoder | None = None  # built once; other weights share it
         self._fusion_lock = threading.Lock()
         self.preprocessing = preprocessing
@@ -269,8 +282,22 @@ class Captioner:
             tags, grounding = self.ground(features, options)
             results = decode_grounded(self.decoder_for(options), features.float(), options,
                                       grounding, self.content_words)
-        return [self._to_caption(hyps, grid, photo_tags)
-                for hyps, photo_tags in zip(results, tags)]
+        captions = [self._to_caption(hyps, grid, photo_tags)
+                    for hyps, photo_tags in zip(results, tags)]
+        if self.confidence is not None:
+            self._judge(captions, features)
+        return captions
+
+    def _judge(self, captions: list["Caption"], features: torch.Tensor) -> None:
+        """Each caption's calibrated confidence, from its words and the photo's concepts."""
+        config = self.config
+        words = config.concepts + config.imagenet_concepts
+        with torch.inference_mode():
+            probs = self.decoder.concept_reader(features.float()).probs.cpu().tolist()
+            novelty = self.confidence.novelty(features).tolist()
+        for caption, p, n in zip(captions, probs, novelty):
+            caption.confidence = self.confidence.judge(
+                Evidence(caption.words, caption.word_probs, dict(zip(words, p)), n))
 
     def explain(self, encoded: "EncodedPhotos", text: str, options: DecodeOptions | None = None,
                 photo: int = 0) -> Explanation:

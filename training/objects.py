@@ -22,17 +22,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
+from captioner.concepts import PERSON_WORDS  # noqa: F401 (the people measures' word list)
 from captioner.object_words import object_words
 
 MAIN_OBJECT_REFERENCES = 3  # a main object: a category at least this many references name
 PEOPLE_PRESENT_REFERENCES = 3  # people are there: at least this many references have a person word
-# Words that say someone is in the photo, matched as whole words of the lower-cased caption. A
-# word list, not a parser: "a couple of dogs" and "a baby elephant" count as people here.
-PERSON_WORDS = frozenset((
-    "man", "men", "woman", "women", "boy", "boys", "girl", "girls", "child", "children", "kid",
-    "kids", "person", "people", "player", "players", "guy", "lady", "ladies", "baby", "toddler",
-    "skier", "snowboarder", "surfer", "skateboarder", "rider", "biker", "cyclist", "crowd",
-    "couple", "family", "team", "he", "she", "someone"))
 
 # CHAIR's special cases: qualifiers that would otherwise count as a person ("baby", "adult",
 # "passenger") and a seat that is not a chair.
