@@ -4,7 +4,7 @@ from __future__ import annotations
 from importlib import resources
 
 from captioner.imagenet import imagenet_names
-from captioner.object_words import object_words, parse_synonyms
+from captioner.object_words import ClassWord, from_json, object_words, parse_synonyms
 
 
 def test_examples_walk_to_the_words_captions_use():
@@ -18,6 +18,15 @@ def test_examples_walk_to_the_words_captions_use():
     assert words["school bus"] == "bus"
     assert words["laptop, laptop computer"] == "laptop"
     assert words["kite"] == "bird"  # ImageNet's kite is the bird
+
+
+def test_a_table_without_kinds_still_loads():
+    old = {"people": "person", "categories": {"person": ["person"], "dog": ["dog", "puppy"]},
+           "classes": {"207": {"label": "golden retriever", "word": "dog", "category": "dog",
+                               "depth": 4, "target": "dog.n.01"}}}
+    table = from_json(old)
+    assert table.classes[207] == ClassWord("golden retriever", "dog", "dog", 4, "dog.n.01")
+    assert table.classes[207].kind is None and dict(table.kinds) == {} and not table.similar
 
 
 def test_table_is_consistent_with_imagenet_and_the_synonym_file():
