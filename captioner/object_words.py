@@ -24,6 +24,9 @@ class ClassWord(NamedTuple):
     category: str | None  # its COCO category, e.g. "dog"; None for a caption noun outside COCO
     depth: int  # hypernym steps from the class's synset to the target (0: the class is one)
     target: str  # the WordNet synset reached, e.g. "dog.n.01"
+    # the word's kind, the coarser word a caption can fall back to when the classifier cannot
+    # tell which of several things it sees ("lion" -> "animal", "lemon" -> "fruit"); None: none
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class ObjectWords:
     people: str  # the category of people ("person"), which object measures may leave out
     # word -> the other object words nearest it in WordNet, nearest first ("zebra" -> "horse")
     similar: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # kind -> the broader kind it falls back to ("dog" -> "animal"), None at the top
+    kinds: Mapping[str, str | None] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def parse_synonyms(text: str) -> tuple[dict[str, tuple[str, ...]], str]:
@@ -56,12 +61,13 @@ def parse_synonyms(text: str) -> tuple[dict[str, tuple[str, ...]], str]:
 
 
 def from_json(data: dict) -> ObjectWords:
-    classes = {int(i): ClassWord(c["label"], c["word"], c["category"], c["depth"], c["target"])
+    classes = {int(i): ClassWord(c["label"], c["word"], c["category"], c["depth"], c["target"],
+                                 c.get("kind"))
                for i, c in data["classes"].items()}
     categories = {name: tuple(words) for name, words in data["categories"].items()}
     similar = {word: tuple(others) for word, others in data.get("similar", {}).items()}
     return ObjectWords(MappingProxyType(classes), MappingProxyType(categories), data["people"],
-                       MappingProxyType(similar))
+                       MappingProxyType(similar), MappingProxyType(dict(data.get("kinds", {}))))
 
 
 @lru_cache(maxsize=1)
