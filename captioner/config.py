@@ -33,8 +33,10 @@ class ModelConfig:
     # beta = sigmoid(f_beta(h)): "scalar" as in the paper, "channel", or "none". Attentions
     # scored with h_{t-1} only: Luong's attentional state has no such gate.
     gate: str = "scalar"
-    # How hard attention picks its location when not training.
-    hard_inference: str = "argmax"
+    # How hard attention picks its location when decoding, unless a call says otherwise
+    # (DecodeOptions.hard_mode): the expected context, as the paper's code scored its hard
+    # model, or the most likely cell.
+    hard_inference: str = "expectation"
     # Decoding divides the attention scores by this before the softmax (training never does):
     # below 1 the maps are sharper. Chosen on val per model (docs/attention.md); 1 keeps the
     # attention as trained.

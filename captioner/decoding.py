@@ -64,10 +64,12 @@ class DecodeOptions:
     # "expectation" feeds sum_i alpha_i a_i, as the paper's own code scored its hard model
     # (kelvinxu/arctic-captions, sampling=False); "argmax" one region a word; "sample" draws
     # each word's region from alpha (what REINFORCE trains; captions differ from run to run).
-    # None: the mode saved in the checkpoint. Expectation chosen on Flickr8k val
-    # (docs/models.md: python -m training.evaluate --split val --hard-mode MODE).
-    hard_mode: str | None = field(default="expectation", metadata={
-        "help": "hard attention only: expectation | argmax | sample",
+    # None (the default): the mode the model file carries (ModelConfig.hard_inference, set by
+    # training.export --hard-inference; the shipped hard model's is expectation, chosen on
+    # Flickr8k val: docs/models.md, python -m training.evaluate --split val --hard-mode MODE).
+    hard_mode: str | None = field(default=None, metadata={
+        "help": "hard attention only: expectation | argmax | sample (default: the model "
+                "file's own)",
         "choices": HARD_MODES})
     # Attention scores divided by this before the softmax while decoding: below 1, each word's
     # map is sharper and its context leans on fewer cells. None: the model's own
