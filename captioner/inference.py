@@ -190,7 +190,8 @@ class EncodedPhotos:
 class Captioner:
     """Encoder + decoder + vocabulary + preprocessing, for inference only.
 
-    The model is put in eval mode once, here; captioning never changes any state, so one
+    The model is put in eval mode once, here; captioning never changes its weights or
+    settings (its first decode builds the decoding tables, captioner.fused, as a cache), so one
     instance can serve concurrent callers (for example every session of the app).
     """
 

@@ -69,8 +69,7 @@ class LuongDecoder(Decoder):
         embedded = self.embedding(tokens) if memory.layers is None else None
         state, attended, (attentional,) = self.advance(
             self.word_gates_of(tokens, embedded, memory), state, memory)
-        out = self.out if memory.layers is None else memory.layers.out
-        return StepOutput(out(self.dropout(attentional)), state, attended)
+        return StepOutput(self.readout(attentional, memory.layers), state, attended)
 
     def advance(self, word_gates: torch.Tensor, state: DecoderState, memory: Memory
                 ) -> tuple[DecoderState, AttentionOutput, tuple[torch.Tensor]]:
@@ -100,7 +99,12 @@ class LuongDecoder(Decoder):
         fed = attentional if self.feed_gates is not None else None
         return DecoderState(h, c, fed), attended, (attentional,)
 
+    def readout(self, attentional: torch.Tensor, layers: StepLayers | None = None
+                ) -> torch.Tensor:
+        """p(y_t) from h~_t alone (W_s, or the decoding StepLayers' copy of it)."""
+        return (self.out if layers is None else layers.out)(self.dropout(attentional))
+
     def readout_steps(self, embedded: torch.Tensor | None, attentional: torch.Tensor,
                       concept_out: torch.Tensor | None = None) -> torch.Tensor:
         """p(y_t) from h~_t alone (the word embedding is unused: Luong's readout)."""
-        return self.out(self.dropout(attentional))
+        return self.readout(attentional)
