@@ -27,7 +27,8 @@ from ui.support import (EXAMPLE_PHOTOS, FOLDER_MODEL, STARTUP_MODEL, UPLOAD_TYPE
                         grid_png, grounding_markdown, load_uploaded_checkpoint,
                         model_dir_choices, model_dir_path, model_sources)
 from captioner.decoding import DEFAULT_OPTIONS, HARD_MODES, MAX_CAPTION_LENGTH, DecodeOptions
-from captioner.inference import DEFAULT_CHECKPOINTS, default_checkpoint
+from captioner.inference import (DEFAULT_CHECKPOINTS, PHOTOS_PER_CALL, default_checkpoint,
+                                 in_chunks)
 from captioner.overlay import map_style, word_overlays
 
 MODEL_LABELS = {"soft": "Soft attention (shipped)", "hard": "Hard attention (shipped)",
@@ -350,24 +351,35 @@ def show_grid(caption, tile, draw: dict) -> None:
 def show_batch(captioner: Captioner, files: list[tuple[bytes, str]], options: DecodeOptions,
                model_key: tuple) -> tuple[bytes, str] | None:
     """Several photos: a table (file, caption, score, milliseconds) with CSV and JSON
-    downloads; a bad file gets its own message and the rest are captioned. Returns the file
-    of the row the user picked, whose overlays are shown below."""
+    downloads; a bad file gets its own message and the rest are captioned, up to
+    PHOTOS_PER_CALL in one call. Returns the file of the row the user picked, whose overlays
+    are shown below."""
     # Only the current files' results are kept: a long session does not pile up old ones.
     previous = st.session_state.get("batch", {})
     results = st.session_state["batch"] = {}
-    rows, good = [], []
+    keys, waiting = [], []
     for data, name in files:
         key = (hashlib.sha256(data).hexdigest(), model_key, options)
+        keys.append(key)
+        if key in results:  # the same file twice
+            continue
         if key in previous:
             results[key] = previous[key]
-        if key not in results:
-            try:
-                photo = load_image(data, name)
-            except ImageError as exc:
-                results[key] = str(exc)
-            else:
-                with st.spinner(f"Captioning {name}…"), model_lock():
-                    results[key] = captioner.caption(photo, options)[0]
+            continue
+        try:
+            photo = load_image(data, name)
+        except ImageError as exc:
+            results[key] = str(exc)
+        else:
+            results[key] = None
+            waiting.append((key, photo))
+    for chunk in in_chunks(waiting, PHOTOS_PER_CALL):
+        with st.spinner(f"Captioning {len(chunk)} photos…"), model_lock():
+            captions = captioner.caption([photo for _, photo in chunk], options)
+        for (key, _), caption in zip(chunk, captions):
+            results[key] = caption
+    rows, good = [], []
+    for key, (data, name) in zip(keys, files):
         result = results[key]
         if isinstance(result, str):
             st.error(f"**{escape_markdown(name)}**: cannot use this file. {result}.")

@@ -13,7 +13,10 @@ state it scores with:
 The decoder never asks which one it has; the training loss adds the REINFORCE term when
 `log_prob` is present. Every attention's forward takes (features, projected, hidden, mode,
 temperature): decoding may divide the scores by a temperature before the softmax
-(`tempered_softmax`; ModelConfig.attention_temperature).
+(`tempered_softmax`; ModelConfig.attention_temperature). An attention that maps the state
+linearly before scoring names that layer `query_layer` (else None) and takes its output as
+`query`: decoding computes it in one product with the decoder's other maps of the same state
+(captioner.fused).
 """
 from __future__ import annotations
 
@@ -58,14 +61,21 @@ class AdditiveScorer(nn.Module):
         self.hidden_proj = nn.Linear(hidden_dim, attention_dim, bias=False)  # W_h
         self.score = nn.Linear(attention_dim, 1)  # w
 
+    @property
+    def query_layer(self) -> nn.Linear:
+        return self.hidden_proj
+
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return self.image_proj(features)  # (B, L, A): computed once, reused at every step
 
     def forward(self, projected: torch.Tensor, hidden: torch.Tensor,
-                temperature: float = 1.0) -> torch.Tensor:
-        """projected (B, L, A), hidden (B*k, n) -> alpha (B*k, L); rows n*k.. read image n."""
+                temperature: float = 1.0, query: torch.Tensor | None = None) -> torch.Tensor:
+        """projected (B, L, A), hidden (B*k, n) -> alpha (B*k, L); rows n*k.. read image n.
+        query: W_h hidden when the caller has it (B*k, A)."""
         images, locations, dim = projected.shape
-        query = self.hidden_proj(hidden).view(images, -1, 1, dim)  # (B, k, 1, A)
+        if query is None:
+            query = self.hidden_proj(hidden)
+        query = query.view(images, -1, 1, dim)  # (B, k, 1, A)
         energy = torch.tanh(projected.unsqueeze(1) + query)  # (B, k, L, A)
         return tempered_softmax(self.score(energy).squeeze(-1), temperature).view(-1, locations)
 
@@ -79,11 +89,13 @@ class StaticScorer(nn.Module):
         self.image_proj = nn.Linear(encoder_dim, attention_dim)  # W, b
         self.score = nn.Linear(attention_dim, 1, bias=False)  # u
 
+    query_layer = None
+
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return self.image_proj(features)
 
     def forward(self, projected: torch.Tensor, hidden: torch.Tensor,
-                temperature: float = 1.0) -> torch.Tensor:
+                temperature: float = 1.0, query: None = None) -> torch.Tensor:
         images, locations, _ = projected.shape
         alpha = tempered_softmax(self.score(torch.tanh(projected)).squeeze(-1), temperature)
         rows_per_image = hidden.shape[0] // images
@@ -100,6 +112,8 @@ class BilinearScorer(nn.Module):
         # variant keeps it because its projections are also the values it averages.
         self.image_proj = nn.Linear(encoder_dim, hidden_dim, bias=bias)
 
+    query_layer = None  # h itself is the query
+
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return self.image_proj(features)
 
@@ -110,7 +124,7 @@ class BilinearScorer(nn.Module):
         return torch.bmm(query, projected.transpose(1, 2)).view(-1, locations)
 
     def forward(self, projected: torch.Tensor, hidden: torch.Tensor,
-                temperature: float = 1.0) -> torch.Tensor:
+                temperature: float = 1.0, query: None = None) -> torch.Tensor:
         return tempered_softmax(self.energies(projected, hidden), temperature)
 
 
@@ -124,6 +138,10 @@ class SoftAttention(nn.Module):
         self.scorer = scorer
         self.values_projected = values_projected
 
+    @property
+    def query_layer(self) -> nn.Linear | None:
+        return self.scorer.query_layer
+
     def values(self, features: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
         return projected if self.values_projected else features
 
@@ -132,9 +150,10 @@ class SoftAttention(nn.Module):
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
                 hidden: torch.Tensor, mode: str | None = None,
-                temperature: float = 1.0) -> AttentionOutput:
+                temperature: float = 1.0, query: torch.Tensor | None = None
+                ) -> AttentionOutput:
         """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image."""
-        alpha = self.scorer(projected, hidden, temperature)  # (B*k, L)
+        alpha = self.scorer(projected, hidden, temperature, query)  # (B*k, L)
         return AttentionOutput(mix_rows(alpha, self.values(features, projected)), alpha, alpha)
 
 
@@ -168,18 +187,26 @@ class LocalAttention(nn.Module):
     def values(self, features: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
         return features
 
-    def centre(self, hidden: torch.Tensor, side: int) -> torch.Tensor:
-        """p_t (B*k, 2) as (y, x) in grid units, each in [0, side]."""
-        return side * torch.sigmoid(self.position(hidden))
+    @property
+    def query_layer(self) -> nn.Linear:
+        return self.position[0]  # W_p
+
+    def centre(self, hidden: torch.Tensor, side: int,
+               query: torch.Tensor | None = None) -> torch.Tensor:
+        """p_t (B*k, 2) as (y, x) in grid units, each in [0, side]; query: W_p h if known."""
+        if query is None:
+            return side * torch.sigmoid(self.position(hidden))
+        return side * torch.sigmoid(self.position[1:](query))
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
                 hidden: torch.Tensor, mode: str | None = None,
-                temperature: float = 1.0) -> AttentionOutput:
+                temperature: float = 1.0, query: torch.Tensor | None = None
+                ) -> AttentionOutput:
         locations = projected.shape[1]
         side = math.isqrt(locations)
         if side * side != locations:
             raise ValueError(f"local attention needs a square grid, got {locations} locations")
-        centre = self.centre(hidden, side)  # (B*k, 2)
+        centre = self.centre(hidden, side, query)  # (B*k, 2)
         cells = torch.arange(side, device=hidden.device, dtype=hidden.dtype) + 0.5
         offset_y = cells.view(1, side, 1) - centre[:, 0].view(-1, 1, 1)  # (B*k, side, 1)
         offset_x = cells.view(1, 1, side) - centre[:, 1].view(-1, 1, 1)  # (B*k, 1, side)
@@ -208,14 +235,19 @@ class HardAttention(nn.Module):
         self.inference = inference
         self.expectation_prob = expectation_prob
 
+    @property
+    def query_layer(self) -> nn.Linear:
+        return self.scorer.query_layer
+
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return self.scorer.project(features)
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
                 hidden: torch.Tensor, mode: str | None = None,
-                temperature: float = 1.0) -> AttentionOutput:
+                temperature: float = 1.0, query: torch.Tensor | None = None
+                ) -> AttentionOutput:
         """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image."""
-        alpha = self.scorer(projected, hidden, temperature)  # (B*k, L)
+        alpha = self.scorer(projected, hidden, temperature, query)  # (B*k, L)
         mode = "train" if self.training else (mode or self.inference)
         if mode == "expectation":
             return AttentionOutput(mix_rows(alpha, features), alpha, alpha)

@@ -10,7 +10,7 @@ from .checkpoint import CheckpointError
 from .decoding import DecodeOptions
 from .flags import add_option_flags, options_from_args
 from .images import ImageError, load_image
-from .inference import DEFAULT_CHECKPOINTS, Captioner
+from .inference import DEFAULT_CHECKPOINTS, PHOTOS_PER_CALL, Captioner, in_chunks
 from .overlay import map_style, overlay_grid
 
 EXIT_BAD_INPUT = 2
@@ -56,24 +56,29 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"{args.overlay_dir}: cannot create overlay directory ({exc.strerror})")
     style = map_style(captioner.config)
     failed, results = 0, []
-    for name in args.photos:
-        try:
-            photo = load_image(name)
-        except ImageError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed += 1
+    # One search per PHOTOS_PER_CALL photos; the output keeps the order they were named in.
+    for names in in_chunks(args.photos, PHOTOS_PER_CALL):
+        loaded = []
+        for name in names:
+            try:
+                loaded.append((name, load_image(name)))
+            except ImageError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                failed += 1
+        if not loaded:
             continue
-        caption = captioner.caption(photo, options)[0]
-        if args.overlay_dir:
-            sheet = overlay_grid(photo, caption.words, caption.alphas, **style,
-                                 smooth=not args.no_smooth)
-            sheet.save(args.overlay_dir / f"{Path(name).name}.attention.png")
-        if args.json:
-            results.append({"image": name, **caption.to_dict()})
-        else:
-            print(f"{name}\t{caption.text}")
-            for alt in caption.alternatives[1:]:
-                print(f"  {alt.score:8.3f}  {alt.text}")
+        captions = captioner.caption([photo for _, photo in loaded], options)
+        for (name, photo), caption in zip(loaded, captions):
+            if args.overlay_dir:
+                sheet = overlay_grid(photo, caption.words, caption.alphas, **style,
+                                     smooth=not args.no_smooth)
+                sheet.save(args.overlay_dir / f"{Path(name).name}.attention.png")
+            if args.json:
+                results.append({"image": name, **caption.to_dict()})
+            else:
+                print(f"{name}\t{caption.text}")
+                for alt in caption.alternatives[1:]:
+                    print(f"  {alt.score:8.3f}  {alt.text}")
     if args.json:
         json.dump(results, sys.stdout)
         sys.stdout.write("\n")

@@ -51,6 +51,11 @@ class ModelConfig:
     # that reads the grid alone.
     concepts: tuple[str, ...] = ()
     imagenet_concepts: tuple[str, ...] = ()
+    # Decode with int8 products (CPU): the decoder's and the caption language model's per-step
+    # matrices quantized dynamically (captioner.fused), a quarter of the bytes a step reads.
+    # Training and the weights in the file are unchanged; `training.export --quantize` sets it.
+    # Off unless measured to keep the captions' scores (docs/performance.md).
+    quantized: bool = False
 
     def __post_init__(self) -> None:
         for name in ("concepts", "imagenet_concepts"):  # lists after a round trip through a file

@@ -7,7 +7,9 @@ decoding step per decoder. `Decoder` holds what all decoders share (embedding, i
 the LSTM's word and state gates, teacher forcing over packed captions); `ShowAttendTellDecoder`
 attends with h_{t-1} before the LSTM step (Bahdanau, Xu et al.), `captioner.luong.LuongDecoder`
 with h_t after it. `captioner.build.build_decoder` picks the one the config's attention asks
-for.
+for. Decoding (prepare(decoding=True) without gradients, in eval mode) steps through
+`StepLayers` derived from the same layers (captioner.fused): fewer, larger products, int8 when
+the config is quantized.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from torch.nn import functional as F
 from .attention import AttentionOutput, build_attention, mix_rows
 from .concepts import ConceptReader
 from .config import ModelConfig
+from .fused import Derived, StepLayers, can_quantize, stacked_linear
 from .vocab import Vocabulary
 
 PAD_ID = Vocabulary.pad_id
@@ -49,6 +52,9 @@ class Memory(NamedTuple):
     concepts: torch.Tensor | None = None
     concept_gates: torch.Tensor | None = None
     concept_out: torch.Tensor | None = None
+    # The decoder's StepLayers (captioner.fused) when its steps use them: decoding without
+    # gradients. None: each step runs the layers themselves (training, self-critical sampling).
+    layers: StepLayers | None = None
 
     def select(self, images: torch.Tensor) -> "Memory":
         return Memory(*(x.index_select(0, images) if isinstance(x, torch.Tensor) else x
@@ -93,8 +99,14 @@ class TeacherForcedOutput(NamedTuple):
 class Decoder(nn.Module):
     """What every decoder shares: the embedding E, the initial state from the mean
     annotation, the attention, the LSTM's word and state gates, dropout, and teacher forcing.
-    A subclass defines `prepare`'s extras, `advance` (one step up to the readout), `step`, and
-    `readout_steps` (logits from what `advance` returned for every real word)."""
+    A subclass defines `prepare`'s extras, `advance` (one step up to the readout), `step`,
+    `readout_steps` (logits from what `advance` returned for every real word) and
+    `build_step_layers` (its decoding layout of captioner.fused.StepLayers)."""
+
+    # Decoding steps through StepLayers (captioner.fused). An instance may set it False to
+    # step through the layers one by one: the reference the fused steps are tested and
+    # benchmarked against (the same numbers up to float rounding).
+    fuse_steps: bool = True
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -123,6 +135,7 @@ class Decoder(nn.Module):
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         with torch.no_grad():  # forget-gate bias 1: remember by default early in training
             self.word_gates.bias[n:2 * n].fill_(1.0)
+        self.derived = Derived()  # the StepLayers, rebuilt after any change of the weights
 
     def prepare(self, features: torch.Tensor, decoding: bool = False,
                 hard_mode: str | None = None, temperature: float | None = None,
@@ -133,14 +146,54 @@ class Decoder(nn.Module):
         that never saw the photo); None: the decoder's own concept reader's."""
         if temperature is None:
             temperature = 1.0 if self.training else self.config.attention_temperature
+        fused = (decoding and self.fuse_steps and not self.training
+                 and not torch.is_grad_enabled())
         memory = Memory(features, self.attention.project(features), hard_mode=hard_mode,
-                        temperature=temperature)
+                        temperature=temperature,
+                        layers=self.step_layers() if fused else None)
         if self.concept_reader is None:
             return memory
         if concepts is None:
             concepts = self.concept_reader(features).probs
         concepts = concepts.to(features.dtype)
         return memory._replace(concepts=concepts, concept_gates=self.concept_gates(concepts))
+
+    def step_layers(self) -> StepLayers:
+        """The decoding StepLayers, built at first use after any change of the weights."""
+        return self.derived.get(self, "step", self.build_step_layers)
+
+    def build_step_layers(self) -> StepLayers:
+        raise NotImplementedError
+
+    @property
+    def quantized(self) -> bool:
+        """Whether decoding steps run int8 products (ModelConfig.quantized, on a CPU)."""
+        return self.config.quantized and can_quantize(self.embedding.weight)
+
+    @property
+    def query_layer(self) -> nn.Linear | None:
+        """The attention's linear map of the state it scores with (its `query_layer`), or
+        None: decoding computes it in one product with the step's other maps of that state."""
+        return getattr(self.attention, "query_layer", None)
+
+    def word_gate_table(self) -> torch.Tensor:
+        """(V, 4n): the LSTM's word part W_x E_y + b of every word y, for lookups."""
+        return self.word_gates(self.embedding.weight)
+
+    def word_gates_of(self, tokens: torch.Tensor, embedded: torch.Tensor, memory: Memory
+                      ) -> torch.Tensor:
+        """W_x E_y + b (B, 4n) of the previous words tokens (B,), embedded (B, m)."""
+        if memory.layers is None:
+            return self.word_gates(embedded)
+        return memory.layers.word_gates.index_select(0, tokens)
+
+    def attend(self, memory: Memory, hidden: torch.Tensor,
+               query: torch.Tensor | None = None) -> AttentionOutput:
+        """The attention over the memory with state `hidden` (B*k, n); query: its
+        query_layer(hidden), when the step has computed it."""
+        extra = {} if query is None else {"query": query}
+        return self.attention(memory.features, memory.projected, hidden, memory.hard_mode,
+                              memory.temperature, **extra)
 
     def init_state(self, memory: Memory) -> DecoderState:
         mean = memory.features.mean(dim=1)  # (B, D)
@@ -226,7 +279,11 @@ class Decoder(nn.Module):
 class ShowAttendTellDecoder(Decoder):
     """Show, Attend and Tell's decoder: attend with h_{t-1}, gate the context (f_beta), feed
     it to the LSTM with the previous word, and predict the word with the deep output layer
-    p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t))."""
+    p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t)).
+
+    Its StepLayers: `before` maps h_{t-1} to [W_hh h (4n) | the attention's query (A) |
+    f_beta's logit (1 or D)] (the parts its attention and gate have), `after` is L_h, `out`
+    is L_o."""
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
@@ -248,8 +305,8 @@ class ShowAttendTellDecoder(Decoder):
                 concepts: torch.Tensor | None = None) -> Memory:
         """Per-image work done once; decoding=True also precomputes the context's linear
         maps for every location (exact for scalar and no gates, which commute with them)."""
-        memory = super().prepare(features, hard_mode=hard_mode, temperature=temperature,
-                                 concepts=concepts)
+        memory = super().prepare(features, decoding, hard_mode=hard_mode,
+                                 temperature=temperature, concepts=concepts)
         if memory.concepts is not None:
             memory = memory._replace(concept_out=self.concept_readout(memory.concepts))
         if decoding and self.config.gate != "channel":
@@ -257,11 +314,20 @@ class ShowAttendTellDecoder(Decoder):
                                      out_rows=F.linear(features, self.out_context.weight))
         return memory
 
+    def build_step_layers(self) -> StepLayers:
+        before = [self.hidden_gates, self.query_layer, self.gate]
+        before = [layer for layer in before if layer is not None]
+        quantized = self.quantized
+        return StepLayers(self.word_gate_table(), stacked_linear(before, quantized),
+                          tuple(layer.out_features for layer in before),
+                          stacked_linear([self.out_hidden], quantized), (self.config.embed_dim,),
+                          stacked_linear([self.out], quantized))
+
     def step(self, tokens: torch.Tensor, state: DecoderState, memory: Memory) -> StepOutput:
         """Read word y_{t-1} (B,), attend with h_{t-1}, update the LSTM, score word y_t."""
         embedded = self.embedding(tokens)  # (B, m)
-        beta = self._gate(state.h)
-        state, attended, (_, context) = self.advance(self.word_gates(embedded), state, memory)
+        state, attended, context, beta = self._advance(
+            self.word_gates_of(tokens, embedded, memory), state, memory)
         if memory.out_rows is not None:  # L_z (beta z_t) + b as a mix of precomputed rows
             context_out = mix_rows(attended.mix, memory.out_rows)
             if beta is not None:
@@ -271,20 +337,37 @@ class ShowAttendTellDecoder(Decoder):
             context_out = self.out_context(context)
         concept_out = (None if memory.concept_out is None
                        else per_row(memory.concept_out, embedded.shape[0]))
-        return StepOutput(self.readout(embedded, state.h, context_out, concept_out),
-                          state, attended)
+        return StepOutput(self.readout(embedded, state.h, context_out, concept_out,
+                                       memory.layers), state, attended)
 
     def _gate(self, h: torch.Tensor) -> torch.Tensor | None:
         """beta_t = sigmoid(f_beta(h_{t-1})), (B, 1) or (B, D); None without a gate."""
         return torch.sigmoid(self.gate(h)) if self.gate is not None else None
 
+    def _read_state(self, h: torch.Tensor, layers: StepLayers | None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """What h_{t-1} (B, n) gives the step: W_hh h (B, 4n), the attention's query (None:
+        the attention maps h itself) and beta_t (None without a gate)."""
+        if layers is None:
+            return self.hidden_gates(h), None, self._gate(h)
+        parts = list(layers.before(h).split(layers.before_parts, dim=1))
+        hidden_gates = parts.pop(0)
+        query = parts.pop(0) if self.query_layer is not None else None
+        beta = torch.sigmoid(parts.pop(0)) if self.gate is not None else None
+        return hidden_gates, query, beta
+
     def advance(self, word_gates: torch.Tensor, state: DecoderState, memory: Memory
                 ) -> tuple[DecoderState, AttentionOutput, tuple[torch.Tensor, torch.Tensor]]:
         """Attend with h_{t-1}, gate the context, run the LSTM cell. word_gates: (B, 4n).
         Returns the new state, the attention and (h_t, the gated context beta_t * z_t)."""
-        attended = self.attention(memory.features, memory.projected, state.h,
-                                  memory.hard_mode, memory.temperature)
-        beta = self._gate(state.h)
+        state, attended, context, _ = self._advance(word_gates, state, memory)
+        return state, attended, (state.h, context)
+
+    def _advance(self, word_gates: torch.Tensor, state: DecoderState, memory: Memory
+                 ) -> tuple[DecoderState, AttentionOutput, torch.Tensor, torch.Tensor | None]:
+        """advance(), returning the new state, the attention, beta_t * z_t and beta_t."""
+        hidden_gates, query, beta = self._read_state(state.h, memory.layers)
+        attended = self.attend(memory, state.h, query)
         context = attended.context if beta is None else beta * attended.context  # (B, D)
         if memory.gate_rows is not None:  # W_c (beta z_t) = beta * sum_i mix_i (W_c a_i)
             context_gates = mix_rows(attended.mix, memory.gate_rows)
@@ -292,21 +375,24 @@ class ShowAttendTellDecoder(Decoder):
                 context_gates = beta * context_gates
         else:
             context_gates = self.context_gates(context)
-        gates = word_gates + context_gates + self.hidden_gates(state.h)
+        gates = word_gates + context_gates + hidden_gates
         if memory.concept_gates is not None:
             gates = gates + per_row(memory.concept_gates, gates.shape[0])
         h, c = self.lstm_cell(gates, state.c)
-        return DecoderState(h, c), attended, (h, context)
+        return DecoderState(h, c), attended, context, beta
 
     def readout(self, embedded: torch.Tensor, h: torch.Tensor, context_out: torch.Tensor,
-                concept_out: torch.Tensor | None = None) -> torch.Tensor:
+                concept_out: torch.Tensor | None = None, layers: StepLayers | None = None
+                ) -> torch.Tensor:
         """Deep output layer over (..., m), (..., n), L_z z (..., m) and the concepts' L_c c
-        (..., m) -> logits (..., V)."""
+        (..., m) -> logits (..., V); layers: the decoding StepLayers' L_h and L_o."""
+        out_hidden, out = (self.out_hidden, self.out) if layers is None else (layers.after,
+                                                                             layers.out)
         # tanh on the sum follows the authors' code (arctic-captions).
-        deep = embedded + self.out_hidden(self.dropout(h)) + context_out
+        deep = embedded + out_hidden(self.dropout(h)) + context_out
         if concept_out is not None:
             deep = deep + concept_out
-        return self.out(self.dropout(torch.tanh(deep)))
+        return out(self.dropout(torch.tanh(deep)))
 
     def readout_steps(self, embedded: torch.Tensor, h: torch.Tensor, context: torch.Tensor,
                       concept_out: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,7 +7,7 @@ import time
 from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Hashable, Sequence
+from typing import Hashable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -41,13 +41,27 @@ DEFAULT_MODEL = "soft"
 # of the Flickr8k val captions (the photos the model knows); a quarter of the COCO dev photos'
 # captions fall below it (python -m benchmarks.guess_threshold, docs/grounding.md).
 GUESS_WORD_PROBABILITY = 0.40
+# Photos captioned in one call by the CLI and the app's table: one search over them all, so
+# each decoding step reads the weights once for every photo's beams. More per call would hold
+# the model (the app's queue) longer and grow the call's memory with the photos.
+PHOTOS_PER_CALL = 32
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Timing:
+    """The times of the call that captioned the photo: shared by all `photos` of it."""
+
     preprocess_ms: float
     encoder_ms: float
     decoder_ms: float  # beam search or greedy, attention maps included; shared by the batch
+    photos: int = 1  # how many photos the call captioned together
+
+    @property
+    def per_photo_ms(self) -> float:
+        """The call's time divided among its photos."""
+        return (self.preprocess_ms + self.encoder_ms + self.decoder_ms) / self.photos
 
 
 @dataclass
@@ -186,7 +200,8 @@ class EncodedPhotos:
 class Captioner:
     """Encoder + decoder + vocabulary + preprocessing, for inference only.
 
-    The model is put in eval mode once, here; captioning never changes any state, so one
+    The model is put in eval mode once, here; captioning never changes its weights or
+    settings (its first decode builds the decoding tables, captioner.fused, as a cache), so one
     instance can serve concurrent callers (for example every session of the app).
     """
 
@@ -265,7 +280,7 @@ class Captioner:
         captions = self.caption_features(encoded.features, encoded.grid,
                                          resolve_options(options, changes))
         timing = Timing(encoded.preprocess_ms, encoded.encoder_ms,
-                        (time.perf_counter() - started) * 1e3)
+                        (time.perf_counter() - started) * 1e3, len(captions))
         for caption, size, labels in zip(captions, encoded.sizes, encoded.imagenet):
             caption.image_size = size
             caption.timing = timing
@@ -373,6 +388,14 @@ class Captioner:
             alternatives=[Alternative(self.vocab.decode(h.tokens), h.score, _probabilities(h))
                           for h in hypotheses],
             tags=tags, tagged=self.tagger.placed(words, tags))
+
+
+def in_chunks(items: Sequence[T], size: int = PHOTOS_PER_CALL) -> Iterator[Sequence[T]]:
+    """items in consecutive runs of at most `size`, in order: one captioning call each."""
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 @lru_cache(maxsize=1)

@@ -7,7 +7,8 @@ al. 2015) adds its log-probabilities, times a weight chosen on val, to the capti
 step: log p(w) = log p_captioner(w | photo, ...) + weight * log p_lm(w | ...). `FusedDecoder`
 offers the decoder's prepare / init_state / step, so greedy, beam and constrained search run
 on it unchanged. The two vocabularies are joined by word: a captioner word the language model
-lacks gets its <unk> probability.
+lacks gets its <unk> probability. While the decoder steps through its fused StepLayers
+(captioner.fused), so does the language model, int8 when the captioner's config is quantized.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from torch import nn
 from .checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, read_weights_file
 from .decoder import Decoder, DecoderState, Memory, StepOutput
 from .files import atomic_write
+from .fused import Derived, StepLayers, can_quantize, linear, stacked_linear
 from .vocab import Vocabulary
 
 FORMAT = "captioner-language-model"
@@ -53,7 +55,10 @@ class LanguageState(NamedTuple):
 
 
 class LanguageModel(nn.Module):
-    """p(w_t | w_<t) over captions that start with <start>: embedding, one LSTM layer, output."""
+    """p(w_t | w_<t) over captions that start with <start>: embedding, one LSTM layer, output.
+
+    Its decoding StepLayers (`step_layers`): the LSTM's input part W_ih E_w + b_ih + b_hh as a
+    table, `before` is W_hh, `out` the output layer."""
 
     def __init__(self, config: LanguageModelConfig):
         super().__init__()
@@ -62,6 +67,7 @@ class LanguageModel(nn.Module):
         self.lstm = nn.LSTM(config.embed_dim, config.hidden_dim, batch_first=True)
         self.dropout = nn.Dropout(config.dropout)
         self.out = nn.Linear(config.hidden_dim, config.vocab_size)
+        self.derived = Derived()  # StepLayers, float and int8, rebuilt after any weight change
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) -> logits (B, T, V) of each next word (teacher forcing)."""
@@ -72,11 +78,31 @@ class LanguageModel(nn.Module):
         zeros = torch.zeros(1, rows, self.config.hidden_dim, device=device)
         return LanguageState(zeros, zeros)
 
-    def step(self, tokens: torch.Tensor, state: LanguageState
-             ) -> tuple[torch.Tensor, LanguageState]:
-        """tokens (B,) -> log p of the next word (B, V), and the new state."""
-        hidden, (h, c) = self.lstm(self.embedding(tokens).unsqueeze(1), tuple(state))
-        return self.out(hidden.squeeze(1)).float().log_softmax(-1), LanguageState(h, c)
+    def step(self, tokens: torch.Tensor, state: LanguageState,
+             layers: StepLayers | None = None) -> tuple[torch.Tensor, LanguageState]:
+        """tokens (B,) -> log p of the next word (B, V), and the new state; layers: the
+        step_layers() to step through (decoding without gradients), None: the LSTM itself."""
+        if layers is None:
+            hidden, (h, c) = self.lstm(self.embedding(tokens).unsqueeze(1), tuple(state))
+            return self.out(hidden.squeeze(1)).float().log_softmax(-1), LanguageState(h, c)
+        gates = layers.word_gates.index_select(0, tokens) + layers.before(state.h[0])  # (B, 4n)
+        h, c = Decoder.lstm_cell(gates, state.c[0])  # nn.LSTM's gates, in its order i, f, g, o
+        return (layers.out(h).float().log_softmax(-1),
+                LanguageState(h.unsqueeze(0), c.unsqueeze(0)))
+
+    def step_layers(self, quantized: bool = False) -> StepLayers:
+        """The decoding StepLayers (int8 products if asked, on a CPU), built at first use
+        after any change of the weights."""
+        quantized = quantized and can_quantize(self.out.weight)
+        return self.derived.get(self, quantized, lambda: self._build_step_layers(quantized))
+
+    def _build_step_layers(self, quantized: bool) -> StepLayers:
+        lstm = self.lstm
+        table = (self.embedding.weight @ lstm.weight_ih_l0.T
+                 + lstm.bias_ih_l0 + lstm.bias_hh_l0)  # (V, 4n)
+        return StepLayers(table, linear(lstm.weight_hh_l0, quantized=quantized),
+                          (lstm.weight_hh_l0.shape[0],), None, (),
+                          stacked_linear([self.out], quantized))
 
 
 @dataclass
@@ -113,8 +139,9 @@ def load_language_model(path: str | os.PathLike, max_bytes: int = MAX_CHECKPOINT
         config = LanguageModelConfig(**raw["config"])
         if config.vocab_size != len(vocab):
             raise ValueError(f"{len(vocab)} words but vocab_size {config.vocab_size}")
-        model = LanguageModel(config)
-        model.load_state_dict({k: v.float() for k, v in raw["weights"].items()})
+        with torch.inference_mode(False):  # normal tensors, even when read while decoding
+            model = LanguageModel(config)
+            model.load_state_dict({k: v.float() for k, v in raw["weights"].items()})
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{name}: damaged language model ({str(exc)[:200]})") from None
     return LanguageModelFile(model.eval(), vocab, dict(raw.get("metadata") or {}))
@@ -161,6 +188,11 @@ class FusedDecoder:
     def step(self, tokens: torch.Tensor, state: FusedState, memory: Memory) -> StepOutput:
         out = self.decoder.step(tokens, state.decoder, memory)
         word_map = self.word_map.to(tokens.device)
-        language, language_state = self.language.step(word_map[tokens], state.language)
+        # The language model steps as the decoder does: through fused layers while decoding
+        # (int8 with a quantized captioner), else through its LSTM.
+        layers = (None if memory.layers is None
+                  else self.language.step_layers(self.config.quantized))
+        language, language_state = self.language.step(word_map[tokens], state.language,
+                                                      layers)
         fused = out.logits.float().log_softmax(-1) + self.weight * language[:, word_map]
         return StepOutput(fused, FusedState(out.state, language_state), out.attention)

@@ -3,6 +3,7 @@
 The app is pointed at random-weights fixture checkpoints with CAPTIONER_CHECKPOINT, so the
 captions are nonsense words; every test compares the page with what Captioner itself says.
 """
+import dataclasses
 import io
 import os
 import re
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from captioner import Captioner, Vocabulary, inference
+from captioner import Captioner, Timing, Vocabulary, inference
 from ui.support import (CHECKPOINT_ENV, EXAMPLE_PHOTOS, FOLDER_MODEL, MODEL_DIR_ENV, PIN,
                         STARTUP_MODEL, UPLOADED_MODEL, batch_csv, batch_row, caption_json,
                         download_stem, escape_markdown, fit_within, grid_png, model_sources)
@@ -177,12 +178,20 @@ def test_the_camera_is_offered_on_request(monkeypatch, checkpoints):
 def test_many_photos_give_a_table_downloads_and_each_bad_file_its_own_message(
         monkeypatch, checkpoints, expected):
     coffee = (EXAMPLES / "coffee.jpg").read_bytes()
+    calls = []
+    caption = Captioner.caption
+
+    def counted(self, images, options=None, **changes):
+        calls.append(len(images))
+        return caption(self, images, options, **changes)
+    monkeypatch.setattr(Captioner, "caption", counted)
     app = start_app(monkeypatch, checkpoints["soft"])
     app.file_uploader(key="upload").set_value([("chelsea.jpg", CHELSEA, "image/jpeg"),
                                                ("broken.jpg", truncated_jpeg(), "image/jpeg"),
                                                ("coffee.jpg", coffee, "image/jpeg")])
     app.run()
     assert not app.exception
+    assert calls == [2]  # both good photos in one call
     assert len(app.error) == 1 and "broken.jpg" in app.error[0].value
     table = app.dataframe[0].value
     assert list(table["file"]) == ["chelsea.jpg", "coffee.jpg"]
@@ -203,6 +212,9 @@ def test_batch_downloads_hold_the_table(expected):
     assert lines[0] == "file,caption,score,milliseconds"
     assert lines[1].startswith('"a,b.jpg",') and len(lines) == 3
     assert rows[0]["word_probs"] == [round(p, 4) for p in caption.word_probs]
+    # A photo captioned with three others shows its share of the call's time.
+    shared = dataclasses.replace(caption, timing=Timing(4.0, 20.0, 100.0, photos=4))
+    assert batch_row("d.png", shared)["milliseconds"] == 31.0
 
 
 @pytest.mark.slow

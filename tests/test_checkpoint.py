@@ -232,6 +232,19 @@ def test_export_saves_how_the_model_decodes_and_a_captioner_uses_it(tmp_path, vo
     assert not (tmp_path / "bad.pt").exists()
 
 
+def test_export_can_make_a_model_decode_in_int8_and_back(tmp_path, vocab):
+    from training.export import main as export_main
+    trained = write_checkpoint(tmp_path / "soft.pt", vocab, "soft")
+    assert not load_checkpoint(trained).config.quantized  # off unless asked
+    int8, kept, back = tmp_path / "int8.pt", tmp_path / "kept.pt", tmp_path / "back.pt"
+    assert export_main(["--checkpoint", str(trained), "--out", str(int8), "--quantize"]) == 0
+    assert export_main(["--checkpoint", str(int8), "--out", str(kept)]) == 0
+    assert export_main(["--checkpoint", str(int8), "--out", str(back), "--no-quantize"]) == 0
+    assert [load_checkpoint(p).config.quantized for p in (int8, kept, back)] == [True, True, False]
+    weights = load_checkpoint(int8).decoder  # the file's weights are the float ones
+    assert all(torch.equal(weights[k], v) for k, v in load_checkpoint(back).decoder.items())
+
+
 def test_export_takes_a_shipped_model_by_name(tmp_path, capsys):
     from training.export import main as export_main
 

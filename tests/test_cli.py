@@ -94,6 +94,37 @@ def test_checkpoint_takes_a_shipped_model_by_name(tmp_path):
     assert json.loads(by_name.stdout)[0]["caption"] == json.loads(by_model.stdout)[0]["caption"]
 
 
+@pytest.mark.slow
+def test_photos_are_captioned_many_per_call_and_printed_in_the_order_named(
+        tmp_path, cli_checkpoint, monkeypatch, capsys):
+    from captioner import Captioner, cli
+
+    calls = []
+    caption = Captioner.caption
+
+    def counted(self, images, options=None, **changes):
+        calls.append(len(images))
+        return caption(self, images, options, **changes)
+    monkeypatch.setattr(Captioner, "caption", counted)
+    monkeypatch.setattr(cli, "PHOTOS_PER_CALL", 2)
+    names = [tmp_path / f"p{i}.png" for i in range(4)]
+    for i, name in enumerate(names):
+        photo(seed=i).save(name)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\x00garbage")
+    options = ["--beam", "2", "--fusion-weight", "0"]
+    named = [names[0], names[1], bad, names[2], names[3]]
+    assert cli.main(["caption", *map(str, named), "--checkpoint", str(cli_checkpoint),
+                     *options]) == 2
+    assert calls == [2, 1, 1]  # chunks of two names: p0 p1 | bad p2 | p3
+    out = capsys.readouterr()
+    assert "bad.jpg" in out.err
+    lines = out.out.strip().splitlines()
+    captioner = Captioner.from_checkpoint(cli_checkpoint)
+    alone = [captioner.caption(str(name), beam_size=2, fusion_weight=0.0)[0].text for name in names]
+    assert lines == [f"{name}\t{text}" for name, text in zip(names, alone)]
+
+
 def test_decoding_flags_default_to_the_library_defaults():
     """The CLI decodes as the app, the Python API and evaluate do unless told otherwise."""
     from captioner.cli import build_parser

@@ -17,7 +17,7 @@ from .optimizers import OPTIMIZERS
 # ModelConfig fields that are not flags: filled in from the vocabulary and the encoder, or
 # chosen at inference.
 DERIVED_MODEL_FIELDS = ("vocab_size", "encoder_dim", "hard_inference", "attention_temperature",
-                        "concepts", "imagenet_concepts")
+                        "concepts", "imagenet_concepts", "quantized")
 MODEL_FLAGS = tuple(f.name for f in fields(ModelConfig) if f.name not in DERIVED_MODEL_FIELDS)
 # The model flags with a fixed set of values: their registries (or lists) are the choices.
 MODEL_CHOICES = {"attention": ATTENTIONS, "encoder": ENCODERS, "gate": GATE_KINDS}  # read live

@@ -2,7 +2,8 @@
 of a fine-tuned encoder only the tensors that fine-tuning changed (the packaged pretrained
 weights fill in the rest when the model is loaded). --attention-temperature and
 --hard-inference set how the file decodes by default (its config: the app, the CLI and the
-Python API read them); an exported file can be exported again to change them. --image-size
+Python API read them), and --quantize makes it decode with int8 products on a CPU (the weights
+in the file stay as they are); an exported file can be exported again to change them. --image-size
 runs the model on another input size (448: a 14x14 grid for Lite0); the attention has no
 weight tied to the grid's size, but the captions are only as good as training on it made them.
 
@@ -38,13 +39,18 @@ def main(argv: list[str] | None = None) -> int:
                              "checkpoint's)")
     parser.add_argument("--image-size", type=int,
                         help="the encoder's input side (default: the checkpoint's)")
+    parser.add_argument("--quantize", action=argparse.BooleanOptionalAction,
+                        help="decode with int8 products (the decoder's and the language "
+                             "model's per-step layers, on a CPU); --no-quantize: in floating "
+                             "point (default: the checkpoint's)")
     args = parser.parse_args(argv)
     try:
         checkpoint = load_checkpoint(resolve_checkpoint(args.checkpoint))
         changes = {name: value for name, value in (
             ("attention_temperature", args.attention_temperature),
             ("hard_inference", args.hard_inference),
-            ("image_size", args.image_size)) if value is not None}
+            ("image_size", args.image_size),
+            ("quantized", args.quantize)) if value is not None}
         try:
             checkpoint.config = dataclasses.replace(checkpoint.config, **changes)
         except ValueError as exc:

@@ -132,9 +132,11 @@ def starting_model(config: TrainConfig, start: Start, runtime: Runtime,
                       f"({', '.join(words[:8])}, ...)", file=sys.stderr)
             init = grow_vocabulary(init, words)
         vocab, model_config = init.vocab, config.init_model_config(init.config, config.init)
-        # A decoding temperature was chosen for the init's weights; trained further, the model
-        # decodes as it is trained until an export chooses one for the new weights.
-        model_config = dataclasses.replace(model_config, attention_temperature=1.0)
+        # A decoding temperature (and int8 decoding) was chosen for the init's weights;
+        # trained further, the model decodes as it is trained until an export chooses them
+        # for the new weights.
+        model_config = dataclasses.replace(model_config, attention_temperature=1.0,
+                                           quantized=False)
     else:
         vocab = Vocabulary.build([*(c for r in start.train_records for c in r.captions),
                                   *text_captions], config.min_word_count)
