@@ -363,6 +363,8 @@ def test_hard_attention_sample_mode_has_a_seed_and_a_sample_again_button(shipped
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(shipped_url)
             page.get_by_text("Hard attention (shipped)").click()
+            expect(page.locator("[data-testid=stSidebar]")).to_contain_text(
+                "hard attention ·", timeout=CAPTION_TIMEOUT_MS)
             settled(page)
             page.locator("input[type=file]").set_input_files(str(PHOTO))
             caption = page.locator(".st-key-caption h2")
@@ -375,26 +377,31 @@ def test_hard_attention_sample_mode_has_a_seed_and_a_sample_again_button(shipped
             page.get_by_role("option").filter(has_text="A sampled cell").click()
             seed = page.get_by_label("Seed", exact=True)
             expect(seed).to_have_value("0", timeout=CAPTION_TIMEOUT_MS)
-            settled(page)
+            main = page.locator("[data-testid=stMain]")
+
+            def scored_with(n: int) -> None:
+                """Wait for the run with seed n to finish: explain's line comes last."""
+                expect(main).to_contain_text(f"Read with hard attention in sample mode, seed {n}",
+                                             timeout=CAPTION_TIMEOUT_MS)
+                settled(page)
+            scored_with(0)
             first = caption.inner_text()
             explained = page.get_by_text("Your caption · log-probability", exact=False)
             scored = explained.inner_text()
-            expect(page.locator("[data-testid=stMain]")).to_contain_text(
-                "Read with hard attention in sample mode, seed 0")
             page.get_by_role("button", name="Sample again").click()
             expect(seed).to_have_value("1", timeout=CAPTION_TIMEOUT_MS)
-            settled(page)
+            scored_with(1)
             expect(page.locator("[data-testid=stSidebar]")).to_contain_text("Seed 1.")
             # Back to seed 0: the same caption and the same explained score as before.
             seed.fill("0")
             seed.press("Enter")
             expect(seed).to_have_value("0")
-            settled(page)
-            expect(caption).to_have_text(first, timeout=CAPTION_TIMEOUT_MS)
+            scored_with(0)
+            expect(caption).to_have_text(first)
             expect(explained).to_have_text(scored)
             page.get_by_role("button", name="Sample again").click()
             expect(seed).to_have_value("1", timeout=CAPTION_TIMEOUT_MS)
-            settled(page)
+            scored_with(1)
             assert page.locator("[data-testid=stException]").count() == 0
             full_screenshot(page, tmp_path / "hard_sample.png")
         finally:
