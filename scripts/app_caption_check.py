@@ -21,8 +21,9 @@ def main(model: str, photo: str) -> int:
     offered = app.selectbox(key="model_file").options
     print(f"model folder offers: {', '.join(offered)}")
     app.selectbox(key="model_file").set_value(model).run()
-    app.file_uploader(key="upload").set_value((Path(photo).name, Path(photo).read_bytes(),
-                                               "image/jpeg"))
+    # The photo uploader's key changes when an example clears it: find it by its prefix.
+    [uploader] = [u for u in app.file_uploader if u.key.startswith("upload_")]
+    uploader.set_value((Path(photo).name, Path(photo).read_bytes(), "image/jpeg"))
     app.run()
     problems = [e.value for e in app.error] + [str(e.value) for e in app.exception]
     if problems:

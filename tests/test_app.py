@@ -3,7 +3,6 @@
 The app is pointed at random-weights fixture checkpoints with CAPTIONER_CHECKPOINT, so the
 captions are nonsense words; every test compares the page with what Captioner itself says.
 """
-import dataclasses
 import io
 import os
 import re
@@ -18,10 +17,13 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from captioner import Captioner, Timing, Vocabulary, inference
+from captioner import Captioner, Vocabulary, inference
+from captioner.decoding import DEFAULT_OPTIONS
+from ui.downloads import (CAPTION_SCHEMA, ModelName, batch_csv, batch_json, batch_row,
+                          caption_json, grid_png, thumbnail_uri)
 from ui.support import (CHECKPOINT_ENV, EXAMPLE_PHOTOS, FOLDER_MODEL, MODEL_DIR_ENV, PIN,
-                        STARTUP_MODEL, UPLOADED_MODEL, batch_csv, batch_row, caption_json,
-                        download_stem, escape_markdown, fit_within, grid_png, model_sources)
+                        STARTUP_MODEL, UPLOADED_MODEL, download_stem, escape_markdown,
+                        fit_within, model_sources)
 
 from conftest import EXAMPLES, WORDS, photo, write_checkpoint
 
@@ -62,8 +64,14 @@ def timing_line(app: AppTest) -> str:
     return next(c.value for c in app.caption if c.value.startswith("Timing:"))
 
 
+def photo_uploader(app: AppTest):
+    """The photo uploader (its key changes when an example clears it)."""
+    [uploader] = [u for u in app.file_uploader if u.key.startswith("upload_")]
+    return uploader
+
+
 def upload(app: AppTest, name: str, data: bytes, mime: str = "image/jpeg") -> AppTest:
-    app.file_uploader(key="upload").set_value((name, data, mime))
+    photo_uploader(app).set_value((name, data, mime))
     return app.run()
 
 
@@ -92,7 +100,7 @@ def test_upload_shows_caption_scores_overlays_timing_and_downloads(monkeypatch, 
     app = start_app(monkeypatch, checkpoints["soft"])
     assert_no_problem(app)
     assert "Upload a photo or pick an example" in app.info[0].value
-    assert "up to 20 MB" in app.file_uploader(key="upload").label
+    assert "up to 20 MB" in photo_uploader(app).label
     app = upload(app, "chelsea.jpg", CHELSEA)
     assert_no_problem(app)
     want = expected(CHELSEA)
@@ -130,7 +138,7 @@ def test_display_changes_reuse_the_caption(monkeypatch, checkpoints):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind, note, smoothing", [
-    ("hard", "the outline its most likely cell", False),
+    ("hard", "Expectation: the decoder reads the map's weighted average", False),
     ("local", "Local attention: the outline is the window", True)])
 def test_outlined_attention_kinds_say_what_the_outline_is(monkeypatch, checkpoints, expected,
                                                           kind, note, smoothing):
@@ -146,6 +154,67 @@ def test_outlined_attention_kinds_say_what_the_outline_is(monkeypatch, checkpoin
         assert app.selectbox(key="hard_mode").value == "expectation"
         app.selectbox(key="hard_mode").set_value("argmax").run()
         assert shown_caption(app) == text(expected(CHELSEA, kind, hard_mode="argmax"))
+        assert any("Argmax: the decoder reads the single most likely cell, outlined" in c.value
+                   for c in app.caption)
+
+
+def sampled(checkpoint: Path, seed: int, text: str | None = None):
+    """The shipped way to sample hard attention: torch's generator seeded, beam 3 (the app's
+    default); with text, that text explained instead."""
+    model = Captioner.from_checkpoint(checkpoint)
+    options = DEFAULT_OPTIONS.replace(hard_mode="sample", n_best=DEFAULT_OPTIONS.beam_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if text is None:
+            return model.caption(CHELSEA, options)[0]
+        return model.explain(model.encode([CHELSEA]), text, options)
+
+
+@pytest.mark.slow
+def test_hard_sample_mode_has_a_seed_a_sample_again_button_and_stable_explanations(
+        monkeypatch, checkpoints):
+    app = upload(start_app(monkeypatch, checkpoints["hard"]), "chelsea.jpg", CHELSEA)
+    assert not app.number_input and not app.button  # no seed outside sample mode
+    app.selectbox(key="hard_mode").set_value("sample").run()
+    assert_no_problem(app)
+    assert app.number_input(key="hard_seed").value == 0
+    assert shown_caption(app) == text(sampled(checkpoints["hard"], 0))
+    assert any("Sample: the decoder reads one cell per word drawn" in c.value
+               and c.value.endswith("Seed 0. Trained by sampling one cell a word (REINFORCE).")
+               for c in app.sidebar.caption)
+    app.button(key="sample_again").click().run()
+    assert_no_problem(app)
+    assert app.number_input(key="hard_seed").value == 1
+    assert shown_caption(app) == text(sampled(checkpoints["hard"], 1))
+    # Explain scores with the seed: the numbers are the seeded reading's, on every rerun.
+    [box] = [t for t in app.text_input if t.label.startswith("Type a caption")]
+    box.set_value("a dog runs on the grass").run()
+    want = sampled(checkpoints["hard"], 1, "a dog runs on the grass")
+    assert any(f"**Your caption** · log-probability {want.log_prob:.2f}" in m.value
+               for m in app.markdown)
+    app.slider(key="opacity").set_value(0.4)  # any rerun: not drawn again
+    del app.session_state["explained"]  # even when the reading is not cached
+    app.run()
+    assert any(f"**Your caption** · log-probability {want.log_prob:.2f}" in m.value
+               for m in app.markdown)
+    assert any(c.value.startswith("Read with hard attention in sample mode, seed 1")
+               for c in app.caption)
+    app.number_input(key="hard_seed").set_value(5).run()
+    assert shown_caption(app) == text(sampled(checkpoints["hard"], 5))
+
+
+@pytest.mark.slow
+def test_an_example_clears_the_uploaded_files_and_an_upload_the_example(
+        monkeypatch, checkpoints, expected):
+    app = upload(start_app(monkeypatch, checkpoints["soft"]), "chelsea.jpg", CHELSEA)
+    assert photo_uploader(app).value
+    app.segmented_control(key="example").set_value("Coffee").run()
+    assert_no_problem(app)
+    assert not photo_uploader(app).value  # no file chip beside the example
+    assert shown_caption(app) == text(expected(EXAMPLE_PHOTOS["Coffee"]))
+    app = upload(app, "chelsea.jpg", CHELSEA)
+    assert app.segmented_control(key="example").value is None
+    assert shown_caption(app) == text(expected(CHELSEA))
 
 
 @pytest.mark.slow
@@ -178,25 +247,21 @@ def test_the_camera_is_offered_on_request(monkeypatch, checkpoints):
 def test_many_photos_give_a_table_downloads_and_each_bad_file_its_own_message(
         monkeypatch, checkpoints, expected):
     coffee = (EXAMPLES / "coffee.jpg").read_bytes()
-    calls = []
-    caption = Captioner.caption
-
-    def counted(self, images, options=None, **changes):
-        calls.append(len(images))
-        return caption(self, images, options, **changes)
-    monkeypatch.setattr(Captioner, "caption", counted)
     app = start_app(monkeypatch, checkpoints["soft"])
-    app.file_uploader(key="upload").set_value([("chelsea.jpg", CHELSEA, "image/jpeg"),
-                                               ("broken.jpg", truncated_jpeg(), "image/jpeg"),
-                                               ("coffee.jpg", coffee, "image/jpeg")])
+    photo_uploader(app).set_value([("chelsea.jpg", CHELSEA, "image/jpeg"),
+                                   ("broken.jpg", truncated_jpeg(), "image/jpeg"),
+                                   ("coffee.jpg", coffee, "image/jpeg")])
     app.run()
     assert not app.exception
-    assert calls == [2]  # both good photos in one call
     assert len(app.error) == 1 and "broken.jpg" in app.error[0].value
     table = app.dataframe[0].value
     assert list(table["file"]) == ["chelsea.jpg", "coffee.jpg"]
     assert list(table["caption"]) == [text(expected(CHELSEA)), text(expected(coffee))]
     assert (table["milliseconds"] > 0).all()
+    # A small JPEG thumbnail per row, and the guess and pinned flags.
+    assert all(uri.startswith("data:image/jpeg;base64,") for uri in table["thumbnail"])
+    assert list(table["guess"]) == [expected(CHELSEA).is_guess, expected(coffee).is_guess]
+    assert list(table["pinned"]) == ["", ""]  # the fixture vocabulary has no tag words
     assert not grid_words(app)  # no overlays until a row is chosen
     app.selectbox(key="batch_pick").set_value(1)
     app.run()
@@ -209,12 +274,17 @@ def test_batch_downloads_hold_the_table(expected):
     caption = expected(photo(seed=3))
     rows = [batch_row("a,b.jpg", caption), batch_row("c.png", caption)]
     lines = batch_csv(rows).decode().splitlines()
-    assert lines[0] == "file,caption,score,milliseconds"
+    assert lines[0] == "file,caption,score,milliseconds,guess,pinned"
     assert lines[1].startswith('"a,b.jpg",') and len(lines) == 3
-    assert rows[0]["word_probs"] == [round(p, 4) for p in caption.word_probs]
-    # A photo captioned with three others shows its share of the call's time.
-    shared = dataclasses.replace(caption, timing=Timing(4.0, 20.0, 100.0, photos=4))
-    assert batch_row("d.png", shared)["milliseconds"] == 31.0
+    assert rows[0]["word_probs"] == [round(p, 3) for p in caption.word_probs]
+    record = json.loads(batch_json([{"thumbnail": "data:...", **rows[0]}],
+                                   ModelName("Soft attention (shipped)", "soft.pt"),
+                                   DEFAULT_OPTIONS))
+    assert record["schema"] == {"name": "captioner-app-table", "version": 1}
+    assert record["model"] == {"name": "Soft attention (shipped)", "file": "soft.pt"}
+    assert "thumbnail" not in record["photos"][0] and record["photos"][0]["file"] == "a,b.jpg"
+    uri = thumbnail_uri(photo(640, 480, seed=3))
+    assert uri.startswith("data:image/jpeg;base64,") and len(uri) < 8000
 
 
 @pytest.mark.slow
@@ -241,7 +311,13 @@ def test_compare_mode_captions_with_every_model_and_one_slider(monkeypatch, chec
     app.run()
     titles = [c for image in app.image for c in image.captions]
     assert f"“{want.words[1]}” (word 2 of {len(want.words)})" in titles
-    assert len(app.image) == len(headers)  # one overlay per model, all at word 2
+    overlays = [t for t in titles if t.startswith(("“", "(this caption has"))]
+    assert len(overlays) == len(headers)  # one large overlay per model, all at word 2
+    # Each model keeps its word grid (tiles titled by their words) and says what guided it.
+    assert len(titles) - len(overlays) >= len(want.words) + len(local.words)
+    assert sum(m.value.startswith(("Pinned:", "No label guided it"))
+               for m in app.markdown) == len(headers)
+    assert len([b for b in app.get("download_button")]) == len(headers)
 
 
 def truncated_jpeg() -> bytes:
@@ -430,7 +506,7 @@ def test_uploaded_checkpoints_caption_and_a_bad_one_gets_a_message(monkeypatch, 
     app.sidebar.radio(key="model_source").set_value(UPLOADED_MODEL).run()
     [], [uploader] = model_widgets(app)
     assert "up to 64 MB" in uploader.label
-    assert "up to 20 MB" in app.file_uploader(key="upload").label  # photos keep their limit
+    assert "up to 20 MB" in photo_uploader(app).label  # photos keep their limit
     app = upload_model(app, "broken.pt", b"PK\x03\x04 definitely not torch")
     assert not app.exception
     [error] = app.error
@@ -483,12 +559,17 @@ def test_downloads_are_a_png_grid_and_json_with_maps(expected):
     caption = expected(image)
     sheet = Image.open(io.BytesIO(grid_png(image, caption, hard=False, smooth=True, opacity=0.6)))
     assert sheet.format == "PNG" and sheet.width > 256
-    record = json.loads(caption_json(caption, "cat.jpg", "model.pt"))
-    assert record["image"] == "cat.jpg" and record["checkpoint"] == "model.pt"
+    data = caption_json(caption, "cat.jpg", ModelName("Checkpoint model.pt", "model.pt"),
+                        DEFAULT_OPTIONS)
+    record = json.loads(data)
+    assert record["schema"] == CAPTION_SCHEMA and record["schema"]["version"] == 1
+    assert record["image"] == "cat.jpg"
+    assert record["model"] == {"name": "Checkpoint model.pt", "file": "model.pt"}
+    assert record["decoding"]["beam_size"] == DEFAULT_OPTIONS.beam_size
     assert record["words"] == caption.words
     assert np.asarray(record["attention"]).shape == caption.alphas.shape
     assert [a["caption"] for a in record["alternatives"]] == [a.text for a in caption.alternatives]
-    assert record["word_probs"] == pytest.approx(caption.word_probs, abs=1e-5)
+    assert record["word_probs"] == pytest.approx(caption.word_probs, abs=5e-4)
     assert len(record["word_probs"]) == len(caption.words)
     assert all(len(a["word_probs"]) == len(a["caption"].split()) for a in record["alternatives"])
     assert [t["label"] for t in record["imagenet_top5"]] == [l.name for l in caption.imagenet]
@@ -520,9 +601,16 @@ def test_a_tag_is_placed_marked_and_named_with_its_labels(monkeypatch, cat_check
     placed = {"cat", "cats"} & set(shown_caption(app).split())  # either form satisfies the tag
     assert len(placed) == 1
     confidence = next(m.value for m in app.markdown if "-background[" in m.value)
-    assert f":blue[**{placed.pop()}** {PIN}]" in confidence and confidence.count(PIN) == 1
+    word = placed.pop()
+    assert f":blue[**{word}**&nbsp;{PIN}]" in confidence and confidence.count(PIN) == 1
+    # Beside the pin: the tag's confidence from the CNN, not the caption model's p(word).
+    [tag] = app.session_state["caption"][1].tags
+    assert f":blue-background[CNN {tag.confidence:.0%}]" in confidence
     guided = next(m.value for m in app.markdown if m.value.startswith("**Guided the caption**"))
-    assert "**cat**" in guided and "Egyptian cat" in guided and "placed" in guided
+    assert "**cat**" in guided and "Egyptian cat" in guided and f"placed as “{word}”" in guided
+    assert f"the CNN's confidence **{tag.confidence:.0%}**" in guided
+    # The rule in the thresholds the options in use apply.
+    assert f"reaches {DEFAULT_OPTIONS.tag_threshold:.0%}" in guided
     app.toggle(key="grounding").set_value(False).run()
     confidence = next(m.value for m in app.markdown if "-background[" in m.value)
     assert PIN not in confidence
@@ -537,9 +625,15 @@ def test_explain_a_typed_caption_marks_unknown_words_and_refuses_empty_text(
     box.set_value("Two DOGS run, on a zebracorn!").run()
     explanation = app.get("markdown")
     shown = next(m.value for m in explanation if "end of caption" in m.value)
-    assert shown.startswith("two&nbsp;") and "~~zebracorn~~ (unknown)" in shown
+    words = re.findall(r'nowrap">(.*?)</span>', shown)
+    assert words[0].startswith("two&nbsp;:")
+    # The unknown word is struck through, with no probability (it was read as <unk>).
+    assert words[5] == "~~zebracorn~~&nbsp;:gray[(unknown)]"
+    assert len(words) == 7 and words[6].startswith("end of caption")
     assert "dogs&nbsp;" in shown and "run&nbsp;" in shown  # case and punctuation as tokenized
-    assert any("not in the model's vocabulary" in c.value for c in app.caption)
+    [line] = [m.value for m in explanation if "Not in the model's vocabulary" in m.value]
+    assert "“zebracorn”" in line and "known words" in line
+    assert any(c.value.startswith("Read with soft attention") for c in app.caption)
     [box] = [t for t in app.text_input if t.label.startswith("Type a caption")]
     box.set_value("?!").run()
     assert any("Cannot read that caption" in w.value for w in app.warning)

@@ -5,22 +5,20 @@ these pieces are testable without a browser.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
+import math
 import os
 import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from PIL import Image
 
 import captioner
 from captioner.checkpoint import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, load_checkpoint
-from captioner.inference import DEFAULT_CHECKPOINTS, Caption, Explanation, Timing
-from captioner.overlay import overlay_grid
+from captioner.grounding import Tag
+from captioner.inference import DEFAULT_CHECKPOINTS, Explanation, Timing
 
 # Set CAPTIONER_CHECKPOINT to a checkpoint file to make it the app's default model.
 CHECKPOINT_ENV = "CAPTIONER_CHECKPOINT"
@@ -121,46 +119,6 @@ def fit_within(photo: Image.Image, max_side: int) -> Image.Image:
     return photo.resize(size, Image.BICUBIC, reducing_gap=3.0)
 
 
-def grid_png(photo: Image.Image, caption: Caption, hard: bool, smooth: bool,
-             opacity: float, window: bool = False) -> bytes:
-    """The photo and one titled overlay per word, as PNG bytes (the grid download)."""
-    sheet = overlay_grid(photo, caption.words, caption.alphas, hard=hard, smooth=smooth,
-                         opacity=opacity, window=window)
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
-
-
-def caption_json(caption: Caption, image_name: str, checkpoint: str,
-                 explanation: Explanation | None = None) -> bytes:
-    """Words, scores, alternatives and attention maps as JSON (the caption download), with the
-    typed caption the user asked the model to explain, when there is one."""
-    record = {"image": image_name, "checkpoint": checkpoint, **caption.to_dict()}
-    if explanation is not None:
-        record["explained_caption"] = explanation.to_dict()
-    return json.dumps(record, indent=1).encode("utf-8")
-
-
-def batch_row(name: str, caption: Caption) -> dict:
-    """One row of the many-photos table (and of its CSV and JSON downloads); milliseconds:
-    the photo's share of the call that captioned it with others."""
-    timing = caption.timing
-    total = 0.0 if timing is None else timing.per_photo_ms
-    return {"file": name, "caption": caption.text, "score": round(caption.score, 4),
-            "milliseconds": round(total, 1),
-            "word_probs": [round(p, 4) for p in caption.word_probs]}
-
-
-def batch_csv(rows: list[dict]) -> bytes:
-    """The table as CSV (file, caption, score, milliseconds), UTF-8."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["file", "caption", "score", "milliseconds"],
-                            extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
-
-
 def download_stem(image_name: str) -> str:
     """A safe file-name stem for downloads: "My photo (1).JPG" -> "My_photo_1"."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(image_name).stem).strip("._")
@@ -177,44 +135,74 @@ def format_timing(timing: Timing | None) -> str:
 PIN = ":material/push_pin:"  # marks a word a tag placed
 
 
-def confidence_markdown(words: list[str], probabilities: list[float],
-                        tagged: list[str | None] | None = None) -> str:
-    """Each word with its probability under it as a shaded percentage: green when the model was
-    sure (>= 50%), orange when unsure (>= 20%), red below. A word a tag put there is bold,
-    blue and marked with a pin (Streamlit's bundled icon font: no emoji font needed)."""
-    def shade(p: float) -> str:
-        return "green" if p >= 0.5 else "orange" if p >= 0.2 else "red"
+def shade(p: float) -> str:
+    """Green when the model was sure of a word (>= 50%), orange when unsure (>= 20%), red below."""
+    return "green" if p >= 0.5 else "orange" if p >= 0.2 else "red"
 
-    def word_text(word: str, tag: str | None) -> str:
-        return f":blue[**{escape_markdown(word)}** {PIN}]" if tag else escape_markdown(word)
+
+def unbroken(text: str) -> str:
+    """Markdown kept on one line (a word and its percentage); st.markdown(unsafe_allow_html)."""
+    return f'<span style="white-space: nowrap">{text}</span>'
+
+
+def confidence_markdown(words: list[str], probabilities: list[float],
+                        tagged: list[str | None] | None = None,
+                        tags: Sequence[Tag] = ()) -> str:
+    """Each word with its probability beside it as a shaded percentage (see shade). A word a tag
+    put there is bold, blue and marked with a pin (Streamlit's bundled icon font: no emoji font
+    needed), and beside it stands its label's confidence from the CNN ("CNN 44%", blue), not the
+    caption model's probability of the word. Each word stays on one line with its number
+    (render with unsafe_allow_html=True)."""
+    confidence = {tag.word: tag.confidence for tag in tags}
     tagged = tagged or [None] * len(words)
-    return " ".join(f"{word_text(word, tag)}&nbsp;:{shade(p)}-background[{p:.0%}]"
-                    for word, p, tag in zip(words, probabilities, tagged))
+    parts = []
+    for word, p, tag in zip(words, probabilities, tagged):
+        if tag:
+            number = (f":blue-background[CNN {confidence[tag]:.0%}]" if tag in confidence
+                      else f":{shade(p)}-background[{p:.0%}]")
+            parts.append(unbroken(f":blue[**{escape_markdown(word)}**&nbsp;{PIN}]&nbsp;{number}"))
+        else:
+            parts.append(unbroken(f"{escape_markdown(word)}&nbsp;:{shade(p)}-background[{p:.0%}]"))
+    return " ".join(parts)
 
 
 def explanation_markdown(explanation: Explanation) -> str:
     """A typed caption's words with their probabilities; a word the vocabulary lacks is struck
-    through and named, since the model read it as <unk>."""
+    through and named, with no probability: the model read it as its unknown word, whose
+    probability says nothing of the word typed."""
     parts = []
     for word, known, p in zip(explanation.words, explanation.known, explanation.word_probs):
-        shown = escape_markdown(word) if known else f"~~{escape_markdown(word)}~~ (unknown)"
-        shade = "green" if p >= 0.5 else "orange" if p >= 0.2 else "red"
-        parts.append(f"{shown}&nbsp;:{shade}-background[{p:.0%}]")
-    return " ".join(parts) + f" · end of caption :gray-background[{explanation.end_prob:.0%}]"
+        if known:
+            parts.append(unbroken(f"{escape_markdown(word)}&nbsp;:{shade(p)}-background[{p:.0%}]"))
+        else:
+            parts.append(unbroken(f"~~{escape_markdown(word)}~~&nbsp;:gray[(unknown)]"))
+    end = f":gray-background[{explanation.end_prob:.0%}]"
+    return " ".join(parts) + " · " + unbroken(f"end of caption&nbsp;{end}")
 
 
-def grounding_markdown(caption: Caption) -> str:
-    """Which of the CNN's labels guided the caption, one line per tag."""
-    if not caption.tags:
-        return ("No label was sure enough to guide the caption: its words are the caption "
-                "model's own.")
-    lines = []
-    for tag in caption.tags:
-        placed = "placed" if tag.word in caption.tagged else "asked for, but not placed"
-        lines.append(f"- :blue[{PIN}] **{escape_markdown(tag.word)}** ({tag.confidence:.0%} sure; "
-                     f"{placed}) from " + ", ".join(escape_markdown(label)
-                                                   for label in tag.labels))
-    return "**Guided the caption**:\n" + "\n".join(lines)
+def unknown_words_line(explanation: Explanation) -> str | None:
+    """Which unknown words cost a typed caption, and its score without them: the sum of the
+    log-probabilities of its known words and of ending the caption there (the same reading,
+    those words' terms left out). None when every word is known."""
+    unknown = [w for w, known in zip(explanation.words, explanation.known) if not known]
+    if not unknown:
+        return None
+    known = known_log_prob(explanation)
+    names = ", ".join(f"“{escape_markdown(w)}”" for w in dict.fromkeys(unknown))
+    cost = "together they cost" if len(set(unknown)) > 1 else "it costs"
+    return (f"**Not in the model's vocabulary**: {names}. The model reads each as its unknown "
+            f"word; {cost} the caption {known - explanation.log_prob:.2f} of its "
+            f"log-probability {explanation.log_prob:.2f}. Without them it scores "
+            f"**{known:.2f}**: the sum of the log-probabilities of its known words and of "
+            "ending the caption (same reading, the unknown words' terms left out).")
+
+
+def known_log_prob(explanation: Explanation) -> float:
+    """The sum of the log-probabilities of a typed caption's known words and its <end>."""
+    def log(p: float) -> float:
+        return math.log(p) if p > 0 else float("-inf")
+    return sum(log(p) for p, known in zip(explanation.word_probs, explanation.known)
+               if known) + log(explanation.end_prob)
 
 
 def escape_markdown(text: str) -> str:
