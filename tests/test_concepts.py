@@ -206,7 +206,8 @@ def test_concept_run_end_to_end(tmp_path, attention):
     out = tmp_path / "reads"
     run = [*common, "--out", str(out), "--init", str(plain / "last.pt"), "--attention",
            attention, "--concept-file", str(concept_file), "--caption-text", str(text),
-           "--text-min-count", "1", "--attention-supervision", "1", "--epochs", "2"]
+           "--text-min-count", "1", "--attention-supervision", "1", "--epochs", "2",
+           "--text-grids", "0.5", "--concept-lr-scale", "5", "--concepts-only", "0.3"]
     assert train_main([*run, "--max-steps", "3"]) == 0
     assert train_main([*run, "--resume"]) == 0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]

@@ -29,6 +29,9 @@ class Batch(NamedTuple):  # a NamedTuple, so DataLoader's pin_memory pins every 
     image_of: torch.Tensor  # (B,) the row of `features` that caption b describes
     # (I, K) each image's concept vector, for a decoder that reads concepts; else None
     concepts: torch.Tensor | None = None
+    # (I,) True where the grid is the photo its captions describe (attention may be
+    # supervised there); None: every row
+    described: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(*(None if x is None else x.to(device, non_blocking=True) for x in self))

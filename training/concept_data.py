@@ -3,7 +3,7 @@ and caption text without photos with pseudo-concepts (training.text_concepts).
 
 Rows of the caption table below the cache's size are photos; a row N + g is text group g.
 A batch's images are its photos' grids (a share of them zeroed: read from concepts alone) and
-a zero grid for each text group; its concepts are the photos' cross-fitted vectors and the
+a zero grid or another photo's grid for each text group; its concepts are the photos' cross-fitted vectors and the
 text groups' draws, which depend only on (seed, epoch, batch), so a resumed run sees the same.
 """
 from __future__ import annotations
@@ -28,6 +28,11 @@ class ConceptSource:
     positive: torch.Tensor  # (K, Q) score quantiles of photos that hold each concept
     negative: torch.Tensor  # (K, Q) and of photos that do not
     concepts_only: float  # share of photos whose grid is zeroed
+    # share of text groups read beside a random training photo's grid instead of zeros: the
+    # caption and concepts then disagree with the grid, and the decoder learns that where
+    # they disagree the concepts are to be believed (a COCO kitchen's grid looks like
+    # nothing Flickr8k captioned; its concepts say "no person, an oven")
+    text_grids: float
     seed: int
 
 
@@ -55,8 +60,15 @@ class ConceptBatches(Dataset):
             grids[torch.from_numpy(~keep)] = 0.0
             features[photo_at] = grids
             concepts[photo_at] = self.source.photos[rows].float()
+        described = torch.zeros(len(images), dtype=torch.bool)
+        if photo_at:
+            described[photo_at] = torch.from_numpy(keep)
         if text_at:
             groups = [images[k] - photos for k in text_at]
             concepts[text_at] = sample_concepts(self.source.text.truth[groups],
                                                 self.source.positive, self.source.negative, rng)
-        return Batch(features, captions, image_of, concepts)
+            borrowed = [k for k in text_at if rng.random() < self.source.text_grids]
+            if borrowed:
+                features[borrowed] = self.cache.batch(
+                    sorted(rng.choice(photos, len(borrowed), replace=False).tolist()))
+        return Batch(features, captions, image_of, concepts, described)

@@ -105,6 +105,10 @@ class TrainConfig(StageConfig):
     # Share of training photos read from their concepts alone (grid zeroed), so reading text
     # without a grid is no sign of being text.
     concepts_only: float = 0.1
+    # Share of text items read beside a random training photo's grid (training.concept_data).
+    text_grids: float = 0.0
+    # The concept layers' learning rate, as a multiple of --lr: they start from zero.
+    concept_lr_scale: float = 1.0
     # Weight of the attention supervision: KL(target map || alpha_t) at each step whose word
     # names a concept, the target its detector's cells or ImageNet class activation map.
     attention_supervision: float = 0.0

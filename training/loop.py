@@ -291,7 +291,8 @@ class AttentionSupervision(NamedTuple):
         """Summed KL over the supervised steps, and how many there were."""
         with torch.no_grad():
             maps = self.decoder.concept_reader(batch.features).maps  # (I, L, K)
-            has_grid = batch.features.flatten(1).abs().amax(1) > 0  # (I,)
+            has_grid = (batch.features.flatten(1).abs().amax(1) > 0 if batch.described is None
+                        else batch.described)  # (I,) the grid its captions describe
         concept = self.word_concepts[targets]  # (B, T)
         used = (concept >= 0) & mask & has_grid[batch.image_of].unsqueeze(1)
         rows, steps = used.nonzero(as_tuple=True)

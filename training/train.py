@@ -78,8 +78,8 @@ def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
         decoder.load_state_dict(resumed.decoder)
     elif init is not None:
         load_init_weights(decoder, init.decoder, config.init)
-    if concepts is not None and resumed is None:
-        install_concept_reader(decoder, concepts)
+    if concepts is not None and resumed is None and not (init and init.config.concept_count):
+        install_concept_reader(decoder, concepts)  # a reader --init already has is kept
     table = caption_table(train_records, cache, vocab)
     word_concepts = None
     if concepts is not None:
@@ -89,7 +89,7 @@ def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
                   for g, group in enumerate(items.captions) for caption in group]
         source = ConceptSource(photo_concepts(concepts, cache), items,
                                concepts["positive_quantiles"], concepts["negative_quantiles"],
-                               config.concepts_only, config.seed)
+                               config.concepts_only, config.text_grids, config.seed)
         reader = lambda batches, epoch: ConceptBatches(table, batches, cache, source, epoch)
         word_concepts = concept_of_words(vocab, model_config).to(runtime.device)
     else:
@@ -99,8 +99,17 @@ def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
     data = StageData(table, reader, cached_features(cache, runtime.device))
     for p in (decoder.concept_reader.parameters() if decoder.concept_reader is not None else ()):
         p.requires_grad_(False)  # the detectors are trained by training.concepts alone
+    param_groups = None
+    if concepts is not None and config.concept_lr_scale != 1.0:
+        fresh = [p for name, p in decoder.named_parameters()
+                 if name.startswith(("concept_gates.", "concept_readout.")) and p.requires_grad]
+        fresh_ids = {id(p) for p in fresh}
+        rest = [p for p in decoder.parameters() if p.requires_grad and id(p) not in fresh_ids]
+        param_groups = [{"params": rest},
+                        {"params": fresh, "lr": config.lr * config.concept_lr_scale}]
     return make_stage(
         config, runtime, vocab, decoder, data, teacher_forcing, word_concepts=word_concepts,
+        param_groups=param_groups,
         summary=f"{dataset.name}: {len(train_records)} train images, {len(table)} captions, "
                 f"{len(start.val_records)} val images, vocabulary {len(vocab)}, grid "
                 f"{cache.grid}, {sum(p.numel() for p in decoder.parameters()):,} decoder "
