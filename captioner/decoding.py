@@ -96,6 +96,12 @@ class DecodeOptions:
     # Flickr8k model says "dog" of many photos without one (0: off).
     evidence_floor: float = field(default=0.1, metadata={
         "help": "with --grounding: the least tag confidence an object word needs"})
+    # A model that reads concepts has a person detector (captioner.concepts): no word that
+    # names a person (man, girl, people, he, ...) where its probability is below person_floor
+    # (0: off). Trained on captions, checked on COCO dev photos it never saw
+    # (benchmarks.concept_detectors); independent of --grounding.
+    person_floor: float = field(default=0.0, metadata={
+        "help": "bar person words where the model's person detector is below this (0: off)"})
 
     # Shallow fusion (captioner.language_model): this weight times a language model's log p,
     # learnt from COCO and Flickr8k caption text, is added to the captioner's at every step, so
@@ -125,6 +131,8 @@ class DecodeOptions:
             raise ValueError("veto_threshold must be between 0 and 1")
         if not 0.0 <= self.fusion_weight <= 2.0:
             raise ValueError("fusion_weight must be between 0 and 2")
+        if not 0.0 <= self.person_floor <= 1.0:
+            raise ValueError("person_floor must be between 0 and 1")
         if not 0.0 <= self.evidence_floor <= 1.0:
             raise ValueError("evidence_floor must be between 0 and 1")
         if self.attention_temperature is not None and not 0.0 < self.attention_temperature <= 10.0:

@@ -59,6 +59,13 @@ class Grounding(NamedTuple):
     counts: torch.Tensor  # (B,) number of tags per photo
     vetoed: torch.Tensor  # (B, V) bool: words no caption of the photo may use
 
+    @classmethod
+    def vetoes_only(cls, vetoed: torch.Tensor) -> "Grounding":
+        """No tags, only words barred per photo ((B, V) bool)."""
+        batch, vocab = vetoed.shape
+        return cls(torch.zeros(batch, vocab, dtype=torch.long, device=vetoed.device),
+                   torch.zeros(batch, dtype=torch.long, device=vetoed.device), vetoed)
+
     @property
     def constrained(self) -> bool:
         return bool(self.counts.any()) or bool(self.vetoed.any())

@@ -14,6 +14,7 @@ import torch
 
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ModelConfig
+from .concepts import PERSON_WORDS
 from .confidence import VERDICTS, CaptionConfidence, ConfidenceModel, Evidence
 from .decoder import Decoder
 from .constrained import decode_grounded
@@ -364,18 +365,37 @@ class Captioner:
         """Each photo's tags, and what the search needs of them (None: no grounding, when
         options turn it off or the encoder has no ImageNet head)."""
         none = [[] for _ in range(features.shape[0])]
+        unseen = self._unseen_people(features, options.person_floor)
         if not options.grounding:
-            return none, None
+            return none, (None if unseen is None else Grounding.vetoes_only(unseen))
         with torch.inference_mode():
             photo = self.encoder.imagenet_logits(features.float())
             if photo is None:
-                return none, None
+                return none, (None if unseen is None else Grounding.vetoes_only(unseen))
             cells = self.encoder.imagenet_cell_logits(features.float())
         evidence = self.tagger.evidence(photo, cells)
         tags = self.tagger.tags(evidence, options.tag_threshold, options.max_tags,
                                 imagenet_names())
-        return tags, self.tagger.grounding(tags, options.veto_threshold, evidence,
-                                           options.evidence_floor, features.device)
+        grounding = self.tagger.grounding(tags, options.veto_threshold, evidence,
+                                          options.evidence_floor, features.device)
+        if unseen is not None:
+            grounding = grounding._replace(vetoed=grounding.vetoed | unseen.to(
+                grounding.vetoed.device))
+        return tags, grounding
+
+    def _unseen_people(self, features: torch.Tensor, floor: float) -> torch.Tensor | None:
+        """(B, V) True at person words of photos whose person concept is below floor; None
+        when off or the model has no person detector."""
+        reader = self.decoder.concept_reader
+        if not floor or reader is None or "person" not in self.config.concepts:
+            return None
+        with torch.inference_mode():
+            person = reader(features.float()).probs[:, self.config.concepts.index("person")]
+        ids = [self.vocab.stoi[w] for w in PERSON_WORDS if w in self.vocab.stoi]
+        vetoed = torch.zeros(features.shape[0], len(self.vocab), dtype=torch.bool,
+                             device=features.device)
+        vetoed[(person < floor).nonzero().squeeze(1).unsqueeze(1), torch.tensor(ids)] = True
+        return vetoed
 
     def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int],
                     tags: list[Tag]) -> Caption:

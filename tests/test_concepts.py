@@ -223,3 +223,28 @@ def test_concept_run_end_to_end(tmp_path, attention):
     # the detectors were not trained further
     first = torch.load(concept_file, weights_only=True)["detector"]["weight"]
     assert torch.allclose(captioner.decoder.concept_reader.detectors.weight, first, atol=1e-3)
+
+
+def test_person_floor_bars_person_words_where_the_detector_sees_no_one(tmp_path, vocab):
+    """DecodeOptions.person_floor: no person word where the person concept is below it."""
+    from captioner import Captioner, ModelConfig
+    from conftest import photo
+
+    config = ModelConfig(vocab_size=len(vocab), encoder_dim=1280, embed_dim=16, hidden_dim=24,
+                         attention_dim=16, image_size=128, concepts=("person", "dog"))
+    decoder = build_decoder(config)
+    with torch.no_grad():  # the person detector sees no one; "man" is the likeliest word
+        decoder.concept_reader.detectors.bias.fill_(-20.0)
+        decoder.out.bias[vocab.stoi["man"]] = 30.0
+    path = tmp_path / "m.pt"
+    save_checkpoint(Checkpoint(config, vocab, preprocessing_for(config.encoder, 128),
+                               decoder.state_dict()), path)
+    captioner = Captioner.from_checkpoint(path)
+    free = captioner.caption(photo(), beam_size=2, grounding=False, fusion_weight=0.0,
+                             max_length=4)[0]
+    barred = captioner.caption(photo(), beam_size=2, grounding=False, fusion_weight=0.0,
+                               max_length=4, person_floor=0.5)[0]
+    assert "man" in free.words and "man" not in barred.words
+    grounded = captioner.caption(photo(), beam_size=2, fusion_weight=0.0, max_length=4,
+                                 person_floor=0.5)[0]
+    assert "man" not in grounded.words
