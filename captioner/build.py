@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .attention import attention_entry
 from .checkpoint import Checkpoint, CheckpointError
+from .concepts import HEAD_KEYS
 from .config import ModelConfig
 from .decoder import Decoder, ShowAttendTellDecoder
 from .encoder import Encoder, build_encoder
@@ -35,10 +36,20 @@ def build_checkpoint_encoder(checkpoint: Checkpoint, name: str = "<checkpoint>",
         raise CheckpointError(f"{name}: cannot build its encoder: {exc}") from None
 
 
-def load_decoder(checkpoint: Checkpoint, name: str = "<checkpoint>") -> Decoder:
+def load_decoder(checkpoint: Checkpoint, name: str = "<checkpoint>",
+                 encoder: Encoder | None = None) -> Decoder:
+    """The checkpoint's decoder. A concept reader's ImageNet head, left out of shipped files,
+    comes from `encoder` (built from the checkpoint when not given)."""
     decoder = build_decoder(checkpoint.config)
+    state = checkpoint.decoder
+    if checkpoint.config.imagenet_concepts and not all(k in state for k in HEAD_KEYS):
+        head = (encoder or build_checkpoint_encoder(checkpoint, name)).imagenet_head_weights()
+        if head is None:
+            raise CheckpointError(f"{name}: reads ImageNet concepts, but its encoder "
+                                  f"{checkpoint.config.encoder} has no ImageNet head")
+        state = {**state, **dict(zip(HEAD_KEYS, head))}
     try:
-        decoder.load_state_dict(checkpoint.decoder, strict=True)
+        decoder.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{name}: decoder weights do not match the config "
                               f"({str(exc).splitlines()[0][:200]})") from None

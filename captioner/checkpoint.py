@@ -170,12 +170,40 @@ def checkpoint_from_dict(raw: Any, name: str = "<checkpoint>") -> Checkpoint:
                       encoder_base, dict(raw.get("metadata") or {}), raw.get("training"))
 
 
+# The vocabulary-sized matrices of a shipped decoder (the word embedding and the output layer)
+# are stored as int8 rows with a float16 scale per row: a file of a few thousand words then
+# stays under 25 MB, and a row's error (at most half a step of 1/127 of its largest weight)
+# moves no caption of the examples (tests/test_checkpoint.py).
+ROW_QUANTIZED = ("embedding.weight", "out.weight")
+ROW_SCALE = ".row_scale"
+
+
 def _maybe_half(state: dict[str, torch.Tensor], half: bool) -> dict[str, torch.Tensor]:
-    return {k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}
+    if not half:
+        return dict(state)
+    out = {}
+    for k, v in state.items():
+        if k in ROW_QUANTIZED and v.is_floating_point() and v.dim() == 2:
+            scale = (v.float().abs().amax(1, keepdim=True) / 127).clamp_min(1e-12)
+            out[k] = torch.round(v.float() / scale).to(torch.int8)
+            out[k + ROW_SCALE] = scale.squeeze(1).half()
+        else:
+            out[k] = v.half() if v.is_floating_point() else v
+    return out
 
 
 def _float_state(state: Any, name: str, part: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name}: the {part} weights are not a state dict of tensors")
-    # Shipped checkpoints store float16; compute in float32.
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    # Shipped checkpoints store float16 (and int8 rows with their scales); compute in float32.
+    out = {}
+    for k, v in state.items():
+        if k.endswith(ROW_SCALE):
+            continue
+        scale = state.get(k + ROW_SCALE)
+        if scale is not None:
+            if v.dtype != torch.int8 or v.dim() != 2 or scale.shape != (v.shape[0],):
+                raise CheckpointError(f"{name}: {k} has row scales that do not fit it")
+            v = v.float() * scale.float().unsqueeze(1)
+        out[k] = v.float() if v.is_floating_point() else v
+    return out

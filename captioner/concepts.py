@@ -27,6 +27,9 @@ from torch import nn
 from torch.nn import functional as F
 
 IMAGENET_CLASSES = 1000
+# The reader's copy of the encoder's ImageNet head: a shipped file leaves it out (it is the
+# wheel's own classifier) and loading fills it in from the encoder (captioner.build).
+HEAD_KEYS = ("concept_reader.head_weight", "concept_reader.head_bias")
 # Words that say someone is in the photo, matched as whole words of the lower-cased caption. A
 # word list, not a parser: "a couple of dogs" and "a baby elephant" count as people here.
 PERSON_WORDS = frozenset((

@@ -60,6 +60,14 @@ class Encoder(nn.Module):
         head = getattr(self.backbone, "imagenet_head", None)
         return None if head is None else head(features.mean(dim=1))
 
+    def imagenet_head_weights(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The ImageNet classifier's (1000, D) weight and (1000,) bias; None without a head."""
+        model = getattr(self.backbone, "model", None)
+        classifier = getattr(model, "classifier", None)
+        if not isinstance(classifier, nn.Linear):
+            return None
+        return classifier.weight.detach(), classifier.bias.detach()
+
     def imagenet_cell_logits(self, features: torch.Tensor) -> torch.Tensor | None:
         """The same classifier on each annotation a_i alone: (B, L, D) -> (B, L, 1000), a class
         activation map (Zhou et al. 2016), since the head is linear after the pool."""

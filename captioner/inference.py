@@ -241,8 +241,8 @@ class Captioner:
     @classmethod
     def from_parts(cls, checkpoint: Checkpoint, encoder_weights: str | None = None,
                    name: str = "<checkpoint>") -> "Captioner":
-        decoder = load_decoder(checkpoint, name)
         encoder = build_checkpoint_encoder(checkpoint, name, encoder_weights)
+        decoder = load_decoder(checkpoint, name, encoder)
         # The packaged pretrained weights are the same for every checkpoint that keeps them;
         # fine-tuned (or user-supplied) weights belong to this file alone.
         pretrained = checkpoint.encoder is None and encoder_weights is None

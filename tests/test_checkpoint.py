@@ -273,3 +273,30 @@ def test_export_can_run_the_decoder_on_a_finer_grid(tmp_path, vocab):
     with pytest.raises(SystemExit):
         export_main(["--checkpoint", str(trained), "--out", str(tmp_path / "bad.pt"),
                      "--image-size", "250"])
+
+
+def test_shipped_files_store_vocabulary_matrices_as_int8_rows(tmp_path, vocab):
+    """half=True: embedding and output layer as int8 rows with float16 scales, read back within
+    half a step of each row's scale; a scale that does not fit its rows is refused."""
+    from captioner import Checkpoint, ModelConfig, build_decoder
+    from captioner.checkpoint import ROW_SCALE
+    from captioner.encoder import preprocessing_for
+    config = ModelConfig(vocab_size=len(vocab), encoder_dim=16, embed_dim=12, hidden_dim=20,
+                         attention_dim=14)
+    decoder = build_decoder(config)
+    path = tmp_path / "half.pt"
+    save_checkpoint(Checkpoint(config, vocab, preprocessing_for(config.encoder, 224),
+                               decoder.state_dict()), path, half=True)
+    raw = torch.load(path, weights_only=True)
+    assert raw["decoder"]["out.weight"].dtype == torch.int8
+    assert raw["decoder"]["embedding.weight" + ROW_SCALE].dtype == torch.float16
+    loaded = load_checkpoint(path)
+    assert "out.weight" + ROW_SCALE not in loaded.decoder
+    for key in ("embedding.weight", "out.weight"):
+        original = decoder.state_dict()[key]
+        step = original.abs().amax(1, keepdim=True) / 127
+        assert ((loaded.decoder[key] - original).abs() <= 0.51 * step + 1e-3).all()
+    raw["decoder"]["out.weight" + ROW_SCALE] = raw["decoder"]["out.weight" + ROW_SCALE][:2]
+    torch.save(raw, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="row scales"):
+        load_checkpoint(tmp_path / "bad.pt")

@@ -16,6 +16,7 @@ import dataclasses
 import sys
 
 from captioner.build import load_decoder
+from captioner.concepts import HEAD_KEYS
 from captioner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from captioner.config import HARD_INFERENCE_KINDS
 from captioner.encoder import changed_tensors, encoder_spec
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if checkpoint.encoder is None:  # the wheel's classifier: loading fills the reader's copy in
+        checkpoint.decoder = {k: v for k, v in checkpoint.decoder.items() if k not in HEAD_KEYS}
     checkpoint.training = None
     checkpoint.metadata = {**checkpoint.metadata, "exported_from": str(args.checkpoint)}
     save_checkpoint(checkpoint, args.out, half=not args.float32)

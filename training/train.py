@@ -30,6 +30,8 @@ from captioner.inference import resolve_checkpoint
 from captioner.vocab import Vocabulary
 
 from .batches import CachedBatches, Mirroring, caption_table
+from captioner.concepts import HEAD_KEYS
+
 from .commands import prog
 from .concept_data import ConceptBatches, ConceptSource
 from .concepts import concept_forms
@@ -80,6 +82,12 @@ def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
         load_init_weights(decoder, init.decoder, config.init)
     if concepts is not None and resumed is None and not (init and init.config.concept_count):
         install_concept_reader(decoder, concepts)  # a reader --init already has is kept
+    elif init is not None and init.config.imagenet_concepts and HEAD_KEYS[0] not in init.decoder:
+        # a shipped file leaves the encoder's ImageNet head out: its reader takes it again
+        from captioner.encoder import build_encoder
+        weight, bias = build_encoder(model_config.encoder).imagenet_head_weights()
+        decoder.concept_reader.set_imagenet_head(weight, bias,
+                                                 decoder.concept_reader.class_concepts.clone())
     table = caption_table(train_records, cache, vocab)
     word_concepts = None
     if concepts is not None:
