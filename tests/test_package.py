@@ -51,7 +51,7 @@ def test_console_script_is_an_importable_callable(name):
 
 def test_the_commands_are_all_there():
     assert set(SCRIPTS) == {"captioner", "captioner-train", "captioner-finetune", "captioner-scst",
-                            "captioner-evaluate", "captioner-convert"}
+                            "captioner-evaluate", "captioner-convert", "captioner-concepts"}
     assert build_parser().prog == "captioner"
 
 
