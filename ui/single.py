@@ -17,14 +17,36 @@ from ui.support import confidence_markdown, download_stem, escape_markdown, form
 from ui.tiles import show_tiles
 
 # Why a photo of a cat can be captioned "a brown dog": what the caption model has seen.
-TRAINED_ON = ("The captions come from a model trained on Flickr8k: 8,000 photos with 5 "
-              "captions each, mostly people and dogs outdoors. A pinned word (blue) shows its "
+TRAINED_ON = ("The captions come from a model trained on Flickr8k's photos (mostly people "
+              "and dogs outdoors) and on COCO's caption text without photos, reading what its "
+              "word detectors and the CNN's labels say the photo holds. A pinned word (blue) shows its "
               "label's confidence from the CNN, not the caption model's probability of the "
               "word: a word the caption model learnt late can be unlikely to it even where the "
               "CNN is sure.")
 GUESS_WARNING = ("**This caption is a guess.** No label of the CNN was sure enough to guide it, "
                  "and the caption model was unsure of its words: the photo is probably unlike "
                  "the Flickr8k photos (people and dogs outdoors) it learnt from.")
+
+
+VERDICT_TEXT = {
+    "probably right": "**Probably right.**",
+    "unsure": "**Unsure:** this caption may be wrong.",
+    "a guess": "**A guess:** this caption is probably wrong.",
+}
+
+
+def show_verdict(verdict) -> None:
+    """The model file's calibrated confidence (captioner.confidence), in plain words and why."""
+    why = "; ".join(verdict.reasons)
+    text = (f"{VERDICT_TEXT[verdict.verdict]} Chance it invents someone or something or misses "
+            f"the main object: {verdict.p_wrong:.0%}" + (f" ({escape_markdown(why)})." if why
+                                                          else "."))
+    if verdict.verdict == "probably right":
+        st.success(text, icon="✅")
+    elif verdict.verdict == "unsure":
+        st.warning(text, icon="⚠️")
+    else:
+        st.error(text, icon="❔")
 
 
 def captioned(model: Model, key: tuple, photo, settings: Settings) -> Caption:
@@ -67,7 +89,10 @@ def show_caption(model: Model, settings: Settings, caption: Caption, image_name:
     with st.container(key="caption"):
         st.header(escape_markdown(caption.text) if caption.words else "(empty caption)",
                   anchor=False)
-        if caption.is_guess:
+        verdict = caption.confidence
+        if verdict is not None:
+            show_verdict(verdict)
+        elif caption.is_guess:
             st.warning(GUESS_WARNING, icon="❔")
         st.markdown(f"Score **{caption.score:.3f}** · log-probability {caption.log_prob:.3f} · "
                     f"{len(caption.words)} words")
