@@ -99,8 +99,9 @@ class DecodeOptions:
     # A model that reads concepts has a person detector (captioner.concepts): no word that
     # names a person (man, girl, people, he, ...) where its probability is below person_floor
     # (0: off). Trained on captions, checked on COCO dev photos it never saw
-    # (benchmarks.concept_detectors); independent of --grounding.
-    person_floor: float = field(default=0.0, metadata={
+    # (benchmarks.concept_detectors); independent of --grounding. 0.3 chosen on COCO dev's
+    # even-id half (docs/concepts.md), a model without a person detector ignores it.
+    person_floor: float = field(default=0.3, metadata={
         "help": "bar person words where the model's person detector is below this (0: off)"})
 
     # Shallow fusion (captioner.language_model): this weight times a language model's log p,

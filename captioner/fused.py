@@ -65,7 +65,9 @@ class Derived:
         if saved is None or saved[0] != key:
             # Normal tensors (not inference tensors), whatever mode the caller decodes in;
             # the parameters' storages are held so that no new tensor can take their address.
-            with torch.inference_mode(False), torch.no_grad():
+            # fork_rng: building makes layers whose default initialisation draws from torch's
+            # generator, which would shift a seeded caller's draws (hard attention's samples).
+            with torch.inference_mode(False), torch.no_grad(), torch.random.fork_rng(devices=[]):
                 saved = (key, build(), [p.detach() for p in module.parameters()])
             self._saved[name] = saved
         return saved[1]

@@ -218,3 +218,18 @@ def test_a_model_built_in_inference_mode_decodes_fused(vocab):
         decoder = build_decoder(tiny_config(vocab, "hard")).eval()
         hypotheses = beam_search(decoder, torch.randn(2, 9, 16), beam_size=2, max_length=6)
     assert len(hypotheses) == 2 and decoder.step_layers() is decoder.step_layers()
+
+
+def test_building_the_step_layers_leaves_a_seeded_callers_draws_alone(vocab):
+    """The first decode builds the fused layers; that must not consume torch's generator, or
+    hard attention's seeded samples would differ between the first call and later ones."""
+    from captioner.decoding import beam_search
+    decoder = build_decoder(tiny_config(vocab, "hard")).eval()
+    features = torch.randn(1, 9, 16)
+
+    def draw() -> list:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(3)
+            return beam_search(decoder, features, beam_size=2, max_length=6,
+                               hard_mode="sample")[0][0].tokens
+    assert draw() == draw()
