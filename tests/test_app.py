@@ -230,7 +230,7 @@ def test_word_confidence_and_what_the_cnn_saw(monkeypatch, checkpoints, expected
     labels = next(m.value for m in app.markdown if m.value.startswith("- "))
     assert labels.splitlines()[0].startswith("- Egyptian cat · ")  # the real Lite0 head
     assert len(labels.splitlines()) == 5
-    assert any("Flickr8k: 8,000 photos" in c.value for c in app.caption)
+    assert any("trained on Flickr8k's photos" in c.value for c in app.caption)
 
 
 @pytest.mark.slow

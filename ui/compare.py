@@ -8,7 +8,7 @@ from captioner import CheckpointError
 from captioner.overlay import map_style, word_overlays
 from ui.downloads import caption_json
 from ui.grounding import pinned_summary, short_label
-from ui.maps import draw_flags, hard_mode_cue
+from ui.maps import draw_flags, hard_mode_cue, hard_mode_of
 from ui.models import Model, ModelSource, describe_model, model_lock, open_model, seeded
 from ui.sidebar import Settings
 from ui.single import TRAINED_ON
@@ -64,7 +64,8 @@ def show_column(index: int, label: str, model: Model, caption, settings: Setting
         st.markdown(pinned_summary(caption.tags, caption.tagged) if settings.options.grounding
                     else "Grounding is off: no label guided it.")
     if map_style(captioner.config)["hard"]:
-        st.caption(hard_mode_cue(settings.options.hard_mode, settings.seed))
+        st.caption(hard_mode_cue(hard_mode_of(settings.options.hard_mode, captioner.config),
+                                 settings.seed))
     if position < len(caption.words):
         [picked] = word_overlays(large, caption.alphas[position:position + 1], **draw)
         st.image(picked, width="stretch", output_format="JPEG",

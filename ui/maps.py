@@ -40,6 +40,11 @@ HARD_MODES_SHOWN = {
 }
 
 
+def hard_mode_of(mode: str | None, config: ModelConfig) -> str:
+    """The hard mode a decoding uses: the call's, else the model file's own."""
+    return mode or config.hard_inference
+
+
 def hard_mode_note(mode: str, seed: int | None = None) -> str:
     """The icon and sentence for a hard-attention mode, with the seed in sample mode."""
     shown = HARD_MODES_SHOWN[mode]
@@ -63,6 +68,7 @@ def draw_flags(config: ModelConfig, hard_mode: str | None, smooth: bool, opacity
     style = map_style(config)
     if not style["hard"]:
         return {**style, "smooth": smooth, "opacity": opacity}
+    hard_mode = hard_mode_of(hard_mode, config)
     if hard_mode == "argmax":
         return {"hard": True, "window": False, "smooth": False, "opacity": opacity}
     return {"hard": False, "window": False, "smooth": False,

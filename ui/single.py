@@ -9,7 +9,7 @@ from captioner.overlay import map_style, word_overlays
 from ui.downloads import caption_json, grid_png
 from ui.explain import explained, follow_caption, show_explanation, text_key
 from ui.grounding import grounding_markdown, spread_line
-from ui.maps import hard_mode_cue
+from ui.maps import hard_mode_cue, hard_mode_of
 from ui.models import Model, model_lock, seeded
 from ui.photos import encoded_photo, photo_key
 from ui.sidebar import Settings
@@ -154,7 +154,8 @@ def show_single(model: Model, settings: Settings, digest: str, name: str, photo,
     box = text_key(key)
     explanation = explained(model, key, photo, follow_caption(box, caption), settings)
     draw = settings.draw(model.captioner)
-    note = (hard_mode_cue(settings.options.hard_mode, settings.seed)
+    note = (hard_mode_cue(hard_mode_of(settings.options.hard_mode, model.captioner.config),
+                          settings.seed)
             if map_style(model.captioner.config)["hard"] else None)
     picture, text = st.columns([3, 2], gap="large")
     with text:
