@@ -392,9 +392,12 @@ class Captioner:
         with torch.inference_mode():
             person = reader(features.float()).probs[:, self.config.concepts.index("person")]
         ids = [self.vocab.stoi[w] for w in PERSON_WORDS if w in self.vocab.stoi]
+        if not ids:
+            return None
         vetoed = torch.zeros(features.shape[0], len(self.vocab), dtype=torch.bool,
                              device=features.device)
-        vetoed[(person < floor).nonzero().squeeze(1).unsqueeze(1), torch.tensor(ids)] = True
+        unseen = (person < floor).nonzero().squeeze(1).unsqueeze(1).to(features.device)
+        vetoed[unseen, torch.tensor(ids, dtype=torch.long, device=features.device)] = True
         return vetoed
 
     def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int],

@@ -241,7 +241,7 @@ def test_person_floor_bars_person_words_where_the_detector_sees_no_one(tmp_path,
                                decoder.state_dict()), path)
     captioner = Captioner.from_checkpoint(path)
     free = captioner.caption(photo(), beam_size=2, grounding=False, fusion_weight=0.0,
-                             max_length=4)[0]
+                             max_length=4, person_floor=0.0)[0]
     barred = captioner.caption(photo(), beam_size=2, grounding=False, fusion_weight=0.0,
                                max_length=4, person_floor=0.5)[0]
     assert "man" in free.words and "man" not in barred.words

@@ -173,18 +173,21 @@ def test_spread_evidence_is_summed_by_kind_from_the_tables_kind_field():
               Label(BOTTLE, 0.04)]
     [animal, bottle] = coarse_kinds(labels, classes)
     assert animal.kind == "animal" and animal.probability == pytest.approx(0.35)
-    assert bottle.kind == "bottle"  # no kind field: the word's category
+    assert bottle.kind == "container"  # the table's own kind
     line = spread_line(labels, classes)
     assert line.startswith("**At a coarser level**: the top 5 labels give 35% to an animal")
     assert "ostrich 18%, llama 12%, Arabian camel 5%" in line
 
 
 def test_without_a_kind_field_the_coco_supercategory_is_the_kind():
+    # The table's kinds, taken up to the broadest: a bird and a dog are animals.
     assert label_kind(OSTRICH) == "animal" and label_kind(DALMATIAN) == "animal"
-    assert label_kind(BOTTLE) == "bottle"  # its category, in no supercategory
-    assert label_kind(LLAMA) is None  # no caption word for the class
+    assert label_kind(LLAMA) == "animal" and label_kind(BOTTLE) == "container"
     line = spread_line([Label(OSTRICH, 0.2), Label(DALMATIAN, 0.15), Label(LLAMA, 0.1)])
-    assert "35% to an animal (ostrich 20%, dalmatian 15%)" in line
+    assert "45% to an animal (ostrich 20%, dalmatian 15%, llama 10%)" in line
+    # Without a kind field: the COCO supercategory of the word's category.
+    plain = {i: KindClass(*c[:5], None) for i, c in object_words().classes.items()}
+    assert label_kind(OSTRICH, plain) == "animal" and label_kind(BOTTLE, plain) == "bottle"
     # One thing in many labels (three cats) is not spread evidence: the tag says it already.
     cats = [Label(imagenet_names()[i], p) for i, p in ((285, 0.5), (281, 0.2), (282, 0.1))]
     assert spread_line(cats) is None

@@ -49,14 +49,18 @@ def label_word(name: str, classes: Mapping | None = None) -> str | None:
 
 def label_kind(name: str, classes: Mapping | None = None) -> str | None:
     """The coarse kind of an ImageNet label ("ostrich" -> "animal"): its entry's `kind` where
-    the word table has one, else the COCO supercategory of its word's category, else that
-    category, else its caption word; None for a class no caption word covers."""
+    the word table has one, taken up to the broadest kind above it (bird -> animal), else the
+    COCO supercategory of its word's category, else that category, else its caption word;
+    None for a class no caption word covers."""
     classes = object_words().classes if classes is None else classes
     entry = classes.get(_class_index().get(name, -1))
     if entry is None:
         return None
     kind = getattr(entry, "kind", None)
     if kind:
+        broader = object_words().kinds
+        while broader.get(kind):
+            kind = broader[kind]
         return kind
     category = getattr(entry, "category", None)
     group = next((g for g, members in SUPERCATEGORIES.items() if category in members), None)
