@@ -42,11 +42,11 @@ def show_verdict(verdict) -> None:
             f"the main object: {verdict.p_wrong:.0%}" + (f" ({escape_markdown(why)})." if why
                                                           else "."))
     if verdict.verdict == "probably right":
-        st.success(text, icon="✅")
+        st.success(text, icon=":material/check_circle:")
     elif verdict.verdict == "unsure":
-        st.warning(text, icon="⚠️")
+        st.warning(text, icon=":material/warning:")
     else:
-        st.error(text, icon="❔")
+        st.error(text, icon=":material/help:")
 
 
 def captioned(model: Model, key: tuple, photo, settings: Settings) -> Caption:
