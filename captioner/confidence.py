@@ -18,7 +18,7 @@ from typing import NamedTuple, Sequence
 import torch
 
 from .concepts import PERSON_WORDS
-from .vocab import FUNCTION_WORDS
+from .vocab import FUNCTION_WORDS, plural
 
 FEATURES = ("mean_word_prob", "min_word_prob", "person_unseen", "person_unsaid",
             "weakest_named", "surest_unnamed", "novelty")
@@ -53,7 +53,7 @@ def features(evidence: Evidence) -> tuple[list[float], list[str]]:
     supported = {w: p for w, p in support.items() if p >= 0}
     weakest = min(supported.items(), key=lambda item: item[1], default=(None, 1.0))
     unnamed = {w: p for w, p in concepts.items()
-               if w != "person" and w not in words and _plural(w) not in words}
+               if w != "person" and w not in words and plural(w) not in words}
     surest = max(unnamed.items(), key=lambda item: item[1], default=(None, 0.0))
     values = [sum(probs) / len(probs), min(probs), says_person * (1 - person),
               (not says_person) * person, 1 - weakest[1], surest[1], evidence.novelty]
@@ -123,10 +123,6 @@ class ConfidenceModel:
         if values.get("centres") is not None:
             values["centres"] = torch.as_tensor(values["centres"]).float()
         return cls(**values)
-
-
-def _plural(word: str) -> str:
-    return word + ("es" if word.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def _singular(word: str) -> str:

@@ -16,7 +16,7 @@ from typing import Collection, NamedTuple, Sequence
 import torch
 
 from .object_words import object_words
-from .vocab import Vocabulary
+from .vocab import Vocabulary, plural
 
 # COCO's supercategories (from its instance annotations' category list): a sure tag vetoes the
 # words of the other categories in its group ("dog" on a photo that is surely a cat), not
@@ -172,16 +172,8 @@ class Tagger:
             names[classes[0]],)
 
 
-def _plural(word: str) -> str:
-    if word.endswith(("s", "x", "ch", "sh")):
-        return word + "es"
-    if word.endswith("y") and word[-2:-1] not in "aeiou":
-        return word[:-1] + "ies"
-    return word + "s"
-
-
 def _forms(word: str) -> list[str]:
-    return [word, _plural(word)]
+    return [word, plural(word)]
 
 
 def _rivals(word: str, category: str | None, categories) -> list[str]:

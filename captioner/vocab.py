@@ -82,3 +82,12 @@ class Vocabulary:
                 continue
             words.append(self.itos[i])
         return words
+
+
+def plural(word: str) -> str:
+    """The plural a caption writes: dog -> dogs, bus -> buses, puppy -> puppies."""
+    if word.endswith(("s", "x", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"

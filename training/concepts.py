@@ -38,7 +38,7 @@ from captioner.concepts import ConceptReader, class_concept_matrix
 from captioner.encoder import build_encoder
 from captioner.files import atomic_write_text
 from captioner.object_words import object_words
-from captioner.vocab import FUNCTION_WORDS
+from captioner.vocab import FUNCTION_WORDS, plural
 
 from .commands import prog
 from .data import CaptionDataset, ImageRecord, load_karpathy
@@ -48,14 +48,6 @@ from .objects import PERSON_WORDS
 PERSON = "person"  # the pooled concept of every person word
 QUANTILES = torch.linspace(0, 1, 21)
 COCO_WEIGHT = 10.0  # a COCO photo counts as this many Flickr8k photos in the detectors' loss
-
-
-def plural(word: str) -> str:
-    if word.endswith(("s", "x", "ch", "sh")):
-        return word + "es"
-    if word.endswith("y") and word[-2:-1] not in "aeiou":
-        return word[:-1] + "ies"
-    return word + "s"
 
 
 def concept_forms(word: str) -> set[str]:
