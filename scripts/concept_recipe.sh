@@ -2,8 +2,7 @@
 # Rebuild the shipped concept-reading models from the data (docs/models.md):
 #   bash scripts/concept_recipe.sh            # RUNS=runs CACHE=cache by default
 # 1. the feature cache, 2. the concept detectors (Flickr8k train + COCO dev's even-id half),
-# 3. each Flickr8k-only model (SOFT_INIT, HARD_INIT: the earlier shipped files, in git
-# history) warm-started to read concepts beside COCO's caption text, with attention
+# 3. each Flickr8k-only model (the earlier shipped files, from git history) warm-started to read concepts beside COCO's caption text, with attention
 # supervision, in two stages, 4. export and the confidence calibration.
 # The shipped files' detectors were built with the 374-class word table (67 ImageNet concept
 # words); the current table gives more ImageNet concepts, so a rebuild differs there.
@@ -14,14 +13,19 @@ TEXT=${TEXT:-../shared/data/coco_text/captions.jsonl}
 RUNS=${RUNS:-runs}
 CACHE=${CACHE:-cache}
 mkdir -p "$RUNS"
+# The Flickr8k-only models the concept models start from: the shipped files before them.
+FLICKR8K_ONLY=${FLICKR8K_ONLY:-f24e202}
+for m in soft hard; do
+  [ -f "$RUNS/${m}_flickr8k_only.pt" ] || \
+    git show "$FLICKR8K_ONLY:captioner/weights/${m}_flickr8k.pt" > "$RUNS/${m}_flickr8k_only.pt"
+done
 python -m training.cache --data "$D" --cache-dir "$CACHE"
 # The words the grown vocabulary will hold, so ImageNet concepts cover them.
-python - "$TEXT" "$RUNS/extra_words.txt" <<'PY'
+python - "$TEXT" "$RUNS/extra_words.txt" "$RUNS/soft_flickr8k_only.pt" <<'PY'
 import sys
 from captioner import load_checkpoint
-from captioner.inference import default_checkpoint
 from training.text_concepts import load_caption_text, new_words
-known = set(load_checkpoint(default_checkpoint("soft")).vocab.stoi)
+known = set(load_checkpoint(sys.argv[3]).vocab.stoi)
 open(sys.argv[2], "w").write("\n".join(new_words(load_caption_text(sys.argv[1]), known, 5)))
 PY
 python -m training.concepts --data "$D" --cache-dir "$CACHE" --coco-dev "$COCO_DEV" \
@@ -30,9 +34,9 @@ COMMON=(--data "$D" --cache-dir "$CACHE" --concept-file "$RUNS/concepts.pt"
         --caption-text "$TEXT" --text-groups 3000 --text-min-count 5 --epochs 1
         --val-images 500 --attention-supervision 1 --resume)
 # Stage 1: text beside zero grids; the concept layers start at zero.
-python -m training.train "${COMMON[@]}" --init "${SOFT_INIT:-soft}" --lr 2e-4 \
+python -m training.train "${COMMON[@]}" --init "$RUNS/soft_flickr8k_only.pt" --lr 2e-4 \
     --out "$RUNS/soft_concepts_1"
-python -m training.train "${COMMON[@]}" --init "${HARD_INIT:-hard}" --lr 1e-4 \
+python -m training.train "${COMMON[@]}" --init "$RUNS/hard_flickr8k_only.pt" --lr 1e-4 \
     --out "$RUNS/hard_concepts_1"
 # Stage 2: half the text beside another photo's grid, 30% of photos from concepts alone.
 STAGE2=(--text-grids 0.5 --concepts-only 0.3 --concept-lr-scale 5)
