@@ -295,21 +295,27 @@ class Captioner:
         with torch.inference_mode():
             if self.content_words.device != features.device:
                 self.content_words = self.content_words.to(features.device)
-            tags, grounding = self.ground(features, options)
+            # The photos' concepts, read once for the person floor and the verdict (the
+            # search's own prepare reads them again).
+            concepts = (self.decoder.concept_reader(features.float()).probs
+                        if self.decoder.concept_reader is not None
+                        and (options.person_floor or self.confidence is not None) else None)
+            tags, grounding = self.ground(features, options, concepts)
             results = decode_grounded(self.decoder_for(options), features.float(), options,
                                       grounding, self.content_words)
         captions = [self._to_caption(hyps, grid, photo_tags)
                     for hyps, photo_tags in zip(results, tags)]
         if self.confidence is not None:
-            self._judge(captions, features)
+            self._judge(captions, features, concepts)
         return captions
 
-    def _judge(self, captions: list["Caption"], features: torch.Tensor) -> None:
+    def _judge(self, captions: list["Caption"], features: torch.Tensor,
+               concepts: torch.Tensor) -> None:
         """Each caption's calibrated confidence, from its words and the photo's concepts."""
         config = self.config
         words = config.concepts + config.imagenet_concepts
         with torch.inference_mode():
-            probs = self.decoder.concept_reader(features.float()).probs.cpu().tolist()
+            probs = concepts.cpu().tolist()
             novelty = self.confidence.novelty(features).tolist()
         for caption, p, n in zip(captions, probs, novelty):
             caption.confidence = self.confidence.judge(
@@ -360,12 +366,14 @@ class Captioner:
         return fused if fused.weight == options.fusion_weight else fused.with_weight(
             options.fusion_weight)
 
-    def ground(self, features: torch.Tensor, options: DecodeOptions
+    def ground(self, features: torch.Tensor, options: DecodeOptions,
+               concepts: torch.Tensor | None = None
                ) -> tuple[list[list[Tag]], Grounding | None]:
         """Each photo's tags, and what the search needs of them (None: no grounding, when
-        options turn it off or the encoder has no ImageNet head)."""
+        options turn it off or the encoder has no ImageNet head); concepts (B, K): the photos'
+        concept probabilities, for the person floor (None: no floor)."""
         none = [[] for _ in range(features.shape[0])]
-        unseen = self._unseen_people(features, options.person_floor)
+        unseen = self._unseen_people(features, options.person_floor, concepts)
         if not options.grounding:
             return none, (None if unseen is None else Grounding.vetoes_only(unseen))
         with torch.inference_mode():
@@ -383,14 +391,13 @@ class Captioner:
                 grounding.vetoed.device))
         return tags, grounding
 
-    def _unseen_people(self, features: torch.Tensor, floor: float) -> torch.Tensor | None:
-        """(B, V) True at person words of photos whose person concept is below floor; None
-        when off or the model has no person detector."""
-        reader = self.decoder.concept_reader
-        if not floor or reader is None or "person" not in self.config.concepts:
+    def _unseen_people(self, features: torch.Tensor, floor: float,
+                       concepts: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, V) True at person words of photos whose person concept (concepts (B, K)) is
+        below floor; None when off or the model has no person detector."""
+        if not floor or concepts is None or "person" not in self.config.concepts:
             return None
-        with torch.inference_mode():
-            person = reader(features.float()).probs[:, self.config.concepts.index("person")]
+        person = concepts[:, self.config.concepts.index("person")]
         ids = [self.vocab.stoi[w] for w in PERSON_WORDS if w in self.vocab.stoi]
         if not ids:
             return None
