@@ -24,25 +24,23 @@ import torch
 
 from captioner.build import build_decoder
 from captioner.checkpoint import Checkpoint, load_checkpoint
+from captioner.concepts import HEAD_KEYS
 from captioner.config import ModelConfig
-from captioner.encoder import encoder_spec
+from captioner.encoder import build_encoder, encoder_spec
 from captioner.inference import resolve_checkpoint
 from captioner.vocab import Vocabulary
 
 from .batches import CachedBatches, Mirroring, caption_table
-from captioner.concepts import HEAD_KEYS
-
 from .commands import prog
 from .concept_data import ConceptBatches, ConceptSource
-from .concepts import concept_forms
+from .concepts import concept_forms, imagenet_reader
 from .config import TrainConfig, parse_config
 from .distributed import Runtime
 from .features import cached_features
-from .loop import Stage, StageData, make_stage, teacher_forcing
-from .loop import TrainingError
+from .loop import Stage, StageData, TrainingError, make_stage, teacher_forcing
 from .runner import (Start, feature_caches, require_pretrained_encoder, run_command,
                      run_stage, with_new_words)
-from .text_concepts import TextItems, load_caption_text, new_words, text_items
+from .text_concepts import load_caption_text, new_words, text_items
 from .vocab_growth import grow_vocabulary
 
 
@@ -84,7 +82,6 @@ def build_stage(config: TrainConfig, runtime: Runtime, start: Start) -> Stage:
         install_concept_reader(decoder, concepts)  # a reader --init already has is kept
     elif init is not None and init.config.imagenet_concepts and HEAD_KEYS[0] not in init.decoder:
         # a shipped file leaves the encoder's ImageNet head out: its reader takes it again
-        from captioner.encoder import build_encoder
         weight, bias = build_encoder(model_config.encoder).imagenet_head_weights()
         decoder.concept_reader.set_imagenet_head(weight, bias,
                                                  decoder.concept_reader.class_concepts.clone())
@@ -191,8 +188,6 @@ def load_init_weights(decoder: torch.nn.Module, state: dict, name: str) -> None:
 
 def install_concept_reader(decoder: torch.nn.Module, concepts: dict) -> None:
     """The file's detectors and the encoder's ImageNet head, in the decoder's reader."""
-    from .concepts import imagenet_reader
-
     reader = decoder.concept_reader
     with torch.no_grad():
         reader.detectors.weight.copy_(concepts["detector"]["weight"])
