@@ -47,7 +47,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from captioner import Captioner, Vocabulary
-from captioner.decoding import HARD_MODES, DecodeOptions
+from captioner.options import HARD_MODES, DecodeOptions
 from captioner.grounding import SUPERCATEGORIES
 from training.objects import word_mentions
 

@@ -40,11 +40,11 @@ def decode_ms_per_step(model: dict, repeats: int = 20, beam: int = 3, vocab: int
     decoder.step = counted
     with torch.inference_mode():
         for _ in range(3):  # warm-up
-            beam_search(decoder, features, beam_size=beam, content_words=content_words)
+            search(decoder, features, beam_size=beam, content_words=content_words)
         steps = 0
         started = time.perf_counter()
         for _ in range(repeats):
-            beam_search(decoder, features, beam_size=beam, content_words=content_words)
+            search(decoder, features, beam_size=beam, content_words=content_words)
         elapsed = time.perf_counter() - started
     return 1000 * elapsed / steps
 

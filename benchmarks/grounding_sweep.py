@@ -14,7 +14,7 @@ import itertools
 import json
 from pathlib import Path
 
-from captioner.decoding import DEFAULT_OPTIONS
+from captioner.options import DEFAULT_OPTIONS
 from training.data import load_karpathy
 from training.evaluate import checkpoint_features, evaluate, photo_instances
 

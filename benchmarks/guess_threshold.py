@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from captioner import Captioner, load_checkpoint
-from captioner.decoding import DEFAULT_OPTIONS
+from captioner.options import DEFAULT_OPTIONS
 from captioner.inference import GUESS_WORD_PROBABILITY, default_checkpoint
 from training.data import load_karpathy
 from training.evaluate import checkpoint_features

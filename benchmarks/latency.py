@@ -39,7 +39,7 @@ import torch
 from PIL import Image, ImageOps
 
 from captioner import Captioner, build_decoder
-from captioner.decoding import DEFAULT_OPTIONS
+from captioner.options import DEFAULT_OPTIONS
 from captioner.images import load_image
 from captioner.inference import shipped_language_model
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from captioner import Captioner, load_checkpoint
-from captioner.decoding import DEFAULT_OPTIONS, DecodeOptions
+from captioner.options import DEFAULT_OPTIONS, DecodeOptions
 from training.data import load_karpathy
 from training.evaluate import checkpoint_features, evaluate
 

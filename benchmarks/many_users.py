@@ -188,7 +188,7 @@ def drive_sessions(url: str, server_pid: int, photos: list[Path], expected: dict
 def expected_captions(checkpoint: str | None, photos: list[Path]) -> dict[Path, str]:
     """What the app shows for each photo: the library's caption with the app's defaults."""
     from captioner import Captioner
-    from captioner.decoding import DEFAULT_OPTIONS
+    from captioner.options import DEFAULT_OPTIONS
 
     captioner = Captioner.from_checkpoint(checkpoint)
     texts = {}

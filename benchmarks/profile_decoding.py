@@ -12,7 +12,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from captioner import Captioner
-from captioner.decoding import beam_search
+from captioner.search import search
 
 from .common import machine, median_ms
 
@@ -38,11 +38,11 @@ def main() -> None:
     for n in map(int, args.images.split(",")):
         features = torch.rand(n, 49, captioner.config.encoder_dim) * 2
         with torch.inference_mode():
-            beam_search(decoder, features, beam_size=args.beam,
-                        content_words=captioner.content_words)  # warm-up
+            search(decoder, features, beam_size=args.beam,
+                        content_words=captioner.decoding.content_words)  # warm-up
             start = time.perf_counter()
             with profile(activities=[ProfilerActivity.CPU]) as prof:
-                beam_search(decoder, features, beam_size=args.beam, content_words=captioner.content_words)
+                search(decoder, features, beam_size=args.beam, content_words=captioner.decoding.content_words)
             seconds = time.perf_counter() - start
         print(f"\nbeam {args.beam}, {n} image(s): {seconds * 1e3:.1f} ms (profiled)")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))

@@ -31,7 +31,7 @@ def main() -> None:
     import torch
 
     from captioner.build import load_decoder
-    from captioner.decoding import content_word_mask, greedy
+    from captioner.search import content_word_mask, greedy
     from fixture_data import make_dataset
     from test_scst import sampled_cider, scst_args, training_photos
     from test_training import read_log, tiny_args

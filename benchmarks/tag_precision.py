@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--min-precision", type=float, default=1 / 3)
     args = parser.parse_args()
     checkpoint, captioner = load_captioner(args)
-    tagger = captioner.tagger
+    tagger = captioner.decoding.tagger
     outcomes: dict[str, list[bool]] = defaultdict(list)
     for path, split in ((Path(args.coco) / COCO_DEV_JSON, "test"), (args.flickr, "val")):
         dataset = load_karpathy(path)

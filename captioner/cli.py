@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import CheckpointError
-from .decoding import DecodeOptions
+from .options import DecodeOptions
 from .flags import add_option_flags, options_from_args
 from .images import ImageError, load_image
 from .inference import DEFAULT_CHECKPOINTS, PHOTOS_PER_CALL, Captioner, in_chunks

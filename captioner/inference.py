@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from functools import lru_cache
 from dataclasses import dataclass, field
@@ -14,19 +13,18 @@ import torch
 
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ModelConfig
-from .concepts import PERSON_WORDS
 from .confidence import VERDICTS, CaptionConfidence, ConfidenceModel, Evidence
 from .decoder import Decoder
-from .constrained import decode_grounded
-from .decoding import (MAX_CAPTION_LENGTH, DecodeOptions, Hypothesis, content_word_mask,
-                       resolve_options)
-from .grounding import Grounding, Tag, Tagger
-from .language_model import FusedDecoder, LanguageModelFile, load_language_model
+from .decoding import Decoding
+from .grounding import Tag
+from .language_model import LanguageModelFile, load_language_model
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
 from .imagenet import Label, imagenet_names, top_labels
 from .build import build_checkpoint_encoder, load_decoder
+from .options import MAX_CAPTION_LENGTH, DecodeOptions, resolve_options
 from .preprocessing import Preprocessing
+from .search import Hypothesis
 from .vocab import Vocabulary, tokenize
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -212,13 +210,12 @@ class Captioner:
         self.encoder = encoder.eval()
         self.decoder = decoder.eval()
         self.vocab = vocab
-        self.content_words = content_word_mask(vocab)  # for DecodeOptions.repeat_penalty
-        self.tagger = Tagger(vocab)
+        # the one decoding path, with the encoder's classifier for tags and the shipped
+        # caption language model for fusion
+        self.decoding = Decoding(self.decoder, vocab, self.encoder, shipped_language_model)
         calibrated = (metadata or {}).get("confidence")
         self.confidence = (ConfidenceModel.from_dict(calibrated)
                            if calibrated and decoder.concept_reader is not None else None)
-        self._fused: FusedDecoder | None = None  # built once; other weights share it
-        self._fusion_lock = threading.Lock()
         self.preprocessing = preprocessing
         self.metadata = dict(metadata or {})
         # Captioners with equal keys compute the same features for a photo (same encoder
@@ -292,21 +289,11 @@ class Captioner:
                          options: DecodeOptions | None = None, **changes) -> list[Caption]:
         """Caption precomputed annotation grids (B, L, D), e.g. from a feature cache."""
         options = resolve_options(options, changes)
-        with torch.inference_mode():
-            if self.content_words.device != features.device:
-                self.content_words = self.content_words.to(features.device)
-            # The photos' concepts, read once for the person floor and the verdict (the
-            # search's own prepare reads them again).
-            concepts = (self.decoder.concept_reader(features.float()).probs
-                        if self.decoder.concept_reader is not None
-                        and (options.person_floor or self.confidence is not None) else None)
-            tags, grounding = self.ground(features, options, concepts)
-            results = decode_grounded(self.decoder_for(options), features.float(), options,
-                                      grounding, self.content_words)
+        decoded = self.decoding.run(features, options)
         captions = [self._to_caption(hyps, grid, photo_tags)
-                    for hyps, photo_tags in zip(results, tags)]
+                    for hyps, photo_tags in zip(decoded.hypotheses, decoded.tags)]
         if self.confidence is not None:
-            self._judge(captions, features, concepts)
+            self._judge(captions, features, decoded.concepts)
         return captions
 
     def _judge(self, captions: list["Caption"], features: torch.Tensor,
@@ -334,78 +321,15 @@ class Captioner:
             raise ValueError(f"a caption may have at most {MAX_CAPTION_LENGTH} words; this one "
                              f"has {len(words)}")
         ids = self.vocab.encode(words)  # <start> w1 .. wn <end>
-        decoder = self.decoder_for(options)
-        with torch.inference_mode():
-            # The decoding steps themselves, each fed the typed word: the same probabilities
-            # (language model fusion and hard-attention mode included) the search saw.
-            features = encoded.features[photo:photo + 1].float()
-            memory = decoder.prepare(features, decoding=True, hard_mode=options.hard_mode,
-                                     temperature=options.attention_temperature)
-            state = decoder.init_state(memory)
-            chosen, maps = [], []
-            for previous, word in zip(ids[:-1], ids[1:]):
-                out = decoder.step(torch.tensor([previous], device=features.device), state,
-                                   memory)
-                chosen.append(float(out.logits.float().log_softmax(-1)[0, word]))
-                maps.append(out.attention.weights[0].float().cpu())
-                state = out.state
-        alphas = torch.stack(maps[:len(words)]).numpy().reshape(len(words), *encoded.grid)
-        probabilities = np.exp(chosen).tolist()
+        # The decoding steps themselves, each fed the typed word: the same probabilities
+        # (language model fusion and hard-attention mode included) the search saw.
+        read = self.decoding.read(encoded.features[photo:photo + 1], ids, options)
+        chosen = read.word_log_probs[0].float().cpu()
+        alphas = read.alphas[0, :len(words)].float().cpu().numpy().reshape(len(words),
+                                                                             *encoded.grid)
+        probabilities = chosen.exp().tolist()
         return Explanation(words, [w in self.vocab.stoi for w in words], probabilities[:-1],
-                           probabilities[-1], float(sum(chosen)), alphas)
-
-    def decoder_for(self, options: DecodeOptions) -> Decoder | FusedDecoder:
-        """The decoder, fused with the shipped caption language model when options ask."""
-        if not options.fusion_weight:
-            return self.decoder
-        with self._fusion_lock:  # sessions share the Captioner: load the language model once
-            if self._fused is None:
-                self._fused = FusedDecoder(self.decoder, shipped_language_model(), self.vocab,
-                                           options.fusion_weight)
-        fused = self._fused
-        return fused if fused.weight == options.fusion_weight else fused.with_weight(
-            options.fusion_weight)
-
-    def ground(self, features: torch.Tensor, options: DecodeOptions,
-               concepts: torch.Tensor | None = None
-               ) -> tuple[list[list[Tag]], Grounding | None]:
-        """Each photo's tags, and what the search needs of them (None: no grounding, when
-        options turn it off or the encoder has no ImageNet head); concepts (B, K): the photos'
-        concept probabilities, for the person floor (None: no floor)."""
-        none = [[] for _ in range(features.shape[0])]
-        unseen = self._unseen_people(features, options.person_floor, concepts)
-        if not options.grounding:
-            return none, (None if unseen is None else Grounding.vetoes_only(unseen))
-        with torch.inference_mode():
-            photo = self.encoder.imagenet_logits(features.float())
-            if photo is None:
-                return none, (None if unseen is None else Grounding.vetoes_only(unseen))
-            cells = self.encoder.imagenet_cell_logits(features.float())
-        evidence = self.tagger.evidence(photo, cells)
-        tags = self.tagger.tags(evidence, options.tag_threshold, options.max_tags,
-                                imagenet_names())
-        grounding = self.tagger.grounding(tags, options.veto_threshold, evidence,
-                                          options.evidence_floor, features.device)
-        if unseen is not None:
-            grounding = grounding._replace(vetoed=grounding.vetoed | unseen.to(
-                grounding.vetoed.device))
-        return tags, grounding
-
-    def _unseen_people(self, features: torch.Tensor, floor: float,
-                       concepts: torch.Tensor | None) -> torch.Tensor | None:
-        """(B, V) True at person words of photos whose person concept (concepts (B, K)) is
-        below floor; None when off or the model has no person detector."""
-        if not floor or concepts is None or "person" not in self.config.concepts:
-            return None
-        person = concepts[:, self.config.concepts.index("person")]
-        ids = [self.vocab.stoi[w] for w in PERSON_WORDS if w in self.vocab.stoi]
-        if not ids:
-            return None
-        vetoed = torch.zeros(features.shape[0], len(self.vocab), dtype=torch.bool,
-                             device=features.device)
-        unseen = (person < floor).nonzero().squeeze(1).unsqueeze(1).to(features.device)
-        vetoed[unseen, torch.tensor(ids, dtype=torch.long, device=features.device)] = True
-        return vetoed
+                           probabilities[-1], float(chosen.sum()), alphas)
 
     def _to_caption(self, hypotheses: list[Hypothesis], grid: tuple[int, int],
                     tags: list[Tag]) -> Caption:
@@ -417,7 +341,7 @@ class Captioner:
             alphas=alphas, word_probs=_probabilities(best),
             alternatives=[Alternative(self.vocab.decode(h.tokens), h.score, _probabilities(h))
                           for h in hypotheses],
-            tags=tags, tagged=self.tagger.placed(words, tags))
+            tags=tags, tagged=self.decoding.tagger.placed(words, tags))
 
 
 def in_chunks(items: Sequence[T], size: int = PHOTOS_PER_CALL) -> Iterator[Sequence[T]]:

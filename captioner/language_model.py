@@ -177,8 +177,9 @@ class FusedDecoder:
         return other
 
     def prepare(self, features: torch.Tensor, decoding: bool = False,
-                hard_mode: str | None = None, temperature: float | None = None) -> Memory:
-        return self.decoder.prepare(features, decoding, hard_mode, temperature)
+                hard_mode: str | None = None, temperature: float | None = None,
+                concepts: torch.Tensor | None = None) -> Memory:
+        return self.decoder.prepare(features, decoding, hard_mode, temperature, concepts)
 
     def init_state(self, memory: Memory) -> FusedState:
         rows = memory.features.shape[0]

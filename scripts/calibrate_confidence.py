@@ -25,7 +25,7 @@ import torch
 
 from captioner import Captioner, load_checkpoint, save_checkpoint
 from captioner.confidence import FEATURES, ConfidenceModel, Evidence, features
-from captioner.decoding import DEFAULT_OPTIONS
+from captioner.options import DEFAULT_OPTIONS
 from captioner.inference import resolve_checkpoint
 from training.concepts import coco_half
 from training.data import load_karpathy

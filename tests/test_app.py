@@ -18,7 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from captioner import Captioner, Vocabulary, inference
-from captioner.decoding import DEFAULT_OPTIONS
+from captioner.options import DEFAULT_OPTIONS
 from ui.downloads import (CAPTION_SCHEMA, ModelName, batch_csv, batch_json, batch_row,
                           caption_json, grid_png, thumbnail_uri)
 from ui.support import (CHECKPOINT_ENV, EXAMPLE_PHOTOS, FOLDER_MODEL, MODEL_DIR_ENV, PIN,

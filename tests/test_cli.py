@@ -128,7 +128,7 @@ def test_photos_are_captioned_many_per_call_and_printed_in_the_order_named(
 def test_decoding_flags_default_to_the_library_defaults():
     """The CLI decodes as the app, the Python API and evaluate do unless told otherwise."""
     from captioner.cli import build_parser
-    from captioner.decoding import DecodeOptions
+    from captioner.options import DecodeOptions
     from captioner.flags import options_from_args
 
     args = build_parser().parse_args(["caption", "x.jpg"])

@@ -9,7 +9,7 @@ import torch
 
 from captioner import Checkpoint, Vocabulary, build_decoder, load_checkpoint, save_checkpoint
 from captioner.concepts import ConceptReader, class_concept_matrix
-from captioner.decoding import beam_search, greedy
+from captioner.search import greedy, search
 from captioner.encoder import preprocessing_for
 from captioner.grounding import Tagger
 from conftest import WORDS, tiny_config
@@ -79,9 +79,9 @@ def test_a_concept_decoder_decodes_and_round_trips(tmp_path, vocab):
             p.normal_(0, 0.3)
     features = torch.randn(3, 9, 16)
     first = greedy(decoder, features, max_length=6)
-    beam1 = beam_search(decoder, features, beam_size=1, max_length=6)
+    beam1 = search(decoder, features, beam_size=1, max_length=6)
     assert [g.tokens for g in first] == [b[0].tokens for b in beam1]
-    beam3 = beam_search(decoder, features, beam_size=3, max_length=6)
+    beam3 = search(decoder, features, beam_size=3, max_length=6)
     assert len(beam3) == 3
     # given concepts are used instead of the reader's
     memory = decoder.prepare(features, concepts=torch.zeros(3, 5))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from captioner import build_decoder, beam_search, load_checkpoint
+from captioner import build_decoder, load_checkpoint, search
 from training.data import load_karpathy
 from training.features import build_cache
 from training.config import TrainConfig
@@ -44,8 +44,8 @@ def test_decoding_on_the_gpu_matches_the_cpu(vocab, attention_kind):
     decoder = build_decoder(tiny_config(vocab, attention_kind)).eval()
     features = torch.rand(4, 9, 16)  # a 3x3 grid, as local attention needs
     with torch.inference_mode():
-        on_cpu = beam_search(decoder, features, beam_size=3, max_length=10)
-        on_gpu = beam_search(decoder.to(CUDA), features.to(CUDA), beam_size=3, max_length=10)
+        on_cpu = search(decoder, features, beam_size=3, max_length=10)
+        on_gpu = search(decoder.to(CUDA), features.to(CUDA), beam_size=3, max_length=10)
     for c, g in zip(on_cpu, on_gpu):
         assert c[0].tokens == g[0].tokens
         assert c[0].log_prob == pytest.approx(g[0].log_prob, abs=1e-3)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from captioner import build_decoder
-from captioner.decoding import DEFAULT_OPTIONS, HARD_MODES, DecodeOptions, decode
+from captioner.options import DEFAULT_OPTIONS, HARD_MODES, DecodeOptions
+from captioner.search import search
 from conftest import tiny_config
 
 
@@ -33,8 +34,8 @@ def test_keyword_shorthand_equals_passing_the_object(vocab):
     decoder = build_decoder(tiny_config(vocab)).eval()
     features = torch.randn(3, 9, 16)
     with torch.inference_mode():
-        by_object = decode(decoder, features, DecodeOptions(beam_size=4, max_length=7))
-        by_keywords = decode(decoder, features, beam_size=4, max_length=7)
+        by_object = search(decoder, features, DecodeOptions(beam_size=4, max_length=7))
+        by_keywords = search(decoder, features, beam_size=4, max_length=7)
     assert [h[0].tokens for h in by_object] == [h[0].tokens for h in by_keywords]
 
 
@@ -52,8 +53,8 @@ def test_a_hard_mode_per_call_equals_a_model_saved_with_that_mode(vocab, mode):
     saved_as_mode = _hard(vocab, mode)
     features = torch.randn(6, 9, 16)
     with torch.inference_mode():
-        asked = decode(saved_as_argmax, features, beam_size=3, hard_mode=mode)
-        saved = decode(saved_as_mode, features, beam_size=3, hard_mode=None)  # its own
+        asked = search(saved_as_argmax, features, beam_size=3, hard_mode=mode)
+        saved = search(saved_as_mode, features, beam_size=3, hard_mode=None)  # its own
     assert [h[0].tokens for h in asked] == [h[0].tokens for h in saved]
     assert saved_as_argmax.attention.inference != mode  # the shared model is untouched
 
@@ -83,9 +84,9 @@ def test_sampled_regions_change_the_caption_from_run_to_run(vocab):
     decoder = _hard(vocab, "argmax")
     features = torch.randn(20, 9, 16)
     with torch.inference_mode():
-        runs = [[h[0].tokens for h in decode(decoder, features, beam_size=1, hard_mode="sample")]
+        runs = [[h[0].tokens for h in search(decoder, features, beam_size=1, hard_mode="sample")]
                 for _ in range(3)]
-        fixed = [[h[0].tokens for h in decode(decoder, features, beam_size=1, hard_mode="argmax")]
+        fixed = [[h[0].tokens for h in search(decoder, features, beam_size=1, hard_mode="argmax")]
                  for _ in range(2)]
     assert fixed[0] == fixed[1]
     assert runs[0] != runs[1] or runs[1] != runs[2]

@@ -7,7 +7,8 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 from captioner import (Captioner, Checkpoint, Vocabulary, build_decoder, load_checkpoint,
                        save_checkpoint)
 from captioner.build import load_decoder
-from captioner.decoding import DEFAULT_OPTIONS, beam_search
+from captioner.options import DEFAULT_OPTIONS
+from captioner.search import search
 from captioner.encoder import preprocessing_for
 from captioner.language_model import (FusedDecoder, LanguageModel, LanguageModelConfig,
                                       LanguageModelFile)
@@ -166,7 +167,7 @@ def test_a_quantized_model_decodes_in_int8_and_trains_in_float(vocab):
     assert torch.allclose(int8, _decode_logits(plain, features, captions), atol=0.05)
     with torch.inference_mode():  # teacher forcing reads the float layers
         assert torch.equal(quantized(features, captions).logits, plain(features, captions).logits)
-        hypotheses = beam_search(quantized, features, beam_size=3, max_length=8)
+        hypotheses = search(quantized, features, beam_size=3, max_length=8)
     assert all(len(h) == 1 and len(h[0].tokens) <= 8 for h in hypotheses)
 
 
@@ -181,8 +182,8 @@ def test_a_quantized_model_round_trips_through_a_checkpoint(tmp_path, vocab):
     assert isinstance(again.step_layers().out, DynamicQuantizedLinear)
     features = torch.randn(3, 9, 16)
     with torch.inference_mode():
-        ours = beam_search(decoder, features, beam_size=3, max_length=10)
-        theirs = beam_search(again, features, beam_size=3, max_length=10)
+        ours = search(decoder, features, beam_size=3, max_length=10)
+        theirs = search(again, features, beam_size=3, max_length=10)
     assert [h[0].tokens for h in ours] == [h[0].tokens for h in theirs]
     assert [h[0].log_prob for h in ours] == pytest.approx([h[0].log_prob for h in theirs])
 
@@ -193,7 +194,7 @@ def test_a_quantized_captioner_fuses_an_int8_language_model(tmp_path, vocab):
     captioner = Captioner.from_checkpoint(path)
     caption = captioner.caption(photo(seed=2), fusion_weight=0.5)[0]
     assert caption.alphas.shape[0] == len(caption.words)
-    language = captioner.decoder_for(DEFAULT_OPTIONS.replace(fusion_weight=0.5)).language
+    language = captioner.decoding.decoder_for(DEFAULT_OPTIONS.replace(fusion_weight=0.5)).language
     assert isinstance(language.step_layers(quantized=True).out, DynamicQuantizedLinear)
 
 
@@ -222,20 +223,20 @@ def test_a_model_built_in_inference_mode_decodes_fused(vocab):
     """Parameters made in inference mode keep no version counter; they still decode."""
     with torch.inference_mode():
         decoder = build_decoder(tiny_config(vocab, "hard")).eval()
-        hypotheses = beam_search(decoder, torch.randn(2, 9, 16), beam_size=2, max_length=6)
+        hypotheses = search(decoder, torch.randn(2, 9, 16), beam_size=2, max_length=6)
     assert len(hypotheses) == 2 and decoder.step_layers() is decoder.step_layers()
 
 
 def test_building_the_step_layers_leaves_a_seeded_callers_draws_alone(vocab):
     """The first decode builds the fused layers; that must not consume torch's generator, or
     hard attention's seeded samples would differ between the first call and later ones."""
-    from captioner.decoding import beam_search
+    from captioner.search import search
     decoder = build_decoder(tiny_config(vocab, "hard")).eval()
     features = torch.randn(1, 9, 16)
 
     def draw() -> list:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(3)
-            return beam_search(decoder, features, beam_size=2, max_length=6,
+            return search(decoder, features, beam_size=2, max_length=6,
                                hard_mode="sample")[0][0].tokens
     assert draw() == draw()

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from captioner import build_decoder
-from captioner.constrained import constrained_beam_search, decode_grounded
-from captioner.decoding import DecodeOptions, decode
+from captioner.options import DecodeOptions
+from captioner.search import search
 from captioner.grounding import Grounding, Tagger
 from captioner.imagenet import imagenet_names
 from captioner.object_words import object_words
@@ -38,18 +38,23 @@ def _grounding(vocab, batch, tags=(), vetoed=()):
 
 
 @pytest.mark.parametrize("beam_size", [1, 3, 5])
-def test_without_tags_the_search_gives_exactly_todays_captions(vocab, beam_size):
+def test_without_tags_the_constrained_search_is_the_plain_one(vocab, beam_size):
     decoder = _decoder(vocab)
     features = torch.randn(6, 9, 16)
     options = OPTIONS.replace(beam_size=beam_size, n_best=beam_size)
     with torch.inference_mode():
-        today = decode(decoder, features, options)
-        forced = constrained_beam_search(decoder, features, options, _grounding(vocab, 6))
-        routed = decode_grounded(decoder, features, options, _grounding(vocab, 6))
-    for a, b, c in zip(today, forced, routed):
-        assert [h.tokens for h in a] == [h.tokens for h in b] == [h.tokens for h in c]
-        if beam_size > 1:  # (greedy reports its score without the length penalty)
-            assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)
+        plain = search(decoder, features, options)
+        empty = search(decoder, features, options, grounding=_grounding(vocab, 6))
+        # nothing vetoed but one word of one photo: every other photo's caption is unchanged
+        one_veto = _grounding(vocab, 6, vetoed=[(0, vocab.itos[plain[0][0].tokens[0]])])
+        vetoed = search(decoder, features, options, grounding=one_veto)
+    for a, b in zip(plain, empty):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)
+    assert vetoed[0][0].tokens[0] != plain[0][0].tokens[0]
+    for a, b in zip(plain[1:], vetoed[1:]):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)
 
 
 def test_every_tag_is_used_exactly_once_and_vetoed_words_never(vocab):
@@ -59,8 +64,8 @@ def test_every_tag_is_used_exactly_once_and_vetoed_words_never(vocab):
     vetoed = [(3, w) for w in ("a", "the", "on")] + [(2, "bike")]
     grounding = _grounding(vocab, 5, tags, vetoed)
     with torch.inference_mode():
-        results = decode_grounded(decoder, features, OPTIONS.replace(max_length=12), grounding)
-        free = decode(decoder, features, OPTIONS.replace(max_length=12))
+        results = search(decoder, features, OPTIONS.replace(max_length=12), grounding=grounding)
+        free = search(decoder, features, OPTIONS.replace(max_length=12))
     words = [vocab.decode(hyps[0].tokens) for hyps in results]
     assert words[0].count("dogs") == 1
     assert words[1].count("beach") == 1 and words[1].count("sky") + words[1].count("grass") == 1
@@ -76,10 +81,10 @@ def test_a_batch_equals_its_photos_one_at_a_time(vocab):
     features = torch.randn(3, 9, 16)
     grounding = _grounding(vocab, 3, [(0, 0, ["circle"]), (2, 0, ["red"]), (2, 1, ["bike"])])
     with torch.inference_mode():
-        batched = constrained_beam_search(decoder, features, OPTIONS, grounding)
-        alone = [constrained_beam_search(
-            decoder, features[i:i + 1], OPTIONS,
-            Grounding(*(x[i:i + 1] for x in grounding)))[0] for i in range(3)]
+        batched = search(decoder, features, OPTIONS, grounding=grounding)
+        alone = [search(decoder, features[i:i + 1], OPTIONS,
+                        grounding=Grounding(*(x[i:i + 1] for x in grounding)))[0]
+                 for i in range(3)]
     assert [h[0].tokens for h in batched] == [h[0].tokens for h in alone]
 
 
@@ -88,8 +93,8 @@ def test_an_unreachable_tag_falls_back_to_the_most_complete_state(vocab):
     decoder = _decoder(vocab)
     grounding = _grounding(vocab, 1, [(0, 0, ["dogs"]), (0, 1, ["grass"])])
     with torch.inference_mode():
-        [[best]] = constrained_beam_search(decoder, torch.randn(1, 9, 16),
-                                           OPTIONS.replace(max_length=1), grounding)
+        [[best]] = search(decoder, torch.randn(1, 9, 16), OPTIONS.replace(max_length=1),
+                          grounding=grounding)
     assert vocab.decode(best.tokens) in (["dogs"], ["grass"])
 
 

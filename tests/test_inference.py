@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from captioner import Captioner, CheckpointError, ImageError, beam_search
-from captioner.decoding import DEFAULT_OPTIONS
+from captioner import Captioner, CheckpointError, ImageError, search
+from captioner.options import DEFAULT_OPTIONS
 from conftest import photo
 
 
@@ -48,15 +48,15 @@ def test_batch_equals_one_by_one(captioner):
     assert [c.words for c in batched] == [c.words for c in single]
 
 
-def test_beam_one_shortcut_gives_what_beam_search_gives(captioner):
-    """caption(beam_size=1) decodes greedily, for speed: the words and log-probability must
-    be those of a beam search with a beam of one."""
+def test_beam_one_gives_what_the_search_gives(captioner):
+    """caption(beam_size=1) is the search with a beam of one: its words and log-probability
+    are those of the decoder's own search."""
     image = photo(seed=5)
     shortcut = captioner.caption(image, beam_size=1, grounding=False)[0]
     with torch.inference_mode():
         features = captioner.encoder(captioner.preprocessing.batch([image])).features
-        [[beam]] = beam_search(captioner.decoder_for(DEFAULT_OPTIONS), features, beam_size=1,
-                               content_words=captioner.content_words)
+        [[beam]] = search(captioner.decoding.decoder_for(DEFAULT_OPTIONS), features, beam_size=1,
+                          content_words=captioner.decoding.content_words)
     assert shortcut.words == captioner.vocab.decode(beam.tokens)
     assert shortcut.log_prob == pytest.approx(beam.log_prob, abs=1e-4)
 

@@ -6,7 +6,7 @@ import torch
 
 from captioner import build_decoder
 from captioner.checkpoint import CheckpointError
-from captioner.decoding import decode
+from captioner.search import search
 from captioner.language_model import (FusedDecoder, LanguageModel, LanguageModelConfig,
                                       LanguageModelFile, load_language_model,
                                       save_language_model)
@@ -48,8 +48,8 @@ def test_fusion_at_weight_zero_is_the_captioner_alone(vocab):
     features = torch.randn(4, 9, 16)
     fused = FusedDecoder(decoder, _language_model(vocab, "grass"), vocab, 0.0)
     with torch.inference_mode():
-        alone = decode(decoder, features, beam_size=3, max_length=8)
-        zero = decode(fused, features, beam_size=3, max_length=8)
+        alone = search(decoder, features, beam_size=3, max_length=8)
+        zero = search(fused, features, beam_size=3, max_length=8)
     assert [h[0].tokens for h in alone] == [h[0].tokens for h in zero]
 
 
@@ -61,8 +61,8 @@ def test_fusion_pulls_captions_towards_what_the_language_model_expects(vocab):
     other = Vocabulary(list(vocab.itos[:4]) + list(reversed(vocab.itos[4:])))
     fused = FusedDecoder(decoder, _language_model(other, "grass"), vocab, 1.0)
     with torch.inference_mode():
-        alone = decode(decoder, features, beam_size=3, max_length=6, block_repeats=False)
-        pulled = decode(fused, features, beam_size=3, max_length=6, block_repeats=False)
+        alone = search(decoder, features, beam_size=3, max_length=6, block_repeats=False)
+        pulled = search(fused, features, beam_size=3, max_length=6, block_repeats=False)
     assert sum(h[0].tokens.count(grass) for h in pulled) > sum(
         h[0].tokens.count(grass) for h in alone)
 
@@ -95,7 +95,7 @@ def test_a_fusion_at_another_weight_shares_the_models_and_decodes_as_a_new_one(v
     assert (base.weight, heavier.weight) == (0.0, 1.0)  # the base is unchanged
     assert heavier.word_map is base.word_map and heavier.language is base.language
     with torch.inference_mode():
-        shared = decode(heavier, features, beam_size=3, max_length=6, block_repeats=False)
-        fresh = decode(FusedDecoder(decoder, language, vocab, 1.0), features, beam_size=3,
+        shared = search(heavier, features, beam_size=3, max_length=6, block_repeats=False)
+        fresh = search(FusedDecoder(decoder, language, vocab, 1.0), features, beam_size=3,
                        max_length=6, block_repeats=False)
     assert [h[0].tokens for h in shared] == [h[0].tokens for h in fresh]

@@ -2,9 +2,11 @@
 import pytest
 import torch
 
-from captioner import build_decoder, beam_search, greedy, sample
+from captioner import build_decoder, sample, search
+from captioner.search import greedy
 from captioner.attention import ATTENTIONS, HardAttention, build_attention
-from captioner.decoding import DEFAULT_OPTIONS, block_repeated_ngrams, decode
+from captioner.options import DEFAULT_OPTIONS
+from captioner.search import block_repeated_ngrams
 
 from conftest import tiny_config
 
@@ -148,7 +150,7 @@ def test_beam_size_one_equals_greedy_exactly(decoder):
     features = _features(batch=5)
     with torch.inference_mode():
         greedy_hyps = greedy(decoder, features, max_length=12)
-        beam_hyps = [h[0] for h in beam_search(decoder, features, beam_size=1, max_length=12)]
+        beam_hyps = [h[0] for h in search(decoder, features, beam_size=1, max_length=12)]
     for g, b in zip(greedy_hyps, beam_hyps):
         assert g.tokens == b.tokens
         assert g.log_prob == pytest.approx(b.log_prob, abs=1e-5)
@@ -158,8 +160,8 @@ def test_beam_size_one_equals_greedy_exactly(decoder):
 def test_beam_search_batched_equals_one_image_at_a_time(decoder):
     features = _features(batch=4)
     with torch.inference_mode():
-        batched = beam_search(decoder, features, beam_size=4, max_length=10, n_best=3)
-        single = [beam_search(decoder, features[i:i + 1], beam_size=4, max_length=10,
+        batched = search(decoder, features, beam_size=4, max_length=10, n_best=3)
+        single = [search(decoder, features[i:i + 1], beam_size=4, max_length=10,
                               n_best=3)[0] for i in range(4)]
     for b_hyps, s_hyps in zip(batched, single):
         assert [h.tokens for h in b_hyps] == [h.tokens for h in s_hyps]
@@ -169,16 +171,17 @@ def test_beam_search_batched_equals_one_image_at_a_time(decoder):
 def test_settled_images_leave_early_without_changing_results(decoder, monkeypatch):
     """Stopping an image once no live beam can overtake its n-best gives what running every
     beam to its <end> gives."""
-    import captioner.decoding as decoding
+    from captioner.search import Beam
 
     features = _features(batch=6)
     with torch.inference_mode():
         # Early settling applies without a length penalty (with one, every beam must end).
-        early = beam_search(decoder, features, beam_size=4, max_length=15, n_best=2,
-                            length_penalty=0.0)
-        monkeypatch.setattr(decoding, "_settled", lambda scores, finished, *_: finished.all(1))
-        full = beam_search(decoder, features, beam_size=4, max_length=15, n_best=2,
-                           length_penalty=0.0)
+        early = search(decoder, features, beam_size=4, max_length=15, n_best=2,
+                       length_penalty=0.0)
+        monkeypatch.setattr(Beam, "settled",
+                            lambda self, scores, finished: finished.view(scores.shape).all(1))
+        full = search(decoder, features, beam_size=4, max_length=15, n_best=2,
+                      length_penalty=0.0)
     for e_hyps, f_hyps in zip(early, full):
         assert [h.tokens for h in e_hyps] == [h.tokens for h in f_hyps]
         assert [h.log_prob for h in e_hyps] == pytest.approx([h.log_prob for h in f_hyps], abs=1e-5)
@@ -186,7 +189,7 @@ def test_settled_images_leave_early_without_changing_results(decoder, monkeypatc
 
 def test_beam_search_n_best_is_sorted_distinct_with_attention_per_word(decoder):
     with torch.inference_mode():
-        results = beam_search(decoder, _features(batch=2, locations=9), beam_size=5,
+        results = search(decoder, _features(batch=2, locations=9), beam_size=5,
                               max_length=8, n_best=5)
     for hyps in results:
         assert len(hyps) == 5
@@ -204,8 +207,8 @@ def test_beam_search_finds_at_least_greedys_log_prob_and_length_penalty_reranks(
     features = _features(batch=6)
     with torch.inference_mode():
         g = greedy(decoder, features, max_length=10)
-        b = beam_search(decoder, features, beam_size=6, max_length=10, length_penalty=0.0)
-        normalized = beam_search(decoder, features, beam_size=6, max_length=10, n_best=6,
+        b = search(decoder, features, beam_size=6, max_length=10, length_penalty=0.0)
+        normalized = search(decoder, features, beam_size=6, max_length=10, n_best=6,
                                  length_penalty=1.0)
     assert sum(h[0].log_prob for h in b) >= sum(h.log_prob for h in g) - 1e-4
     for hyps in normalized:
@@ -215,7 +218,7 @@ def test_beam_search_finds_at_least_greedys_log_prob_and_length_penalty_reranks(
 
 def test_max_length_is_respected(decoder):
     with torch.inference_mode():
-        for hyps in beam_search(decoder, _features(), beam_size=3, max_length=2):
+        for hyps in search(decoder, _features(), beam_size=3, max_length=2):
             assert len(hyps[0].tokens) <= 2
         assert all(len(h.tokens) <= 1 for h in greedy(decoder, _features(), max_length=1))
 
@@ -226,7 +229,7 @@ def test_special_words_are_never_emitted_even_when_most_likely(decoder):
         decoder.out.bias[2] -= 100.0  # ... except <end>, so captions run to max_length
     with torch.inference_mode():
         hyps = (greedy(decoder, _features(), max_length=6)
-                + [h for hs in beam_search(decoder, _features(), beam_size=3, max_length=6) for h in hs]
+                + [h for hs in search(decoder, _features(), beam_size=3, max_length=6) for h in hs]
                 + sample(decoder, _features(), max_length=6))
     for h in hyps:
         assert h.tokens and not set(h.tokens) & {0, 1, 2, 3}
@@ -245,8 +248,8 @@ def test_decoding_does_not_change_the_model(decoder):
     before = {k: v.clone() for k, v in decoder.state_dict().items()}
     features = _features()
     with torch.inference_mode():
-        first = beam_search(decoder, features, beam_size=3)
-        second = beam_search(decoder, features, beam_size=3)
+        first = search(decoder, features, beam_size=3)
+        second = search(decoder, features, beam_size=3)
     assert [h[0].tokens for h in first] == [h[0].tokens for h in second]
     assert not decoder.training
     assert all(torch.equal(before[k], v) for k, v in decoder.state_dict().items())
@@ -286,7 +289,7 @@ def test_decoding_never_repeats_an_ngram_unless_asked(vocab, beam_size, ngram):
         if beam_size == 1:
             return [h.tokens for h in greedy(decoder, features, max_length=20, block_repeats=block,
                                              **default)]
-        return [hyps[0].tokens for hyps in beam_search(decoder, features, beam_size=beam_size,
+        return [hyps[0].tokens for hyps in search(decoder, features, beam_size=beam_size,
                                                        max_length=20, block_repeats=block, **default)]
 
     with torch.inference_mode():
@@ -295,7 +298,7 @@ def test_decoding_never_repeats_an_ngram_unless_asked(vocab, beam_size, ngram):
         if ngram == DEFAULT_OPTIONS.repeat_ngram:  # blocking at this size is the default
             assert decode(True) == ([h.tokens for h in greedy(decoder, features, max_length=20)]
                                     if beam_size == 1 else
-                                    [h[0].tokens for h in beam_search(decoder, features,
+                                    [h[0].tokens for h in search(decoder, features,
                                                                       beam_size=beam_size, max_length=20)])
 
 
@@ -336,7 +339,7 @@ def test_each_words_probability_is_the_models_own_given_the_words_before(decoder
         if beam_size == 1:
             hyps = greedy(decoder, features, max_length=8)
         else:
-            hyps = [h[0] for h in beam_search(decoder, features, beam_size=3, max_length=8)]
+            hyps = [h[0] for h in search(decoder, features, beam_size=3, max_length=8)]
         for i, hyp in enumerate(hyps):
             assert hyp.word_log_probs.shape == (len(hyp.tokens),)
             if not hyp.tokens:
@@ -363,7 +366,7 @@ def test_repeat_penalty_discourages_saying_a_content_word_twice(vocab, beam_size
 
     def run(penalty: float):
         with torch.inference_mode():
-            return [h[0] for h in decode(decoder, features, beam_size=beam_size, max_length=12,
+            return [h[0] for h in search(decoder, features, beam_size=beam_size, max_length=12,
                                          length_penalty=0.0, repeat_ngram=0,
                                          repeat_penalty=penalty, content_words=content)]
 

@@ -217,7 +217,7 @@ def test_scst_needs_an_init_and_two_samples(shapes, tmp_path, capsys):
 def test_greedy_baseline_is_the_greedy_captions_reward(shapes, first_stage, tmp_path, attention):
     """--reward-baseline greedy (Rennie et al.): each image's baseline is its greedy caption's CIDEr-D,
     decoded in eval mode; one sample per image is then enough, and training mode comes back."""
-    from captioner.decoding import content_word_mask, greedy
+    from captioner.search import content_word_mask, greedy
     from training.rewards import greedy_rewards
 
     data, _ = shapes

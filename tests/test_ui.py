@@ -12,7 +12,7 @@ import pytest
 
 from captioner import Caption
 from captioner.config import ModelConfig
-from captioner.decoding import DEFAULT_OPTIONS
+from captioner.options import DEFAULT_OPTIONS
 from captioner.grounding import Tag
 from captioner.imagenet import Label, imagenet_names
 from captioner.inference import Explanation, Timing

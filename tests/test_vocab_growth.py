@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from captioner import (Checkpoint, build_decoder, greedy, load_checkpoint, save_checkpoint,
+from captioner import (Checkpoint, build_decoder, load_checkpoint, save_checkpoint,
                        Vocabulary)
 from captioner.encoder import preprocessing_for
 from training.train import main as train_main

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from captioner.decoding import DEFAULT_OPTIONS, DecodeOptions
+from captioner.options import DEFAULT_OPTIONS, DecodeOptions
 from captioner.files import atomic_write_text
 from captioner.flags import add_option_flags, options_from_args
 from captioner.images import ImageError
@@ -74,9 +74,8 @@ def evaluate(captioner: Captioner, dataset: CaptionDataset, split: str, features
     if not records:
         raise DatasetError(f"the dataset has no {split!r} images")
     started = time.perf_counter()
-    predictions = caption_records(captioner.decoder_for(options), captioner.vocab, records,
-                                  features_of, options, batch_size,
-                                  progress=f"captioning {split}", ground=captioner.ground)
+    predictions = caption_records(captioner.decoding, records, features_of, options, batch_size,
+                                  progress=f"captioning {split}")
     decode_seconds = time.perf_counter() - started
     references = {r.path: list(r.raw) for r in records}
     scores = score_captions(predictions, references)

@@ -20,7 +20,8 @@ from torch.utils.data import Dataset
 
 from captioner.checkpoint import Checkpoint, save_checkpoint
 from captioner.decoder import Decoder
-from captioner.decoding import DEFAULT_OPTIONS
+from captioner.decoding import Decoding
+from captioner.options import MODEL_ALONE
 from captioner.vocab import Vocabulary
 
 from .batches import Batch, epoch_loader
@@ -361,11 +362,9 @@ def validate(decoder: Decoder, records: list[ImageRecord], features_of: Features
     """Corpus BLEU-4 of beam-search captions (no teacher forcing) against the references.
     features_of(records) gives their annotation grids (from the cache, or the encoder)."""
     decoder.eval()
-    # The same decoding as evaluate and the app (repeat blocking, length penalty).
-    # The decoder being trained, alone: no tags (no classifier here) and no language model.
-    options = DEFAULT_OPTIONS.replace(beam_size=config.val_beam, max_length=config.max_length,
-                                      grounding=False, fusion_weight=0.0)
-    predictions = caption_records(decoder, vocab, records, features_of, options,
+    # The decoding of evaluate and the app, with the decoder being trained on its own (no
+    # tags: no classifier here; no language model): a run is chosen on what it learnt.
+    predictions = caption_records(Decoding(decoder, vocab), records, features_of, MODEL_ALONE,
                                   chunk_size=chunk_size)
     references = {r.path: [" ".join(c) for c in r.captions] for r in records}
     return corpus_bleu4(predictions, references)

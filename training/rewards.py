@@ -1,5 +1,5 @@
 """Self-critical training's samples and rewards (training.scst): captions drawn from the policy
-with gradients (captioner.decoding.walk), their CIDEr-D against their image's references, and
+with gradients (captioner.search.walk), their CIDEr-D against their image's references, and
 the greedy captions' CIDEr-D that --reward-baseline greedy compares them with."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import NamedTuple
 import torch
 
 from captioner.decoder import Decoder
-from captioner.decoding import content_word_mask, greedy, walk
+from captioner.options import MODEL_ALONE
+from captioner.search import Policy, Speakable, content_word_mask, search, walk
 from captioner.vocab import Vocabulary
 
 from .batches import ImageBatch
@@ -33,16 +34,11 @@ def sample_captions(decoder: Decoder, features: torch.Tensor, samples: int, max_
     Words are drawn from the model's distribution over the words a caption may hold (as in
     decoding: never <pad>, <start> or <unk>; only <end> after max_length words) at
     `temperature`, and log_prob is theirs under it, plus the sampled locations'."""
-    def policy(log_probs: torch.Tensor, words: torch.Tensor, logits: torch.Tensor
-               ) -> torch.Tensor:
-        # From the logits, so that the words that may not come next get no gradient at all.
-        allowed = logits.float().masked_fill(log_probs == float("-inf"), float("-inf"))
-        return (allowed / temperature).log_softmax(dim=-1)  # (R, V)
-
-    def draw(log_probs: torch.Tensor) -> torch.Tensor:
+    def draw(log_probs: torch.Tensor, step: int) -> torch.Tensor:
         return torch.multinomial(log_probs.detach().exp(), 1).squeeze(1)
 
-    walked = walk(decoder, features, max_length, draw, policy, samples=samples)
+    walked = walk(decoder, features, max_length, draw,
+                  [Speakable(max_length), Policy(temperature)], samples=samples)
     is_end = walked.words == END
     mask = (is_end.cumsum(1) - is_end.long()) == 0  # (R, T) no <end> before the step
     log_prob = walked.score
@@ -74,8 +70,9 @@ def greedy_rewards(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: V
     decoder.eval()
     try:
         with torch.no_grad():
-            captions = greedy(decoder, batch.features, max_length=max_length,
-                              content_words=content_word_mask(vocab, batch.features.device))
+            captions = [hypotheses[0] for hypotheses in search(
+                decoder, batch.features, MODEL_ALONE, content_word_mask(vocab, batch.features.device),
+                beam_size=1, max_length=max_length)]
     finally:
         decoder.train()
     return caption_rewards(scorer, vocab, batch.images.tolist(),

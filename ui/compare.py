@@ -9,7 +9,7 @@ from captioner.overlay import map_style, word_overlays
 from ui.downloads import caption_json
 from ui.grounding import pinned_summary, short_label
 from ui.maps import draw_flags, hard_mode_cue, hard_mode_of
-from ui.models import Model, ModelSource, describe_model, model_lock, open_model, seeded
+from ui.models import Model, ModelSource, describe_model, model_lock, open_model
 from ui.sidebar import Settings
 from ui.single import TRAINED_ON
 from ui.support import confidence_markdown, download_stem, escape_markdown
@@ -41,10 +41,17 @@ def compared_captions(models: dict[str, ModelSource], digest: str, photo, settin
             with model_lock():
                 if shared is None or shared not in encoded:
                     encoded[shared] = model.captioner.encode([photo])
-                with seeded(settings.seed):
-                    results[key] = model.captioner.caption_encoded(encoded[shared], options)[0]
+                results[key] = model.captioner.caption_encoded(
+                    encoded[shared], options_for(model.captioner, options))[0]
         captions[label] = (model, results[key])
     return captions
+
+
+def options_for(captioner, options):
+    """The sidebar's options for one compared model: hard attention's mode and seed only where
+    the model has hard attention (a soft model refuses them)."""
+    return options if map_style(captioner.config)["hard"] else options.replace(hard_mode=None,
+                                                                               seed=None)
 
 
 def show_column(index: int, label: str, model: Model, caption, settings: Settings, large,

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from captioner.decoding import DecodeOptions
+from captioner.options import DecodeOptions
 from captioner.inference import Caption, Explanation
 from captioner.overlay import overlay_grid
 

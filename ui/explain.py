@@ -10,7 +10,7 @@ import streamlit as st
 from captioner.inference import Caption, Explanation
 from captioner.overlay import map_style
 from ui.maps import HARD_MODES_SHOWN
-from ui.models import Model, model_lock, seeded
+from ui.models import Model, model_lock
 from ui.photos import encoded_photo
 from ui.sidebar import Settings
 from ui.support import confidence_markdown, explanation_markdown, unknown_words_line
@@ -46,7 +46,7 @@ def explained(model: Model, key: tuple, photo, text: str, settings: Settings
         return saved[1]
     encoded = encoded_photo(model.captioner, key, photo)
     try:
-        with model_lock(), seeded(settings.seed):
+        with model_lock():
             result = model.captioner.explain(encoded, text, settings.options)
     except ValueError as exc:
         result = str(exc)

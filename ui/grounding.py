@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Mapping, NamedTuple, Sequence
 
-from captioner.decoding import DecodeOptions
+from captioner.options import DecodeOptions
 from captioner.grounding import SUPERCATEGORIES, Tag
 from captioner.imagenet import Label, imagenet_names
 from captioner.object_words import object_words

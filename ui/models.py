@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import streamlit as st
 import torch
@@ -74,18 +73,6 @@ def model_lock() -> threading.Lock:
     cores (each call already uses all of them) and multiplies the activations held in memory.
     Queued, each caption takes tens of milliseconds: measured in docs/performance.md."""
     return threading.Lock()
-
-
-@contextmanager
-def seeded(seed: int | None) -> Iterator[None]:
-    """Hard attention's draws (sample mode) from torch's generator seeded with `seed`, restored
-    afterwards; None: no seeding. Call it holding model_lock(): the generator is the process's."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def checkpoint_upload_mb() -> int:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import streamlit as st
 
 from captioner import Captioner
-from captioner.decoding import DEFAULT_OPTIONS, HARD_MODES, MAX_CAPTION_LENGTH, DecodeOptions
+from captioner.options import DEFAULT_OPTIONS, HARD_MODES, MAX_CAPTION_LENGTH, DecodeOptions
 from captioner.overlay import map_style
 from ui.grounding import thresholds_sentence
 from ui.maps import HARD_MODES_SHOWN, draw_flags, hard_mode_note
@@ -107,5 +107,5 @@ def model_settings(inputs: Inputs, captioner: Captioner, description: str) -> Se
     if style["window"] and not inputs.compare:
         inputs.smooth_box.caption("Local attention: the outline is the window around the "
                                   "centre it predicted for the word; it sees nothing outside it.")
-    options = inputs.options.replace(hard_mode=hard_mode)
+    options = inputs.options.replace(hard_mode=hard_mode, seed=seed)
     return Settings(options, seed, smooth, inputs.opacity, inputs.compare)

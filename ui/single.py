@@ -10,7 +10,7 @@ from ui.downloads import caption_json, grid_png
 from ui.explain import explained, follow_caption, show_explanation, text_key
 from ui.grounding import grounding_markdown, spread_line
 from ui.maps import hard_mode_cue, hard_mode_of
-from ui.models import Model, model_lock, seeded
+from ui.models import Model, model_lock
 from ui.photos import encoded_photo, photo_key
 from ui.sidebar import Settings
 from ui.support import confidence_markdown, download_stem, escape_markdown, format_timing
@@ -56,7 +56,7 @@ def captioned(model: Model, key: tuple, photo, settings: Settings) -> Caption:
     if saved is None or saved[0] != wanted:
         with st.spinner("Captioning…"):
             encoded = encoded_photo(model.captioner, key, photo)
-            with model_lock(), seeded(settings.seed):
+            with model_lock():
                 # Every hypothesis of the beam is listed under the caption.
                 caption = model.captioner.caption_encoded(
                     encoded, settings.options.replace(n_best=settings.options.beam_size))[0]

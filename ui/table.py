@@ -9,7 +9,7 @@ import streamlit as st
 from captioner import ImageError, load_image
 from captioner.inference import PHOTOS_PER_CALL, in_chunks
 from ui.downloads import batch_csv, batch_json, batch_row, thumbnail_uri
-from ui.models import Model, model_lock, seeded
+from ui.models import Model, model_lock
 from ui.sidebar import Settings
 from ui.support import escape_markdown
 
@@ -51,8 +51,7 @@ def captioned_files(model: Model, files: list[tuple[bytes, str]], settings: Sett
             results[key] = None
             waiting.append((key, photo))
     for chunk in in_chunks(waiting, PHOTOS_PER_CALL):
-        with (st.spinner(f"Captioning {len(chunk)} photo(s)…"), model_lock(),
-              seeded(settings.seed)):
+        with st.spinner(f"Captioning {len(chunk)} photo(s)…"), model_lock():
             captions = model.captioner.caption([photo for _, photo in chunk], settings.options)
         for (key, photo), caption in zip(chunk, captions):
             results[key] = (caption, thumbnail_uri(photo))
