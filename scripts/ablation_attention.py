@@ -4,12 +4,13 @@ scripts/device_ablation.sh and the CPU speed benchmark:
     python -m scripts.ablation_attention results/ablation_attention results/attention_speed.json
 
 FOLDER holds sweep.json, <run>_log.jsonl (val BLEU-4 per epoch) and <run>_test_beam3.json
-(evaluate's result, rescored with Java for METEOR) for each run; FOLDER/cpu_rerun holds the
-same two files for rows rerun on the CPU (`training.train --attention NAME`), once they have
-test captions. A rerun that early stopping ended becomes the row NAME (the variant's
-full-length numbers) and the device run it replaces stays as an extra row ("NAME, H200 run
-cut by time" when the time budget had ended it); a rerun that ended otherwise (its --epochs
-cap, or stopped by hand) is the extra row "NAME, CPU rerun ended before early stopping".
+(evaluate's result, rescored with Java for METEOR) for each run; FOLDER/cpu_full_length holds
+the same two files for variants trained again on the CPU until early stopping
+(`training.train --attention NAME`), once they have test captions. A rerun that early
+stopping ended becomes the row NAME (the variant's full-length numbers) and the device run it
+replaces stays as an extra row ("NAME, H200 run cut by time" when the time budget had ended
+it); a rerun that ended otherwise (its --epochs cap, or stopped by hand) is the extra row
+"NAME, CPU rerun ended before early stopping".
 """
 from __future__ import annotations
 
@@ -54,14 +55,14 @@ EARLY_STOP_PATIENCE = TrainConfig.early_stop_patience
 def rerun_rows(folder: Path, speed: dict) -> dict[str, dict]:
     """The CPU reruns that have test captions, by variant name."""
     rows = {}
-    for test in sorted((folder / "cpu_rerun").glob("*_test_beam3.json")):
+    for test in sorted((folder / "cpu_full_length").glob("*_test_beam3.json")):
         name = test.name.removesuffix("_test_beam3.json")
         if name not in ROWS:
             raise SystemExit(f"{test}: {name} is not a row of the ablation ({', '.join(ROWS)})")
-        bleu4, epoch, validated = best_val(folder / "cpu_rerun" / f"{name}_log.jsonl")
+        bleu4, epoch, validated = best_val(folder / "cpu_full_length" / f"{name}_log.jsonl")
         run = {"val_bleu4": bleu4, "best_epoch": epoch,
                "exit": 0 if validated - epoch >= EARLY_STOP_PATIENCE else 1}
-        rerun = row(folder / "cpu_rerun", name, {name: run}, speed)
+        rerun = row(folder / "cpu_full_length", name, {name: run}, speed)
         if rerun["stopped_by"] != "early stopping":
             rerun["stopped_by"] = "ended before early stopping"
         rows[name] = {**rerun, "ran_on": "CPU"}
