@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", choices=sorted(DEFAULT_CHECKPOINTS),
                         help="which shipped model to use (default: soft)")
     add_option_flags(cap, DecodeOptions, title="decoding")
-    cap.add_argument("--json", action="store_true", help="print JSON with words, scores and maps")
+    cap.add_argument("--json", action="store_true",
+                     help="print JSON with words, scores and maps; a photo that cannot be read "
+                          "is an entry with its \"error\"")
     cap.add_argument("--overlay-dir", type=Path, help="write PHOTO.attention.png grids here")
     cap.add_argument("--no-smooth", action="store_true", help="blocky overlays (no smoothing)")
     cap.add_argument("--threads", type=int, help="torch CPU threads")
@@ -58,17 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     failed, results = 0, []
     # One search per PHOTOS_PER_CALL photos; the output keeps the order they were named in.
     for names in in_chunks(args.photos, PHOTOS_PER_CALL):
-        loaded = []
-        for name in names:
+        loaded, errors = [], {}  # errors: position in the chunk -> what went wrong
+        for i, name in enumerate(names):
             try:
-                loaded.append((name, load_image(name)))
+                loaded.append((i, load_image(name)))
             except ImageError as exc:
                 print(f"error: {exc}", file=sys.stderr)
+                errors[i] = exc.reason
                 failed += 1
-        if not loaded:
-            continue
-        captions = captioner.caption([photo for _, photo in loaded], options)
-        for (name, photo), caption in zip(loaded, captions):
+        captions = captioner.caption([photo for _, photo in loaded], options) if loaded else []
+        captioned = {i: (photo, caption) for (i, photo), caption in zip(loaded, captions)}
+        for i, name in enumerate(names):
+            if i in errors:
+                if args.json:  # a photo that failed keeps its place, saying what went wrong
+                    results.append({"image": name, "error": errors[i]})
+                continue
+            photo, caption = captioned[i]
             if args.overlay_dir:
                 sheet = overlay_grid(photo, caption.words, caption.alphas, **style,
                                      smooth=not args.no_smooth)

@@ -39,10 +39,13 @@ def test_json_output_with_bad_files_in_the_same_call(tmp_path, cli_checkpoint):
     assert len(errors) == 2 and "Traceback" not in result.stderr
     assert "bad.jpg: not an image file" in errors[0]
     assert "missing.png: no such file" in errors[1]
-    [entry] = json.loads(result.stdout)
-    assert entry["image"] == str(good)
+    # every photo named has its entry, in order; a failed one says what went wrong
+    entry, bad_entry, missing_entry = json.loads(result.stdout)
+    assert entry["image"] == str(good) and "error" not in entry
     assert len(entry["words"]) == len(entry["attention"])
     assert len(entry["alternatives"]) == 2
+    assert bad_entry == {"image": str(bad), "error": "not an image file (unrecognised format)"}
+    assert missing_entry == {"image": str(tmp_path / "missing.png"), "error": "no such file"}
 
 
 @pytest.mark.slow
