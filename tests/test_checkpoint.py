@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from captioner import Captioner, CheckpointError, load_checkpoint, save_checkpoint
-from captioner.checkpoint import FORMAT_VERSION, MAX_CHECKPOINT_BYTES
+from captioner.checkpoint import FORMAT_VERSION, MAX_CHECKPOINT_BYTES, torch_message
 
 from conftest import photo, write_checkpoint
 
@@ -62,8 +62,25 @@ def test_random_bytes_and_truncated_file(tmp_path, checkpoint_path):
             load_checkpoint(junk)
     cut = tmp_path / "cut.pt"
     cut.write_bytes(checkpoint_path.read_bytes()[: checkpoint_path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="cut.pt: .*truncated"):
+    with pytest.raises(CheckpointError, match="cut.pt: .*truncated") as error:
         load_checkpoint(cut)
+    # torch's explanation ends at a sentence's end, or says that more was left out
+    assert str(error.value).endswith((".)", " [...])")), str(error.value)
+
+
+def test_torch_messages_are_kept_whole_or_cut_between_sentences():
+    assert torch_message("Unsupported operand 149") == "Unsupported operand 149"
+    two_lines = "Error(s) in loading state_dict for Decoder:\n\tMissing key(s): \"out.bias\". "
+    assert torch_message(two_lines) == ('Error(s) in loading state_dict for Decoder: Missing '
+                                        'key(s): "out.bias".')
+    sentences = " ".join(f"Sentence number {i} says something." for i in range(30))
+    short = torch_message(sentences, limit=100)
+    assert short == " ".join(f"Sentence number {i} says something." for i in range(2)) + " [...]"
+    assert torch_message("\x1b[1mbold\x1b[0m words.") == "bold words."
+    # one sentence listing a thousand keys is cut after one of them
+    keys = "Missing key(s): " + ", ".join(f'"layer{i}.weight"' for i in range(1000)) + "."
+    cut = torch_message(keys)
+    assert cut.endswith('.weight", [...]') and len(cut) < 1100
 
 
 class _Exploit:
@@ -129,8 +146,11 @@ def test_vocabulary_that_does_not_match_the_weights(tmp_path, checkpoint_path):
 
 def test_weights_that_do_not_match_the_config(tmp_path, checkpoint_path):
     path = _mutated(tmp_path, checkpoint_path, lambda r: r["config"].update(hidden_dim=32))
-    with pytest.raises(CheckpointError, match="decoder weights do not match the config"):
+    with pytest.raises(CheckpointError, match="decoder weights do not match the config") as error:
         Captioner.from_checkpoint(path)
+    # torch's lines after its first ("Error(s) in loading state_dict for Decoder:") say what
+    assert "size mismatch for " in str(error.value) and "\n" not in str(error.value)
+    assert str(error.value).endswith((".)", " [...])")), str(error.value)
 
 
 def test_atomic_save_leaves_no_temporary_files(tmp_path, vocab):

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from captioner.build import build_decoder
-from captioner.checkpoint import Checkpoint, load_checkpoint
+from captioner.checkpoint import Checkpoint, load_checkpoint, torch_message
 from captioner.concepts import HEAD_KEYS
 from captioner.config import ModelConfig
 from captioner.encoder import build_encoder, encoder_spec
@@ -167,7 +167,8 @@ def read_concept_file(path: str) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError) as exc:
-        raise TrainingError(f"{path}: not a readable concept file ({str(exc)[:200]})") from None
+        raise TrainingError(f"{path}: not a readable concept file "
+                            f"({torch_message(str(exc))})") from None
     missing = {"concepts", "imagenet_concepts", "detector", "paths", "table",
                "positive_quantiles", "negative_quantiles"} - set(data)
     if missing:
