@@ -104,11 +104,12 @@ def read_weights_file(path: str | os.PathLike, max_bytes: int = MAX_CHECKPOINT_B
         raise
     except pickle.UnpicklingError as exc:
         detail = _unpickler_message(str(exc))
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        found = _unsafe_object(detail)
         if found:
-            raise CheckpointError(f"{name}: refused: the file contains a pickled object "
-                                  f"({found[1]}) that could run code; only plain weights and "
-                                  "data are loaded (weights_only=True)") from None
+            raise CheckpointError(f"{name}: refused for safety: the file holds objects that are "
+                                  f"not plain weights ({found}), which could run code when "
+                                  "loaded; checkpoints are untrusted files, read as plain "
+                                  "tensors and data only (weights_only=True)") from None
         raise CheckpointError(f"{name}: not a readable PyTorch checkpoint, or a truncated one "
                               f"({torch_message(detail)})") from None
     except Exception as exc:  # noqa: BLE001 - garbage bytes reach the unpickler's internals
@@ -119,8 +120,13 @@ def read_weights_file(path: str | os.PathLike, max_bytes: int = MAX_CHECKPOINT_B
     return raw
 
 
-# What torch.load wraps around the weights-only unpickler's message, and its closing pointer
-# to the documentation.
+# What the weights-only unpickler says of an object it will not build: a class or function
+# (the file would run code if loaded with weights_only=False), named in the first group.
+_UNSAFE_OBJECT = (r"GLOBAL (\S+) was not an allowed global",
+                  r"unsupported GLOBAL (\S+) whose module \S+ is blocked",
+                  r"reduce for unrecognized function (.+)",
+                  r"(?:create new object|build) .* but got (?:<class ')?([^'>]+)")
+# What torch.load wraps around it, and its closing pointer to the documentation.
 _TORCH_DOCS = "\n\nCheck the documentation of torch.load"
 
 
@@ -130,6 +136,15 @@ def _unpickler_message(text: str) -> str:
     text = text.split(_TORCH_DOCS)[0].split("WeightsUnpickler error:")[-1]
     chunks = [chunk.strip() for chunk in text.split("\n\n") if chunk.strip()]
     return chunks[-1] if chunks else text.strip()
+
+
+def _unsafe_object(detail: str) -> str | None:
+    """The class or function the file would have built, when that is why it was refused."""
+    for pattern in _UNSAFE_OBJECT:
+        found = re.search(pattern, detail)
+        if found:
+            return found[1].rstrip(".")
+    return None
 
 
 # torch_message: a longer message loses whole sentences (or lines), never half of one; one

@@ -95,7 +95,8 @@ def test_pickled_code_is_refused_not_executed(tmp_path):
     _Exploit.marker = str(marker)
     evil = tmp_path / "evil.pt"
     torch.save({"format": "captioner-checkpoint", "payload": _Exploit()}, evil)
-    with pytest.raises(CheckpointError, match="evil.pt: refused"):
+    with pytest.raises(CheckpointError, match="evil.pt: refused for safety: .* not plain "
+                                              r"weights \(\S*open\)"):
         load_checkpoint(evil)
     assert not marker.exists()
     # and the same with a raw pickle file
@@ -104,6 +105,34 @@ def test_pickled_code_is_refused_not_executed(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(raw)
     assert not marker.exists()
+
+
+class _ShellCommand:
+    command = ""
+
+    def __reduce__(self):
+        return (os.system, (self.command,))  # would run the command when unpickled
+
+
+def test_a_file_that_would_run_a_command_is_refused_as_unsafe_not_as_truncated(tmp_path):
+    marker = tmp_path / "ran"
+    _ShellCommand.command = f"touch '{marker}'"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "captioner-checkpoint", "decoder": _ShellCommand()}, evil)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(evil)
+    message = str(error.value)
+    assert message.startswith(f"{evil}: refused for safety: the file holds objects that are not "
+                              f"plain weights ({os.system.__module__}.system)")
+    assert "untrusted" in message
+    assert "truncated" not in message and "not a readable" not in message
+    assert not marker.exists()
+    # a pickled module (not a state dict) is refused the same way
+    module = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(2, 2), module)
+    with pytest.raises(CheckpointError, match=r"refused for safety: .*\(torch\.nn\.modules\."
+                                              r"linear\.Linear\)"):
+        load_checkpoint(module)
 
 
 def _mutated(tmp_path, checkpoint_path, mutate):
