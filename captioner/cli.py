@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .decoding import DecodeOptions
-from .flags import add_option_flags, options_from_args
+from .flags import add_option_flags, options_from_args, positive_int
 from .images import ImageError, load_image
 from .inference import DEFAULT_CHECKPOINTS, PHOTOS_PER_CALL, Captioner, in_chunks
 from .overlay import map_style, overlay_grid
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "is an entry with its \"error\"")
     cap.add_argument("--overlay-dir", type=Path, help="write PHOTO.attention.png grids here")
     cap.add_argument("--no-smooth", action="store_true", help="blocky overlays (no smoothing)")
-    cap.add_argument("--threads", type=int, help="torch CPU threads")
+    cap.add_argument("--threads", type=positive_int, help="torch CPU threads (at least 1)")
     return parser
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from_args(args, DecodeOptions)
     except ValueError as exc:
         return _fail(str(exc))
-    if args.threads:
+    if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)

@@ -48,6 +48,14 @@ def options_from_args(args: argparse.Namespace, cls: type[Options]) -> Options:
         raise
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for a count that must be 1 or more (--threads)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 

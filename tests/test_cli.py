@@ -141,3 +141,14 @@ def test_decoding_flags_default_to_the_library_defaults():
                                          "--hard-mode", "sample", "--repeat-penalty", "1.5"])
     assert options_from_args(changed, DecodeOptions) == DecodeOptions(
         beam_size=5, n_best=2, hard_mode="sample", repeat_penalty=1.5)
+
+
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_threads_below_one_are_refused(threads, capsys):
+    from captioner.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["caption", "x.jpg", "--threads", threads])
+    assert exit_.value.code == 2
+    assert f"argument --threads: must be at least 1 (got {threads})" in capsys.readouterr().err
+    assert build_parser().parse_args(["caption", "x.jpg", "--threads", "1"]).threads == 1

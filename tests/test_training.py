@@ -309,6 +309,25 @@ def test_an_unregistered_optimizer_is_refused():
         parse_config(["--data", "x.json", "--optimizer", "lbfgs"])
 
 
+@pytest.mark.parametrize("cls", ["TrainConfig", "FinetuneConfig", "ScstConfig"])
+def test_threads_below_one_are_refused_by_every_stage(cls, capsys):
+    from training import config
+
+    with pytest.raises(SystemExit):
+        parse_config(["--data", "x.json", "--threads", "0"], cls=getattr(config, cls))
+    assert "--threads must be at least 1 (got 0)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["cache", "evaluate", "language_model", "concepts"])
+def test_threads_below_one_are_refused_by_the_other_training_commands(module, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(f"training.{module}").main(["--threads", "0"])
+    assert exit_.value.code == 2
+    assert "argument --threads: must be at least 1 (got 0)" in capsys.readouterr().err
+
+
 def test_unknown_flags_are_an_error():
     result = subprocess.run([sys.executable, "-m", "training.train", "--data", "x.json",
                              "--hiden-dim", "3"], cwd=ROOT, capture_output=True, text=True)

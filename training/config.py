@@ -78,6 +78,8 @@ class StageConfig:
             raise ValueError("--precision must be fp32, bf16 or fp16")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("--batch-size and --epochs must be positive")
+        if self.threads < 1:
+            raise ValueError(f"--threads must be at least 1 (got {self.threads})")
 
 
 @dataclass
