@@ -17,10 +17,10 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="captioner",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="captioner",
                                      description="Caption photos and show where the model looked.")
     commands = parser.add_subparsers(dest="command", required=True)
-    cap = commands.add_parser("caption", help="caption one or more photos")
+    cap = commands.add_parser("caption", allow_abbrev=False, help="caption one or more photos")
     cap.add_argument("photos", nargs="+", help="image files (JPEG, PNG, WebP, BMP, GIF, ...)")
     source = cap.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", help="checkpoint file, or a shipped model's name "

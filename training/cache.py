@@ -21,7 +21,7 @@ from .features import SHARD_ROWS, ensure_cache
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("cache"), description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("cache"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="Karpathy-format dataset JSON")
     parser.add_argument("--images", help="image folder (default: <data dir>/images)")

@@ -274,7 +274,8 @@ def build(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("concepts"), description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("concepts"),
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="Flickr8k's Karpathy-format JSON")
     parser.add_argument("--cache-dir", default="cache")

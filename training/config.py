@@ -200,7 +200,8 @@ def parse_config(argv: Sequence[str] | None = None, prog: str | None = None,
     """Flags generated from the config's fields (a ModelConfig field: one flag per model
     field); unknown flags are an error (argparse's). prog: the usage line's command
     (default: training.train's)."""
-    parser = argparse.ArgumentParser(prog=prog or command_prog("train"), description=description)
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog or command_prog("train"),
+                                     description=description)
     model_fields = {f.name: f for f in fields(ModelConfig) if f.name in MODEL_FLAGS}
     for f in fields(cls):
         if f.type == "ModelConfig":

@@ -414,11 +414,12 @@ def _check_photo(root: Path, record: CaptionLine, captions: str | os.PathLike) -
 # ---------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("convert"), description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("convert"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="source", required=True,
                                      metavar="{coco,flickr8k,photos}")
-    coco = commands.add_parser("coco", help="COCO 2014 captions (+ optional Karpathy split)")
+    coco = commands.add_parser("coco", allow_abbrev=False,
+                               help="COCO 2014 captions (+ optional Karpathy split)")
     coco.add_argument("--train-json", help="captions_train2014.json (without it, every "
                       "image comes from --val-json: val, test and the rest restval)")
     coco.add_argument("--val-json", required=True, help="captions_val2014.json")
@@ -428,14 +429,16 @@ def main(argv: list[str] | None = None) -> int:
     coco.add_argument("--seed", type=int, default=123, help="shuffles val2014 for the split")
     coco.add_argument("--images", help="check files exist: folder with train2014/, val2014/")
     coco.add_argument("--out", required=True)
-    flickr = commands.add_parser("flickr8k", help="Flickr8k token file + official split lists")
+    flickr = commands.add_parser("flickr8k", allow_abbrev=False,
+                                 help="Flickr8k token file + official split lists")
     flickr.add_argument("--captions", required=True, help="Flickr8k.token.txt")
     flickr.add_argument("--train", required=True, help="Flickr_8k.trainImages.txt")
     flickr.add_argument("--val", required=True, help="Flickr_8k.devImages.txt")
     flickr.add_argument("--test", required=True, help="Flickr_8k.testImages.txt")
     flickr.add_argument("--images", help="check that every image file exists in this folder")
     flickr.add_argument("--out", required=True)
-    photos = commands.add_parser("photos", help="a folder of your photos + a captions file")
+    photos = commands.add_parser("photos", allow_abbrev=False,
+                                 help="a folder of your photos + a captions file")
     photos.add_argument("--images", required=True, help="the folder holding the photos")
     photos.add_argument("--captions", required=True,
                         help="CSV (image,caption), JSON lines or a Flickr8k-style token file")

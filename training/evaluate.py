@@ -159,7 +159,8 @@ def print_table(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("evaluate"), description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("evaluate"),
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="checkpoint file, or a shipped model's name "
                         "(default: the shipped soft model)")

@@ -26,7 +26,7 @@ from .commands import prog
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("export"), description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("export"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint file, or a shipped model's name")

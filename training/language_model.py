@@ -96,7 +96,7 @@ def perplexity(model: LanguageModel, captions: list[list[int]], batch_size: int)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("language_model"),
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("language_model"),
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--flickr", required=True, help="Flickr8k Karpathy-format JSON")
     parser.add_argument("--coco-text", required=True, help="COCO captions, JSON lines")
