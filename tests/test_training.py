@@ -210,6 +210,20 @@ def test_missing_images_and_bad_json_are_reported_up_front(shapes, tmp_path):
         load_karpathy(tmp_path / "absent.json")
 
 
+@pytest.mark.slow
+def test_training_on_a_complete_cache_needs_no_photos(shapes, tmp_path, capsys):
+    data, cache = shapes
+    assert train_main(tiny_args(shapes, tmp_path / "first", "--max-steps", "1")) == 0  # cached
+    alone = tmp_path / "json-alone" / data.name  # no images/ beside it, and no --images
+    alone.parent.mkdir()
+    alone.write_text(data.read_text())
+    assert train_main(tiny_args((alone, cache), tmp_path / "second", "--max-steps", "1")) == 0
+    capsys.readouterr()
+    # without the cache, the photos are needed and their absence is reported up front
+    assert train_main(tiny_args((alone, tmp_path / "no-cache"), tmp_path / "third")) == 2
+    assert "image folder not found (pass --images DIR)" in capsys.readouterr().err
+
+
 def test_unreadable_image_is_reported_not_a_worker_crash(shapes, tmp_path):
     data, _ = shapes
     dataset = load_karpathy(data)
