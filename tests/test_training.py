@@ -140,6 +140,27 @@ def test_sigkill_mid_run_then_resume(shapes, tmp_path):
     assert load_checkpoint(out / "last.pt").training["progress"]["step"] == saved + 6
 
 
+@pytest.mark.slow
+def test_a_run_writes_a_slim_model_file_beside_best_and_last(shapes, tmp_path):
+    out = tmp_path / "slim"
+    assert train_main(tiny_args(shapes, out, "--max-steps", "2")) == 0
+    best, last, model = (out / name for name in ("best.pt", "last.pt", "model.pt"))
+    raw = torch.load(model, map_location="cpu", weights_only=True)
+    assert raw["training"] is None  # no optimizer state
+    assert {v.dtype for v in raw["decoder"].values() if v.is_floating_point()} == \
+        {torch.float16}
+    # float16 (int8 rows for the vocabulary matrices): about half of best.pt's float32, which
+    # is a third of last.pt with Adam's two moments
+    assert model.stat().st_size < 0.6 * best.stat().st_size < 0.3 * last.stat().st_size
+    assert load_checkpoint(model).metadata["val_bleu4"] == \
+        load_checkpoint(best).metadata["val_bleu4"]
+    # the app and the CLI open it as any checkpoint
+    captioner = Captioner.from_checkpoint(model)
+    image = load_karpathy(shapes[0]).images[0]
+    assert captioner.caption(shapes[0].parent / "images" / image.path, beam_size=2)[0].words
+    assert sorted(p.name for p in out.glob("*.pt*")) == ["best.pt", "last.pt", "model.pt"]
+
+
 def test_cache_detects_a_mismatched_manifest_and_rebuilds(shapes, tmp_path):
     data, _ = shapes
     dataset = load_karpathy(data)

@@ -6,8 +6,9 @@
     torchrun --nproc_per_node=4 -m training.train ... --device cuda --precision bf16
 
 Writes to --out: last.pt (every --checkpoint-every steps and at each epoch end, atomically,
-with optimizer/scheduler/RNG/data position), best.pt (best validation BLEU-4), log.jsonl
-(one JSON line per logging step and per validation) and curves.png.
+with optimizer/scheduler/RNG/data position), best.pt (best validation BLEU-4), model.pt
+(best.pt as training.export ships a model: float16, no training state; the file to upload to
+the app), log.jsonl (one JSON line per logging step and per validation) and curves.png.
 
 With --init, the training captions' words that the checkpoint lacks (seen --min-word-count
 times) join its vocabulary, old ids and weights unchanged (training.vocab_growth), instead of
