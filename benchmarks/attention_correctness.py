@@ -384,7 +384,7 @@ def format_table(rows: Sequence[Row]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Row]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="Karpathy-format dataset JSON")
     parser.add_argument("--instances", required=True, help="COCO instances JSON of its photos")
     parser.add_argument("--checkpoint", nargs="+", required=True)

@@ -20,7 +20,7 @@ from .common import machine
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--data", required=True)
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--image-size", type=int, default=224)

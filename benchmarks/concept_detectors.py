@@ -57,7 +57,7 @@ def measure(decoder, records, cache) -> tuple[torch.Tensor, list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="soft")
     parser.add_argument("--flickr8k", required=True)

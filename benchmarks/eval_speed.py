@@ -20,7 +20,7 @@ from .common import machine
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--checkpoint")
     parser.add_argument("--data", required=True)
     parser.add_argument("--cache-dir", default="cache")

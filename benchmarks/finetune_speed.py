@@ -49,7 +49,7 @@ def captions_per_second(attention: str, image_size: int, blocks: int, batch_size
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--blocks", type=int, default=2)

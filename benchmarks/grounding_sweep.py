@@ -25,7 +25,7 @@ SHOWN = ("BLEU-4", "METEOR", "CIDEr")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     add_dev_set_arguments(parser)
     parser.add_argument("--tag-thresholds", default="0.2,0.3,0.4")
     parser.add_argument("--max-tags", default="1,2")

@@ -21,7 +21,7 @@ from training.evaluate import checkpoint_features
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--coco", required=True)
     parser.add_argument("--flickr", required=True)
     parser.add_argument("--checkpoint", default=str(default_checkpoint()))

@@ -169,7 +169,7 @@ def row(name: str, ms: float, yardstick: float, width: int = 28) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per one-photo figure")

@@ -23,7 +23,7 @@ from training.evaluate import checkpoint_features, evaluate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--checkpoint", nargs="+", required=True)

@@ -225,7 +225,7 @@ class ServerProfile:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", default="8,16,32", help="comma-separated page counts")
     parser.add_argument("--checkpoint", help="model file (default: the shipped soft model)")

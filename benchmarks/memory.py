@@ -22,7 +22,7 @@ def rss_mb() -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--checkpoint")
     args = parser.parse_args()
     torch.set_num_threads(2)

@@ -18,7 +18,7 @@ from .common import machine, median_ms
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--checkpoint")
     parser.add_argument("--images", default="1,100")
     parser.add_argument("--beam", type=int, default=3)

@@ -29,7 +29,7 @@ PAPER = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--data", required=True)
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--split", default="test")

@@ -26,7 +26,7 @@ from .dev_sets import COCO_DEV_JSON, add_dev_set_arguments, load_captioner
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     add_dev_set_arguments(parser)
     parser.add_argument("--threshold", type=float, default=0.2)
     parser.add_argument("--min-tags", type=int, default=5)

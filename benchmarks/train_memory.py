@@ -50,7 +50,7 @@ def sparse_cache(folder: Path, images: int, locations: int = 49, dim: int = 1280
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--images", default="8000,123287")
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()

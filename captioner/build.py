@@ -5,7 +5,7 @@ CheckpointError naming the file."""
 from __future__ import annotations
 
 from .attention import attention_entry
-from .checkpoint import Checkpoint, CheckpointError
+from .checkpoint import Checkpoint, CheckpointError, torch_message
 from .concepts import HEAD_KEYS
 from .config import ModelConfig
 from .decoder import Decoder, ShowAttendTellDecoder
@@ -31,7 +31,7 @@ def build_checkpoint_encoder(checkpoint: Checkpoint, name: str = "<checkpoint>",
                              over_pretrained=checkpoint.encoder_base == "pretrained")
     except RuntimeError as exc:
         raise CheckpointError(f"{name}: encoder weights do not fit "
-                              f"{checkpoint.config.encoder} ({str(exc)[:200]})") from None
+                              f"{checkpoint.config.encoder} ({torch_message(str(exc))})") from None
     except ValueError as exc:  # unknown encoder, or one that needs a weights file
         raise CheckpointError(f"{name}: cannot build its encoder: {exc}") from None
 
@@ -52,5 +52,5 @@ def load_decoder(checkpoint: Checkpoint, name: str = "<checkpoint>",
         decoder.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{name}: decoder weights do not match the config "
-                              f"({str(exc).splitlines()[0][:200]})") from None
+                              f"({torch_message(str(exc))})") from None
     return decoder

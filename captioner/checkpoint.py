@@ -103,21 +103,74 @@ def read_weights_file(path: str | os.PathLike, max_bytes: int = MAX_CHECKPOINT_B
     except CheckpointError:
         raise
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        detail = _unpickler_message(str(exc))
+        found = _unsafe_object(detail)
         if found:
-            raise CheckpointError(f"{name}: refused: the file contains a pickled object "
-                                  f"({found[1]}) that could run code; only plain weights and "
-                                  "data are loaded (weights_only=True)") from None
-        detail = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+            raise CheckpointError(f"{name}: refused for safety: the file holds objects that are "
+                                  f"not plain weights ({found}), which could run code when "
+                                  "loaded; checkpoints are untrusted files, read as plain "
+                                  "tensors and data only (weights_only=True)") from None
         raise CheckpointError(f"{name}: not a readable PyTorch checkpoint, or a truncated one "
-                              f"({detail[:160]})") from None
+                              f"({torch_message(detail)})") from None
     except Exception as exc:  # noqa: BLE001 - garbage bytes reach the unpickler's internals
         # (IndexError, KeyError, struct.error, ...): for the user they all mean the same.
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = torch_message(str(exc)) or type(exc).__name__
         raise CheckpointError(f"{name}: not a readable PyTorch checkpoint, or a truncated one "
-                              f"({detail[:160]})") from None
+                              f"({detail})") from None
     return raw
+
+
+# What the weights-only unpickler says of an object it will not build: a class or function
+# (the file would run code if loaded with weights_only=False), named in the first group.
+_UNSAFE_OBJECT = (r"GLOBAL (\S+) was not an allowed global",
+                  r"unsupported GLOBAL (\S+) whose module \S+ is blocked",
+                  r"reduce for unrecognized function (.+)",
+                  r"(?:create new object|build) .* but got (?:<class ')?([^'>]+)")
+# What torch.load wraps around it, and its closing pointer to the documentation.
+_TORCH_DOCS = "\n\nCheck the documentation of torch.load"
+
+
+def _unpickler_message(text: str) -> str:
+    """The weights-only unpickler's own words in torch.load's UnpicklingError, without the
+    advice around them (to load with weights_only=False, which is what we refuse to do)."""
+    text = text.split(_TORCH_DOCS)[0].split("WeightsUnpickler error:")[-1]
+    chunks = [chunk.strip() for chunk in text.split("\n\n") if chunk.strip()]
+    return chunks[-1] if chunks else text.strip()
+
+
+def _unsafe_object(detail: str) -> str | None:
+    """The class or function the file would have built, when that is why it was refused."""
+    for pattern in _UNSAFE_OBJECT:
+        found = re.search(pattern, detail)
+        if found:
+            return found[1].rstrip(".")
+    return None
+
+
+# torch_message: a longer message loses whole sentences (or lines), never half of one; one
+# sentence longer than _ONE_SENTENCE (a list of state dict keys) is cut after a list item.
+_MESSAGE_CHARS, _ONE_SENTENCE = 300, 1000
+_LEFT_OUT = " [...]"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SENTENCE_END = re.compile(r"\n|(?<=[.!?])\s+(?=[A-Z(`'\"])")
+
+
+def torch_message(text: str, limit: int = _MESSAGE_CHARS) -> str:
+    """An error message from torch, one line for ours: whole when it fits in `limit`
+    characters, else its first sentences or lines that do, and " [...]" for the rest."""
+    parts = [" ".join(part.split()) for part in _SENTENCE_END.split(_ANSI.sub("", text))]
+    parts = [part for part in parts if part]
+    if not parts:
+        return ""
+    kept = parts[0]
+    if len(kept) > _ONE_SENTENCE:
+        cut = kept.rfind(", ", 0, _ONE_SENTENCE)
+        return (kept[:cut + 1] if cut > 0 else kept) + _LEFT_OUT
+    for part in parts[1:]:
+        if len(kept) + 1 + len(part) > limit:
+            return kept + _LEFT_OUT
+        kept += " " + part
+    return kept
 
 
 def _check_regular_file(info: os.stat_result, name: str, max_bytes: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .options import DecodeOptions
-from .flags import add_option_flags, options_from_args
+from .flags import add_option_flags, options_from_args, positive_int
 from .images import ImageError, load_image
 from .inference import DEFAULT_CHECKPOINTS, PHOTOS_PER_CALL, Captioner, in_chunks
 from .overlay import map_style, overlay_grid
@@ -17,10 +17,10 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="captioner",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="captioner",
                                      description="Caption photos and show where the model looked.")
     commands = parser.add_subparsers(dest="command", required=True)
-    cap = commands.add_parser("caption", help="caption one or more photos")
+    cap = commands.add_parser("caption", allow_abbrev=False, help="caption one or more photos")
     cap.add_argument("photos", nargs="+", help="image files (JPEG, PNG, WebP, BMP, GIF, ...)")
     source = cap.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", help="checkpoint file, or a shipped model's name "
@@ -28,10 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", choices=sorted(DEFAULT_CHECKPOINTS),
                         help="which shipped model to use (default: soft)")
     add_option_flags(cap, DecodeOptions, title="decoding")
-    cap.add_argument("--json", action="store_true", help="print JSON with words, scores and maps")
+    cap.add_argument("--json", action="store_true",
+                     help="print JSON with words, scores and maps; a photo that cannot be read "
+                          "is an entry with its \"error\"")
     cap.add_argument("--overlay-dir", type=Path, help="write PHOTO.attention.png grids here")
     cap.add_argument("--no-smooth", action="store_true", help="blocky overlays (no smoothing)")
-    cap.add_argument("--threads", type=int, help="torch CPU threads")
+    cap.add_argument("--threads", type=positive_int, help="torch CPU threads (at least 1)")
     return parser
 
 
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from_args(args, DecodeOptions)
     except ValueError as exc:
         return _fail(str(exc))
-    if args.threads:
+    if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
@@ -58,17 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     failed, results = 0, []
     # One search per PHOTOS_PER_CALL photos; the output keeps the order they were named in.
     for names in in_chunks(args.photos, PHOTOS_PER_CALL):
-        loaded = []
-        for name in names:
+        loaded, errors = [], {}  # errors: position in the chunk -> what went wrong
+        for i, name in enumerate(names):
             try:
-                loaded.append((name, load_image(name)))
+                loaded.append((i, load_image(name)))
             except ImageError as exc:
                 print(f"error: {exc}", file=sys.stderr)
+                errors[i] = exc.reason
                 failed += 1
-        if not loaded:
-            continue
-        captions = captioner.caption([photo for _, photo in loaded], options)
-        for (name, photo), caption in zip(loaded, captions):
+        captions = captioner.caption([photo for _, photo in loaded], options) if loaded else []
+        captioned = {i: (photo, caption) for (i, photo), caption in zip(loaded, captions)}
+        for i, name in enumerate(names):
+            if i in errors:
+                if args.json:  # a photo that failed keeps its place, saying what went wrong
+                    results.append({"image": name, "error": errors[i]})
+                continue
+            photo, caption = captioned[i]
             if args.overlay_dir:
                 sheet = overlay_grid(photo, caption.words, caption.alphas, **style,
                                      smooth=not args.no_smooth)

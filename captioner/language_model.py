@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from .checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, read_weights_file
+from .checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, read_weights_file, torch_message
 from .decoder import Decoder, DecoderState, Memory, StepOutput
 from .files import atomic_write
 from .fused import Derived, StepLayers, can_quantize, linear, stacked_linear
@@ -143,7 +143,8 @@ def load_language_model(path: str | os.PathLike, max_bytes: int = MAX_CHECKPOINT
             model = LanguageModel(config)
             model.load_state_dict({k: v.float() for k, v in raw["weights"].items()})
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{name}: damaged language model ({str(exc)[:200]})") from None
+        raise CheckpointError(f"{name}: damaged language model "
+                              f"({torch_message(str(exc))})") from None
     return LanguageModelFile(model.eval(), vocab, dict(raw.get("metadata") or {}))
 
 

@@ -26,7 +26,7 @@ BIAS_OFFSET = -2.0  # nats below the borrowed word's bias
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
     parser.add_argument("out")
     parser.add_argument("--bias-offset", type=float, default=BIAS_OFFSET)

@@ -793,7 +793,7 @@ def summary(table: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--wordnet", default="/usr/share/wordnet",
                         help="folder with WordNet 3.0's data.noun, index.noun, ...")
     args = parser.parse_args(argv)

@@ -122,7 +122,7 @@ def choose(p: np.ndarray, wrong: np.ndarray, is_flickr: np.ndarray, precision: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--flickr8k", required=True)

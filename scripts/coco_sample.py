@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--flickr8k", required=True, help="folder with dataset_flickr8k.json")
     parser.add_argument("--out", required=True)
     parser.add_argument("--train", type=int, default=240)

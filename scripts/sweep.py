@@ -79,7 +79,8 @@ def launch(run: Run, runs_dir: Path, common: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
-    parser = argparse.ArgumentParser(prog="python -m scripts.sweep", description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m scripts.sweep",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-dir", default="runs/sweep")
     parser.add_argument("--deadline", type=float, default=3600, help="seconds for all runs")

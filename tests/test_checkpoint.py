@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from captioner import Captioner, CheckpointError, load_checkpoint, save_checkpoint
-from captioner.checkpoint import FORMAT_VERSION, MAX_CHECKPOINT_BYTES
+from captioner.checkpoint import FORMAT_VERSION, MAX_CHECKPOINT_BYTES, torch_message
 
 from conftest import photo, write_checkpoint
 
@@ -62,8 +62,25 @@ def test_random_bytes_and_truncated_file(tmp_path, checkpoint_path):
             load_checkpoint(junk)
     cut = tmp_path / "cut.pt"
     cut.write_bytes(checkpoint_path.read_bytes()[: checkpoint_path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="cut.pt: .*truncated"):
+    with pytest.raises(CheckpointError, match="cut.pt: .*truncated") as error:
         load_checkpoint(cut)
+    # torch's explanation ends at a sentence's end, or says that more was left out
+    assert str(error.value).endswith((".)", " [...])")), str(error.value)
+
+
+def test_torch_messages_are_kept_whole_or_cut_between_sentences():
+    assert torch_message("Unsupported operand 149") == "Unsupported operand 149"
+    two_lines = "Error(s) in loading state_dict for Decoder:\n\tMissing key(s): \"out.bias\". "
+    assert torch_message(two_lines) == ('Error(s) in loading state_dict for Decoder: Missing '
+                                        'key(s): "out.bias".')
+    sentences = " ".join(f"Sentence number {i} says something." for i in range(30))
+    short = torch_message(sentences, limit=100)
+    assert short == " ".join(f"Sentence number {i} says something." for i in range(2)) + " [...]"
+    assert torch_message("\x1b[1mbold\x1b[0m words.") == "bold words."
+    # one sentence listing a thousand keys is cut after one of them
+    keys = "Missing key(s): " + ", ".join(f'"layer{i}.weight"' for i in range(1000)) + "."
+    cut = torch_message(keys)
+    assert cut.endswith('.weight", [...]') and len(cut) < 1100
 
 
 class _Exploit:
@@ -78,7 +95,8 @@ def test_pickled_code_is_refused_not_executed(tmp_path):
     _Exploit.marker = str(marker)
     evil = tmp_path / "evil.pt"
     torch.save({"format": "captioner-checkpoint", "payload": _Exploit()}, evil)
-    with pytest.raises(CheckpointError, match="evil.pt: refused"):
+    with pytest.raises(CheckpointError, match="evil.pt: refused for safety: .* not plain "
+                                              r"weights \(\S*open\)"):
         load_checkpoint(evil)
     assert not marker.exists()
     # and the same with a raw pickle file
@@ -87,6 +105,34 @@ def test_pickled_code_is_refused_not_executed(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(raw)
     assert not marker.exists()
+
+
+class _ShellCommand:
+    command = ""
+
+    def __reduce__(self):
+        return (os.system, (self.command,))  # would run the command when unpickled
+
+
+def test_a_file_that_would_run_a_command_is_refused_as_unsafe_not_as_truncated(tmp_path):
+    marker = tmp_path / "ran"
+    _ShellCommand.command = f"touch '{marker}'"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "captioner-checkpoint", "decoder": _ShellCommand()}, evil)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(evil)
+    message = str(error.value)
+    assert message.startswith(f"{evil}: refused for safety: the file holds objects that are not "
+                              f"plain weights ({os.system.__module__}.system)")
+    assert "untrusted" in message
+    assert "truncated" not in message and "not a readable" not in message
+    assert not marker.exists()
+    # a pickled module (not a state dict) is refused the same way
+    module = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(2, 2), module)
+    with pytest.raises(CheckpointError, match=r"refused for safety: .*\(torch\.nn\.modules\."
+                                              r"linear\.Linear\)"):
+        load_checkpoint(module)
 
 
 def _mutated(tmp_path, checkpoint_path, mutate):
@@ -129,8 +175,11 @@ def test_vocabulary_that_does_not_match_the_weights(tmp_path, checkpoint_path):
 
 def test_weights_that_do_not_match_the_config(tmp_path, checkpoint_path):
     path = _mutated(tmp_path, checkpoint_path, lambda r: r["config"].update(hidden_dim=32))
-    with pytest.raises(CheckpointError, match="decoder weights do not match the config"):
+    with pytest.raises(CheckpointError, match="decoder weights do not match the config") as error:
         Captioner.from_checkpoint(path)
+    # torch's lines after its first ("Error(s) in loading state_dict for Decoder:") say what
+    assert "size mismatch for " in str(error.value) and "\n" not in str(error.value)
+    assert str(error.value).endswith((".)", " [...])")), str(error.value)
 
 
 def test_atomic_save_leaves_no_temporary_files(tmp_path, vocab):

@@ -39,10 +39,13 @@ def test_json_output_with_bad_files_in_the_same_call(tmp_path, cli_checkpoint):
     assert len(errors) == 2 and "Traceback" not in result.stderr
     assert "bad.jpg: not an image file" in errors[0]
     assert "missing.png: no such file" in errors[1]
-    [entry] = json.loads(result.stdout)
-    assert entry["image"] == str(good)
+    # every photo named has its entry, in order; a failed one says what went wrong
+    entry, bad_entry, missing_entry = json.loads(result.stdout)
+    assert entry["image"] == str(good) and "error" not in entry
     assert len(entry["words"]) == len(entry["attention"])
     assert len(entry["alternatives"]) == 2
+    assert bad_entry == {"image": str(bad), "error": "not an image file (unrecognised format)"}
+    assert missing_entry == {"image": str(tmp_path / "missing.png"), "error": "no such file"}
 
 
 @pytest.mark.slow
@@ -138,3 +141,14 @@ def test_decoding_flags_default_to_the_library_defaults():
                                          "--hard-mode", "sample", "--repeat-penalty", "1.5"])
     assert options_from_args(changed, DecodeOptions) == DecodeOptions(
         beam_size=5, n_best=2, hard_mode="sample", repeat_penalty=1.5)
+
+
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_threads_below_one_are_refused(threads, capsys):
+    from captioner.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["caption", "x.jpg", "--threads", threads])
+    assert exit_.value.code == 2
+    assert f"argument --threads: must be at least 1 (got {threads})" in capsys.readouterr().err
+    assert build_parser().parse_args(["caption", "x.jpg", "--threads", "1"]).threads == 1

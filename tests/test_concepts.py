@@ -198,7 +198,7 @@ def test_concept_run_end_to_end(tmp_path, attention):
                           "--min-photos", "2", "--epochs", "5", "--out", str(concept_file),
                           "--extra-words", "toilet", "--threads", "1"]) == 0
     common = ["--data", str(data), "--cache-dir", str(cache), "--batch-size", "4",
-              "--val-beam", "2", "--threads", "1", "--log-every", "1"]
+              "--threads", "1", "--log-every", "1"]
     plain = tmp_path / "plain"
     assert train_main([*common, "--out", str(plain), "--image-size", "64", "--min-word-count",
                        "1", "--embed-dim", "16", "--hidden-dim", "24", "--attention-dim", "16",

@@ -460,3 +460,26 @@ def test_split_fractions_are_checked(photo_dir, tmp_path):
         convert_photos(captions, photo_dir, val_fraction=0.5, test_fraction=0.5)
     with pytest.raises(ConvertError, match="2 photos are too few for 1 val and 1 test"):
         convert_photos(captions, photo_dir)
+
+
+@pytest.mark.parametrize("source, needs", [
+    ("coco", ["captions_train2014.json", "captions_val2014.json", "not read"]),
+    ("flickr8k", ["Flickr8k.token.txt", "Flickr_8k.trainImages.txt", "Flickr_8k.devImages.txt",
+                  "Flickr_8k.testImages.txt", "not read"]),
+    ("photos", ["folder of your photos", "captions file", "CSV", "JSON lines"]),
+])
+def test_each_sources_help_says_what_it_needs(source, needs, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([source, "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.count("Needs ") == 1
+    for need in needs:
+        assert need in text, need
+
+
+def test_the_help_says_when_training_needs_the_photos(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "to build the feature cache" in text and "need only the JSON" in text

@@ -60,7 +60,7 @@ def test_auto_device_is_the_gpu(monkeypatch):
 def test_train_and_finetune_commands_on_the_gpu(tmp_path):
     data = make_dataset(tmp_path)
     common = ["--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--device", "cuda",
-              "--precision", "bf16", "--batch-size", "4", "--log-every", "1", "--val-beam", "2",
+              "--precision", "bf16", "--batch-size", "4", "--log-every", "1",
               "--loader-workers", "2"]
     assert train_main([*common, "--out", str(tmp_path / "s1"), "--min-word-count", "1",
                        "--image-size", "64",

@@ -35,7 +35,7 @@ def run(shapes, out, processes: int, batch_size: int, *extra: str
             "--image-size", "64", "--min-word-count", "1", "--embed-dim", "32",
             "--hidden-dim", "64", "--attention-dim", "32", "--dropout", "0",
             "--batch-size", str(batch_size), "--lr", "0.005", "--log-every", "1",
-            "--checkpoint-every", "1", "--val-beam", "2", "--val-images", "2",
+            "--checkpoint-every", "1", "--val-images", "2",
             "--threads", "1", "--device", "cpu", *extra]
     if processes == 1:
         command = [sys.executable, "-m", "training.train", *args]

@@ -18,7 +18,7 @@ from training.train import main as train_main
 from fixture_data import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMON = ["--log-every", "1", "--val-beam", "2", "--threads", "1", "--device", "cpu"]
+COMMON = ["--log-every", "1", "--threads", "1", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,12 @@ def test_finetuning_trains_only_the_top_blocks_and_ships_them(first_stage, tmp_p
     exported = load_checkpoint(shipped)
     assert exported.encoder_base == "pretrained"
     assert 0 < len(exported.encoder) < len(checkpoint.encoder)
+    # The run's own model.pt (its best.pt, slim) ships the same way and opens as any model.
+    model = load_checkpoint(out / "model.pt")
+    assert model.training is None and model.encoder_base == "pretrained"
+    assert 0 < len(model.encoder) < len(checkpoint.encoder)
+    assert Captioner.from_checkpoint(out / "model.pt").caption(
+        data.parent / "images" / "000_red_circle.png")[0].words
     assert {k for k, _ in changed} <= set(exported.encoder)  # every moved weight travels
     assert not any(k.endswith("running_mean") for k in exported.encoder)
     light = Captioner.from_checkpoint(shipped)

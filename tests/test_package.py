@@ -102,6 +102,40 @@ def test_usage_lines_name_the_command_the_user_ran(monkeypatch):
     assert prog("export") == "python -m training.export"  # no console script of that name
 
 
+def test_every_command_line_parser_refuses_abbreviated_flags():
+    """argparse's default takes a prefix of a flag for the flag (captioner-finetune
+    --checkpoint X was --checkpoint-every X): every parser is made with allow_abbrev=False."""
+    sources = [p for folder in ("captioner", "training", "benchmarks", "scripts")
+               for p in (ROOT / folder).rglob("*.py")]
+    parsers = 0
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in ("ArgumentParser", "add_parser"):
+                parsers += 1
+                keywords = {k.arg: k.value for k in node.keywords}
+                assert isinstance(keywords.get("allow_abbrev"), ast.Constant) \
+                    and keywords["allow_abbrev"].value is False, f"{path.name}:{node.lineno}"
+    assert parsers > 30
+
+
+@pytest.mark.parametrize("script, argv, abbreviated", [
+    ("captioner-finetune", ["--data", "x.json", "--checkpoint", "5"], "--checkpoint"),
+    ("captioner-train", ["--data", "x.json", "--hidden", "64"], "--hidden"),
+    ("captioner", ["caption", "x.jpg", "--over", "maps"], "--over"),
+    ("captioner-evaluate", ["--checkpoint", "soft", "--spl", "val"], "--spl"),
+    ("captioner-convert", ["coco", "--val-json", "v.json", "--out", "o.json", "--karpathy",
+                           "k.json"], "--karpathy"),
+])
+def test_an_abbreviated_flag_is_refused_not_taken_for_a_longer_one(script, argv, abbreviated,
+                                                                 capsys):
+    module, _, attr = SCRIPTS[script].partition(":")
+    with pytest.raises(SystemExit) as exit_:
+        getattr(importlib.import_module(checkout_module(module)), attr)(argv)
+    assert exit_.value.code == 2
+    assert f"unrecognized arguments: {abbreviated}" in capsys.readouterr().err
+
+
 def test_one_version_number():
     assert "version" in PROJECT["project"]["dynamic"]
     assert SETUPTOOLS["dynamic"]["version"] == {"attr": "captioner.__version__"}

@@ -98,7 +98,7 @@ def scst_args(shapes, init, out, *extra):
     data, cache = shapes
     return ["--init", str(init), "--data", str(data), "--cache-dir", str(cache), "--out",
             str(out), "--batch-size", "4", "--samples", "4", "--lr", "0.002",
-            "--log-every", "2", "--checkpoint-every", "2", "--val-beam", "2", "--threads", "1",
+            "--log-every", "2", "--checkpoint-every", "2", "--threads", "1",
             "--early-stop-patience", "100", "--lr-patience", "100", *extra]
 
 

@@ -39,7 +39,7 @@ def tiny_args(shapes, out, *extra):
             "--image-size", "64", "--min-word-count", "1", "--embed-dim", "32",
             "--hidden-dim", "64", "--attention-dim", "32", "--dropout", "0",
             "--batch-size", "4", "--lr", "0.005", "--log-every", "5",
-            "--checkpoint-every", "5", "--val-beam", "2", "--threads", "1", *extra]
+            "--checkpoint-every", "5", "--threads", "1", *extra]
 
 
 def read_log(out):
@@ -140,6 +140,27 @@ def test_sigkill_mid_run_then_resume(shapes, tmp_path):
     assert load_checkpoint(out / "last.pt").training["progress"]["step"] == saved + 6
 
 
+@pytest.mark.slow
+def test_a_run_writes_a_slim_model_file_beside_best_and_last(shapes, tmp_path):
+    out = tmp_path / "slim"
+    assert train_main(tiny_args(shapes, out, "--max-steps", "2")) == 0
+    best, last, model = (out / name for name in ("best.pt", "last.pt", "model.pt"))
+    raw = torch.load(model, map_location="cpu", weights_only=True)
+    assert raw["training"] is None  # no optimizer state
+    assert {v.dtype for v in raw["decoder"].values() if v.is_floating_point()} == \
+        {torch.float16}
+    # float16 (int8 rows for the vocabulary matrices): about half of best.pt's float32, which
+    # is a third of last.pt with Adam's two moments
+    assert model.stat().st_size < 0.6 * best.stat().st_size < 0.3 * last.stat().st_size
+    assert load_checkpoint(model).metadata["val_bleu4"] == \
+        load_checkpoint(best).metadata["val_bleu4"]
+    # the app and the CLI open it as any checkpoint
+    captioner = Captioner.from_checkpoint(model)
+    image = load_karpathy(shapes[0]).images[0]
+    assert captioner.caption(shapes[0].parent / "images" / image.path, beam_size=2)[0].words
+    assert sorted(p.name for p in out.glob("*.pt*")) == ["best.pt", "last.pt", "model.pt"]
+
+
 def test_cache_detects_a_mismatched_manifest_and_rebuilds(shapes, tmp_path):
     data, _ = shapes
     dataset = load_karpathy(data)
@@ -210,6 +231,20 @@ def test_missing_images_and_bad_json_are_reported_up_front(shapes, tmp_path):
         load_karpathy(tmp_path / "absent.json")
 
 
+@pytest.mark.slow
+def test_training_on_a_complete_cache_needs_no_photos(shapes, tmp_path, capsys):
+    data, cache = shapes
+    assert train_main(tiny_args(shapes, tmp_path / "first", "--max-steps", "1")) == 0  # cached
+    alone = tmp_path / "json-alone" / data.name  # no images/ beside it, and no --images
+    alone.parent.mkdir()
+    alone.write_text(data.read_text())
+    assert train_main(tiny_args((alone, cache), tmp_path / "second", "--max-steps", "1")) == 0
+    capsys.readouterr()
+    # without the cache, the photos are needed and their absence is reported up front
+    assert train_main(tiny_args((alone, tmp_path / "no-cache"), tmp_path / "third")) == 2
+    assert "image folder not found (pass --images DIR)" in capsys.readouterr().err
+
+
 def test_unreadable_image_is_reported_not_a_worker_crash(shapes, tmp_path):
     data, _ = shapes
     dataset = load_karpathy(data)
@@ -268,7 +303,7 @@ def test_init_takes_the_checkpoints_model_and_refuses_a_contradicting_flag(shape
     # Model flags left out take the checkpoint's values, not the defaults (hidden 512, 224 px).
     data, cache = shapes
     bare = ["--data", str(data), "--cache-dir", str(cache), "--init", str(soft / "last.pt"),
-            "--batch-size", "4", "--val-beam", "1", "--threads", "1", "--max-steps", "1"]
+            "--batch-size", "4", "--threads", "1", "--max-steps", "1"]
     assert train_main([*bare, "--out", str(tmp_path / "warm")]) == 0
     warm = load_checkpoint(tmp_path / "warm" / "last.pt").config
     assert warm == load_checkpoint(soft / "last.pt").config
@@ -307,6 +342,25 @@ def test_optimizer_flag_choices_are_the_registry(name):
 def test_an_unregistered_optimizer_is_refused():
     with pytest.raises(SystemExit):
         parse_config(["--data", "x.json", "--optimizer", "lbfgs"])
+
+
+@pytest.mark.parametrize("cls", ["TrainConfig", "FinetuneConfig", "ScstConfig"])
+def test_threads_below_one_are_refused_by_every_stage(cls, capsys):
+    from training import config
+
+    with pytest.raises(SystemExit):
+        parse_config(["--data", "x.json", "--threads", "0"], cls=getattr(config, cls))
+    assert "--threads must be at least 1 (got 0)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["cache", "evaluate", "language_model", "concepts"])
+def test_threads_below_one_are_refused_by_the_other_training_commands(module, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(f"training.{module}").main(["--threads", "0"])
+    assert exit_.value.code == 2
+    assert "argument --threads: must be at least 1 (got 0)" in capsys.readouterr().err
 
 
 def test_unknown_flags_are_an_error():

@@ -111,7 +111,7 @@ def test_init_run_learns_new_words_instead_of_unk(tmp_path, capsys):
     save_checkpoint(start, tmp_path / "start.pt")
     argv = ["--data", str(data), "--cache-dir", str(tmp_path / "cache"), "--init",
             str(tmp_path / "start.pt"), "--min-word-count", "1", "--batch-size", "4",
-            "--val-beam", "1", "--threads", "1", "--max-steps", "4"]
+            "--threads", "1", "--max-steps", "4"]
     assert train_main([*argv, "--out", str(tmp_path / "grown")]) == 0
     assert ("4 new word(s) of the training captions (--min-word-count 1) join its vocabulary "
             "of 10") in capsys.readouterr().err

@@ -12,6 +12,7 @@ import time
 import torch
 
 from captioner.encoder import ENCODERS
+from captioner.flags import positive_int
 from captioner.images import ImageError
 
 from .commands import prog
@@ -20,7 +21,7 @@ from .features import SHARD_ROWS, ensure_cache
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("cache"), description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("cache"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="Karpathy-format dataset JSON")
     parser.add_argument("--images", help="image folder (default: <data dir>/images)")
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8,
                         help="images per encoder call (small batches stay in the CPU's cache)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding JPEGs")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for the encoder")
+    parser.add_argument("--threads", type=positive_int, default=2,
+                        help="torch threads for the encoder")
     parser.add_argument("--shard-rows", type=int, default=SHARD_ROWS, help="images per shard file")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                         help="where the encoder runs (on cuda, raise --batch-size and --workers)")

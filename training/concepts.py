@@ -37,6 +37,7 @@ from torch.nn import functional as F
 from captioner.concepts import ConceptReader, class_concept_matrix
 from captioner.encoder import build_encoder
 from captioner.files import atomic_write_text
+from captioner.flags import positive_int
 from captioner.object_words import object_words
 from captioner.vocab import FUNCTION_WORDS, plural
 
@@ -273,7 +274,8 @@ def build(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("concepts"), description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("concepts"),
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="Flickr8k's Karpathy-format JSON")
     parser.add_argument("--cache-dir", default="cache")
@@ -290,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a word gets a detector when this many training photos use it")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

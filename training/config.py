@@ -1,5 +1,5 @@
-"""Training configurations. Every field is a command-line flag (--hidden-dim 512); a
-TrainConfig's model fields are ModelConfig's own, generated from it."""
+"""Training configurations. Every field is a command-line flag (--hidden-dim 512), made by
+captioner.flags as the CLI's are; a TrainConfig's model flags are ModelConfig's own fields."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from captioner.attention import ATTENTIONS
 from captioner.config import GATE_KINDS, ModelConfig
 from captioner.encoder import ENCODERS
+from captioner.flags import add_option_flags, flag_message, flag_name
 
 from .commands import prog as command_prog
 from .optimizers import OPTIMIZERS
@@ -53,10 +54,10 @@ class StageConfig:
     early_stop_patience: int = 4  # validation epochs without improvement before stopping
     seed: int = 0
     max_steps: int = 0  # stop after this many steps (0: no limit), for short runs
-    # validation
-    val_beam: int = 3
+    # validation (decoded as captioner.options.MODEL_ALONE: the shipped defaults, the decoder on
+    # its own)
     val_images: int = 0  # 0: the whole val split
-    max_length: int = 20
+    max_length: int = 20  # the longest caption self-critical training samples
     # bookkeeping
     log_every: int = 50
     checkpoint_every: int = 200  # steps between `last.pt` writes (also written at epoch end)
@@ -78,6 +79,8 @@ class StageConfig:
             raise ValueError("--precision must be fp32, bf16 or fp16")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("--batch-size and --epochs must be positive")
+        if self.threads < 1:
+            raise ValueError(f"--threads must be at least 1 (got {self.threads})")
 
 
 @dataclass
@@ -112,7 +115,8 @@ class TrainConfig(StageConfig):
     # Weight of the attention supervision: KL(target map || alpha_t) at each step whose word
     # names a concept, the target its detector's cells or ImageNet class activation map.
     attention_supervision: float = 0.0
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # Its fields are flags of their own (MODEL_FLAGS), not this field.
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"flag": False})
     # The model flags given on the command line (parse_config fills it in), checked against
     # an --init checkpoint. Not a flag itself.
     model_flags: tuple[str, ...] = field(default=(), metadata={"flag": False})
@@ -188,58 +192,30 @@ class ScstConfig(StageConfig):
             raise ValueError("--xe-weight must be 0 or more")
 
 
-def flag_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def parse_config(argv: Sequence[str] | None = None, prog: str | None = None,
                  cls: type[StageConfig] = TrainConfig, description: str = "Train a Show, "
                  "Attend and Tell captioner on cached encoder features.") -> StageConfig:
-    """Flags generated from the config's fields (a ModelConfig field: one flag per model
-    field); unknown flags are an error (argparse's). prog: the usage line's command
-    (default: training.train's)."""
-    parser = argparse.ArgumentParser(prog=prog or command_prog("train"), description=description)
-    model_fields = {f.name: f for f in fields(ModelConfig) if f.name in MODEL_FLAGS}
-    for f in fields(cls):
-        if f.type == "ModelConfig":
-            for name, model_field in model_fields.items():
-                # No default: a flag left out is told apart from one given (see model_flags).
-                if model_field.type in ("bool", bool):
-                    parser.add_argument(flag_name(name), action=argparse.BooleanOptionalAction,
-                                        default=argparse.SUPPRESS,
-                                        help=f"default: {model_field.default}")
-                    continue
-                parser.add_argument(flag_name(name), type=_flag_type(model_field),
-                                    default=argparse.SUPPRESS, choices=MODEL_CHOICES.get(name),
-                                    metavar=name.upper() if name not in MODEL_CHOICES else None,
-                                    help=f"default: {model_field.default}")
-        elif f.metadata.get("flag", True):
-            _add_flag(parser, f)
+    """Flags generated from the config's fields by captioner.flags (with a ModelConfig field:
+    a flag per model field, MODEL_FLAGS); unknown flags are an error (argparse's). prog: the
+    usage line's command (default: training.train's)."""
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog or command_prog("train"),
+                                     description=description)
+    add_option_flags(parser, cls, choices=STAGE_CHOICES)
+    has_model = any(f.name == "model" for f in fields(cls))
+    if has_model:
+        # No default: a flag left out is told apart from one given (see model_flags).
+        add_option_flags(parser, ModelConfig, title="model", only=MODEL_FLAGS,
+                         choices=MODEL_CHOICES, track_given=True)
     values = vars(parser.parse_args(argv))
-    given = {name: values.pop(name) for name in model_fields if name in values}
+    given = {name: values.pop(name) for name in MODEL_FLAGS if name in values}
     try:
-        if any(f.type == "ModelConfig" for f in fields(cls)):
-            config = cls(**values, model=ModelConfig(**given), model_flags=tuple(given))
-        else:
-            config = cls(**values)
+        if has_model:
+            values.update(model=ModelConfig(**given), model_flags=tuple(given))
+        config = cls(**values)
         config.validate()
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ValueError as exc:  # ModelConfig's own checks name fields: named as flags here
+        parser.error(flag_message(str(exc), ModelConfig))
     return config
-
-
-def _flag_type(f: dataclasses.Field) -> type:
-    return {"int": int, "float": float, "str": str}[str(f.type)]
-
-
-def _add_flag(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
-    if f.type in ("bool", bool):
-        parser.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction,
-                            default=f.default)
-    else:
-        choices = STAGE_CHOICES.get(f.name)
-        parser.add_argument(flag_name(f.name), type=_flag_type(f), default=f.default,
-                            choices=choices, metavar=None if choices else f.name.upper())
 
 
 def config_to_dict(config: StageConfig) -> dict[str, Any]:

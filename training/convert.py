@@ -27,9 +27,14 @@ or {"image", "captions": [...]}) or Flickr8k's token layout (see training/captio
 photos are shuffled with --seed and cut into val, test and the rest train (or take their
 splits from an earlier Karpathy JSON with --split-from, to keep a test set fixed). A missing or
 unreadable photo, an empty caption, a malformed row or non-UTF-8 text is an error naming the
-file and line; a caption repeated for the same photo is kept once and reported. Training reads
-<dataset dir>/images by default: put the JSON beside a folder named images (or pass
---images to training.cache and training.evaluate).
+file and line; a caption repeated for the same photo is kept once and reported.
+
+What each source needs: its own help (`coco --help`, `flickr8k --help`, `photos --help`).
+After converting: the photos are read from beside the JSON (<dataset dir>/images, or for COCO
+<dataset dir>/train2014/ and val2014/) or from --images DIR, to build the feature cache
+(training.cache, or the first training.train); once it is cached, training.train,
+training.scst and training.evaluate of a first-stage model need only the JSON.
+training.finetune reads the photos at every step.
 """
 from __future__ import annotations
 
@@ -54,6 +59,21 @@ from .commands import prog
 from .data import DataReport
 
 SPLIT_ORDER = ("train", "restval", "val", "test")
+
+COCO_NEEDS = """Needs COCO 2014's caption annotations (captions_train2014.json and
+captions_val2014.json, from annotations_trainval2014.zip). Optional: Karpathy's
+dataset_coco.json (--karpathy-split) for his exact splits, and the image folder holding
+train2014/ and val2014/ (--images) to check that every photo is there; the photos themselves
+are not read. Without --train-json, --val-json alone is cut into val, test and restval."""
+FLICKR8K_NEEDS = """Needs Flickr8k_text's caption file (Flickr8k.token.txt) and its three
+split lists (Flickr_8k.trainImages.txt, Flickr_8k.devImages.txt, Flickr_8k.testImages.txt).
+Optional: the image folder (Flickr8k_Dataset, --images) to check that every photo is there;
+the photos themselves are not read."""
+PHOTOS_NEEDS = """Needs the folder of your photos (--images; each named photo is opened to
+check that it is an image) and a captions file naming them (--captions): CSV with an
+image,caption header, JSON lines ({"image", "caption"} or {"image", "captions": [...]}) or
+Flickr8k's token layout. The photos are cut into train, val and test by --val-fraction and
+--test-fraction (or by --split-from)."""
 
 
 @dataclass(frozen=True)
@@ -414,11 +434,13 @@ def _check_photo(root: Path, record: CaptionLine, captions: str | os.PathLike) -
 # ---------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("convert"), description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("convert"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="source", required=True,
                                      metavar="{coco,flickr8k,photos}")
-    coco = commands.add_parser("coco", help="COCO 2014 captions (+ optional Karpathy split)")
+    coco = commands.add_parser("coco", allow_abbrev=False,
+                               help="COCO 2014 captions (+ optional Karpathy split)",
+                               description=COCO_NEEDS)
     coco.add_argument("--train-json", help="captions_train2014.json (without it, every "
                       "image comes from --val-json: val, test and the rest restval)")
     coco.add_argument("--val-json", required=True, help="captions_val2014.json")
@@ -427,15 +449,19 @@ def main(argv: list[str] | None = None) -> int:
     coco.add_argument("--test-size", type=int, default=5000, help="without --karpathy-split")
     coco.add_argument("--seed", type=int, default=123, help="shuffles val2014 for the split")
     coco.add_argument("--images", help="check files exist: folder with train2014/, val2014/")
-    coco.add_argument("--out", required=True)
-    flickr = commands.add_parser("flickr8k", help="Flickr8k token file + official split lists")
+    coco.add_argument("--out", required=True, help="the Karpathy-format JSON to write")
+    flickr = commands.add_parser("flickr8k", allow_abbrev=False,
+                                 help="Flickr8k token file + official split lists",
+                                 description=FLICKR8K_NEEDS)
     flickr.add_argument("--captions", required=True, help="Flickr8k.token.txt")
     flickr.add_argument("--train", required=True, help="Flickr_8k.trainImages.txt")
     flickr.add_argument("--val", required=True, help="Flickr_8k.devImages.txt")
     flickr.add_argument("--test", required=True, help="Flickr_8k.testImages.txt")
     flickr.add_argument("--images", help="check that every image file exists in this folder")
-    flickr.add_argument("--out", required=True)
-    photos = commands.add_parser("photos", help="a folder of your photos + a captions file")
+    flickr.add_argument("--out", required=True, help="the Karpathy-format JSON to write")
+    photos = commands.add_parser("photos", allow_abbrev=False,
+                                 help="a folder of your photos + a captions file",
+                                 description=PHOTOS_NEEDS)
     photos.add_argument("--images", required=True, help="the folder holding the photos")
     photos.add_argument("--captions", required=True,
                         help="CSV (image,caption), JSON lines or a Flickr8k-style token file")
@@ -448,7 +474,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="take each photo's split from this Karpathy JSON (by file name) "
                         "instead of the seeded fractions")
     photos.add_argument("--name", default="photos", help="the dataset's name in the JSON")
-    photos.add_argument("--out", required=True)
+    photos.add_argument("--out", required=True, help="the Karpathy-format JSON to write "
+                        "(beside a folder named images, training finds the photos without "
+                        "--images)")
     args = parser.parse_args(argv)
     try:
         if args.source == "coco":

@@ -25,7 +25,7 @@ import torch
 from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from captioner.options import DEFAULT_OPTIONS, DecodeOptions
 from captioner.files import atomic_write_text
-from captioner.flags import add_option_flags, options_from_args
+from captioner.flags import add_option_flags, options_from_args, positive_int
 from captioner.images import ImageError
 from captioner.inference import Captioner, resolve_checkpoint
 from captioner.vocab import FUNCTION_WORDS
@@ -158,7 +158,8 @@ def print_table(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("evaluate"), description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("evaluate"),
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="checkpoint file, or a shipped model's name "
                         "(default: the shipped soft model)")
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                         "the photos: CHAIR then also counts an annotated object as there")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--out", help="write the JSON result here")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.rescore:

@@ -17,7 +17,8 @@ import sys
 
 from captioner.build import load_decoder
 from captioner.concepts import HEAD_KEYS
-from captioner.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from captioner.checkpoint import (Checkpoint, CheckpointError, load_checkpoint,
+                                  save_checkpoint)
 from captioner.config import HARD_INFERENCE_KINDS
 from captioner.encoder import changed_tensors, encoder_spec
 from captioner.inference import Captioner, resolve_checkpoint
@@ -25,8 +26,24 @@ from captioner.inference import Captioner, resolve_checkpoint
 from .commands import prog
 
 
+def shipped(checkpoint: Checkpoint) -> Checkpoint:
+    """The model as a shipped file holds it (a copy; save it with half=True for float16): no
+    training state; of a fine-tuned encoder only the tensors that fine-tuning changed (the
+    rest comes from the encoder package at load time, as for any other model); without an
+    encoder, no copy of the encoder's ImageNet head (loading fills the concept reader's in).
+    What training.export writes, and every training run's model.pt."""
+    checkpoint = dataclasses.replace(checkpoint, training=None)
+    if checkpoint.encoder is not None and checkpoint.encoder_base is None \
+            and not encoder_spec(checkpoint.config.encoder).needs_weights_file:
+        checkpoint.encoder = changed_tensors(checkpoint.config.encoder, checkpoint.encoder)
+        checkpoint.encoder_base = "pretrained"
+    if checkpoint.encoder is None:
+        checkpoint.decoder = {k: v for k, v in checkpoint.decoder.items() if k not in HEAD_KEYS}
+    return checkpoint
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("export"), description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("export"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint file, or a shipped model's name")
@@ -59,13 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.image_size is not None:  # the photo is squashed to the new side
             checkpoint.preprocessing = dataclasses.replace(checkpoint.preprocessing,
                                                            image_size=args.image_size)
-        full = checkpoint.encoder
-        if full is not None and checkpoint.encoder_base is None \
-                and not encoder_spec(checkpoint.config.encoder).needs_weights_file:
-            # A fine-tuned encoder: ship only what fine-tuning changed (the top blocks); the
-            # rest comes from the encoder package at load time, as for any other model.
-            checkpoint.encoder = changed_tensors(checkpoint.config.encoder, full)
-            checkpoint.encoder_base = "pretrained"
+        full, base = checkpoint.encoder, checkpoint.encoder_base
+        checkpoint = shipped(checkpoint)
+        if full is not None and base is None and checkpoint.encoder_base == "pretrained":
             print(f"encoder: {len(checkpoint.encoder)} of {len(full)} tensors differ from the "
                   "pretrained weights and are kept")
         # Refuse to ship weights that do not load.
@@ -76,9 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if checkpoint.encoder is None:  # the wheel's classifier: loading fills the reader's copy in
-        checkpoint.decoder = {k: v for k, v in checkpoint.decoder.items() if k not in HEAD_KEYS}
-    checkpoint.training = None
     checkpoint.metadata = {**checkpoint.metadata, "exported_from": str(args.checkpoint)}
     save_checkpoint(checkpoint, args.out, half=not args.float32)
     print(f"wrote {args.out}")

@@ -232,10 +232,14 @@ def ensure_cache(dataset: CaptionDataset, cache_dir: str | Path, encoder: str, i
                  images: Sequence[ImageRecord] | None = None,
                  mirrored: bool = False) -> FeatureCache:
     """The feature cache of the dataset's images (or of `images`), built (or resumed, or
-    rebuilt on mismatch) if needed; mirrored: of the photos flipped left to right."""
+    rebuilt on mismatch) if needed; mirrored: of the photos flipped left to right. A complete
+    cache is opened without looking at the photos: they are only needed to build it."""
     images = dataset.images if images is None else images
     paths = [record.path for record in images]
     folder = cache_folder(cache_dir, dataset, encoder, image_size, mirrored)
+    cache = open_cache(folder, cache_key(encoder, image_size, paths, weights_path, mirrored))
+    if cache is not None:
+        return cache
     bar = None
 
     def progress(n: int) -> None:

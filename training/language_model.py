@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from captioner.checkpoint import CheckpointError
+from captioner.flags import positive_int
 from captioner.language_model import (LanguageModel, LanguageModelConfig, LanguageModelFile,
                                       save_language_model)
 from captioner.vocab import Vocabulary, tokenize
@@ -95,7 +96,7 @@ def perplexity(model: LanguageModel, captions: list[list[int]], batch_size: int)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("language_model"),
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog=prog("language_model"),
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--flickr", required=True, help="Flickr8k Karpathy-format JSON")
     parser.add_argument("--coco-text", required=True, help="COCO captions, JSON lines")
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden-dim", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--half", action="store_true", help="store float16 weights")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

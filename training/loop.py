@@ -30,6 +30,7 @@ from .checkpoints import Progress, model_checkpoint, restore_training, rng_state
 from .config import StageConfig
 from .data import ImageRecord
 from .distributed import Runtime
+from .export import shipped
 from .features import FeaturesOf
 from .losses import caption_loss
 from .metrics import corpus_bleu4
@@ -144,6 +145,11 @@ class Run:
     def best_path(self) -> Path:
         return Path(self.stage.config.out) / "best.pt"
 
+    @property
+    def model_path(self) -> Path:
+        """best.pt as a shipped file: float16, no training state (what the app uploads)."""
+        return Path(self.stage.config.out) / "model.pt"
+
     def at_max_steps(self) -> bool:
         max_steps = self.stage.config.max_steps
         return bool(max_steps) and self.progress.step >= max_steps
@@ -220,7 +226,8 @@ def log_train(run: Run, stats: dict[str, float]) -> None:
 
 
 def validate_and_keep_best(run: Run, val_records: list[ImageRecord]) -> None:
-    """Validation BLEU-4 (rank 0), the LR schedule and patience, the log, and best.pt."""
+    """Validation BLEU-4 (rank 0), the LR schedule and patience, the log, and best.pt with
+    its model.pt."""
     stage, progress = run.stage, run.progress
     runtime = stage.runtime
     bleu4 = (validate(stage.decoder, val_records, stage.data.features_of, stage.vocab,
@@ -239,7 +246,9 @@ def validate_and_keep_best(run: Run, val_records: list[ImageRecord]) -> None:
         print(f"epoch {progress.epoch + 1} step {progress.step}: val BLEU-4 "
               f"{100 * bleu4:.2f} (best {100 * progress.best_bleu4:.2f})", file=sys.stderr)
         if improved:
-            save_checkpoint(saved_model(run), run.best_path)
+            best = saved_model(run)
+            save_checkpoint(best, run.best_path)
+            save_checkpoint(shipped(best), run.model_path, half=True)
 
 
 def early_stop(run: Run) -> bool:

@@ -6,8 +6,9 @@
     torchrun --nproc_per_node=4 -m training.train ... --device cuda --precision bf16
 
 Writes to --out: last.pt (every --checkpoint-every steps and at each epoch end, atomically,
-with optimizer/scheduler/RNG/data position), best.pt (best validation BLEU-4), log.jsonl
-(one JSON line per logging step and per validation) and curves.png.
+with optimizer/scheduler/RNG/data position), best.pt (best validation BLEU-4), model.pt
+(best.pt as training.export ships a model: float16, no training state; the file to upload to
+the app), log.jsonl (one JSON line per logging step and per validation) and curves.png.
 
 With --init, the training captions' words that the checkpoint lacks (seen --min-word-count
 times) join its vocabulary, old ids and weights unchanged (training.vocab_growth), instead of
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from captioner.build import build_decoder
-from captioner.checkpoint import Checkpoint, load_checkpoint
+from captioner.checkpoint import Checkpoint, load_checkpoint, torch_message
 from captioner.concepts import HEAD_KEYS
 from captioner.config import ModelConfig
 from captioner.encoder import build_encoder, encoder_spec
@@ -167,7 +168,8 @@ def read_concept_file(path: str) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError) as exc:
-        raise TrainingError(f"{path}: not a readable concept file ({str(exc)[:200]})") from None
+        raise TrainingError(f"{path}: not a readable concept file "
+                            f"({torch_message(str(exc))})") from None
     missing = {"concepts", "imagenet_concepts", "detector", "paths", "table",
                "positive_quantiles", "negative_quantiles"} - set(data)
     if missing:
