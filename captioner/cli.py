@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .options import DecodeOptions
-from .flags import add_option_flags, options_from_args, positive_int
+from .flags import add_option_flags, flag_message, options_from_args, positive_int
 from .images import ImageError, load_image
 from .inference import DEFAULT_CHECKPOINTS, PHOTOS_PER_CALL, Captioner, in_chunks
 from .overlay import map_style, overlay_grid
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         captioner = Captioner.from_checkpoint(args.checkpoint or args.model)
+        captioner.decoding.check(options)  # before any photo: what this model cannot honour
     except (CheckpointError, ValueError, OSError) as exc:
-        return _fail(str(exc))
+        return _fail(flag_message(str(exc), DecodeOptions))
     if args.overlay_dir:
         try:
             args.overlay_dir.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,10 @@ class ConceptReader(nn.Module):
         """(B, L, D) -> (B, L, K_detected): each detector's logit for each cell."""
         return self.detectors(features)
 
-    def forward(self, features: torch.Tensor) -> ConceptEvidence:
+    def forward(self, features: torch.Tensor, photo_logits: torch.Tensor | None = None,
+                cell_logits: torch.Tensor | None = None) -> ConceptEvidence:
+        """photo_logits (B, 1000) and cell_logits (B, L, 1000): the ImageNet head's, when the
+        caller has them from the very same head (decoding's tagger), else computed here."""
         features = features.float()
         if self.detectors is None:
             scores = features.new_zeros(*features.shape[:2], 0)
@@ -85,8 +88,12 @@ class ConceptReader(nn.Module):
         detected_maps = detected_maps / detected_maps.sum(1, keepdim=True).clamp_min(1e-12)
         if not self.imagenet:
             return ConceptEvidence(detected, detected_maps)
-        photo = F.linear(features.mean(1), self.head_weight, self.head_bias).softmax(-1)
-        cells = F.linear(features, self.head_weight, self.head_bias).softmax(-1)  # (B, L, 1000)
+        if photo_logits is None:
+            photo_logits = F.linear(features.mean(1), self.head_weight, self.head_bias)
+        if cell_logits is None:
+            cell_logits = F.linear(features, self.head_weight, self.head_bias)
+        photo = photo_logits.float().softmax(-1)
+        cells = cell_logits.float().softmax(-1)  # (B, L, 1000)
         per_cell = cells @ self.class_concepts  # (B, L, Ki)
         confidence = (photo @ self.class_concepts * per_cell.amax(1)).clamp_min(0).sqrt()
         imagenet_maps = per_cell / per_cell.sum(1, keepdim=True).clamp_min(1e-12)

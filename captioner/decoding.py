@@ -50,6 +50,13 @@ class Decoding:
         self.content_words = content_word_mask(vocab)  # for DecodeOptions.repeat_penalty
         self.tagger = Tagger(vocab)
         self.language_model = language_model
+        # The concept reader's ImageNet words read the encoder's own head: one pass of it over
+        # the cells serves the reader and the tagger (a 49 x 1000 product a photo).
+        reader = decoder.concept_reader
+        head = None if encoder is None else encoder.imagenet_head_weights()
+        self.shares_head = bool(reader is not None and reader.imagenet and head is not None
+                                and torch.equal(reader.head_weight, head[0].to(reader.head_weight))
+                                and torch.equal(reader.head_bias, head[1].to(reader.head_bias)))
         self._fused: FusedDecoder | None = None  # built once; other weights share it
         self._fusion_lock = threading.Lock()
 
@@ -60,9 +67,12 @@ class Decoding:
         self.check(options)
         with torch.inference_mode(), seeded(options.seed):
             features = features.float()
-            concepts = (self.decoder.concept_reader(features).probs
-                        if self.decoder.concept_reader is not None else None)
-            tags, grounding = self.ground(features, options, concepts)
+            classifier = self.classifier(features, options)
+            concepts = None
+            if self.decoder.concept_reader is not None:
+                shared = classifier if self.shares_head and classifier is not None else ()
+                concepts = self.decoder.concept_reader(features, *shared).probs
+            tags, grounding = self.ground(features, options, concepts, classifier)
             if self.content_words.device != features.device:
                 self.content_words = self.content_words.to(features.device)
             hypotheses = search(self.decoder_for(options), features, options,
@@ -90,8 +100,8 @@ class Decoding:
         """A ValueError for options this model cannot honour."""
         attention = self.decoder.config.attention
         if options.hard_mode is not None and not attention_entry(attention).reinforce:
-            raise ValueError(f"hard_mode {options.hard_mode!r} applies to hard attention; this "
-                             f"model's attention is {attention!r}")
+            raise ValueError(f"hard_mode applies to hard attention only; this model's attention "
+                             f"is {attention!r} (asked: {options.hard_mode!r})")
 
     def decoder_for(self, options: DecodeOptions) -> Decoder | FusedDecoder:
         """The decoder, fused with the caption language model when options ask."""
@@ -108,21 +118,29 @@ class Decoding:
         return fused if fused.weight == options.fusion_weight else fused.with_weight(
             options.fusion_weight)
 
+    def classifier(self, features: torch.Tensor, options: DecodeOptions
+                   ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The encoder's ImageNet head on the photos, (B, 1000) logits, and on each cell,
+        (B, L, 1000), when grounding asks for them (None: not asked, or no head)."""
+        if not options.grounding or self.encoder is None:
+            return None
+        photo = self.encoder.imagenet_logits(features)
+        return None if photo is None else (photo, self.encoder.imagenet_cell_logits(features))
+
     def ground(self, features: torch.Tensor, options: DecodeOptions,
-               concepts: torch.Tensor | None = None
+               concepts: torch.Tensor | None = None,
+               classifier: tuple[torch.Tensor, torch.Tensor] | None = None
                ) -> tuple[list[list[Tag]], Grounding | None]:
         """Each photo's tags, and what the search needs of them (None: nothing to constrain,
         when options turn grounding off or the encoder has no ImageNet head, and no person
         floor applies); concepts (B, K): the photos' concept probabilities, for the person
-        floor."""
+        floor; classifier: self.classifier's (None: read here)."""
         none = [[] for _ in range(features.shape[0])]
         unseen = self._unseen_people(features, options.person_floor, concepts)
-        photo = (self.encoder.imagenet_logits(features.float())
-                 if options.grounding and self.encoder is not None else None)
-        if photo is None:
+        classifier = classifier or self.classifier(features.float(), options)
+        if classifier is None:
             return none, (None if unseen is None else Grounding.vetoes_only(unseen))
-        cells = self.encoder.imagenet_cell_logits(features.float())
-        evidence = self.tagger.evidence(photo, cells)
+        evidence = self.tagger.evidence(*classifier)
         tags = self.tagger.tags(evidence, options.tag_threshold, options.max_tags,
                                 imagenet_names())
         grounding = self.tagger.grounding(tags, options.veto_threshold, evidence,

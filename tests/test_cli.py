@@ -152,3 +152,15 @@ def test_threads_below_one_are_refused(threads, capsys):
     assert exit_.value.code == 2
     assert f"argument --threads: must be at least 1 (got {threads})" in capsys.readouterr().err
     assert build_parser().parse_args(["caption", "x.jpg", "--threads", "1"]).threads == 1
+
+
+def test_a_hard_mode_asked_of_a_soft_model_is_refused_before_any_photo(tmp_path, cli_checkpoint,
+                                                                       capsys):
+    """--hard-mode with a model without hard attention: one line naming the flag, exit 2 (it
+    used to be ignored)."""
+    from captioner import cli
+
+    assert cli.main(["caption", str(tmp_path / "never-read.jpg"), "--checkpoint",
+                     str(cli_checkpoint), "--hard-mode", "argmax"]) == 2
+    err = capsys.readouterr().err
+    assert "--hard-mode applies to hard attention only" in err and "never-read" not in err

@@ -11,6 +11,7 @@ from captioner import Checkpoint, Vocabulary, build_decoder, load_checkpoint, sa
 from captioner.concepts import ConceptReader, class_concept_matrix
 from captioner.search import greedy, search
 from captioner.encoder import preprocessing_for
+from captioner.options import DecodeOptions
 from captioner.grounding import Tagger
 from conftest import WORDS, tiny_config
 from training.batches import Batch
@@ -248,3 +249,61 @@ def test_person_floor_bars_person_words_where_the_detector_sees_no_one(tmp_path,
     grounded = captioner.caption(photo(), beam_size=2, fusion_weight=0.0, max_length=4,
                                  person_floor=0.5)[0]
     assert "man" not in grounded.words
+
+
+def test_evaluate_decodes_as_the_captioner_does_person_floor_included(tmp_path, vocab):
+    """training.evaluate's captions come from the same Decoding as the app's: the person floor
+    bars "man" there too (evaluate once lost it while the Captioner kept it)."""
+    from captioner import Captioner, ModelConfig
+    from conftest import photo
+    from training.captions import caption_records
+
+    config = ModelConfig(vocab_size=len(vocab), encoder_dim=1280, embed_dim=16, hidden_dim=24,
+                         attention_dim=16, image_size=128, concepts=("person", "dog"))
+    decoder = build_decoder(config)
+    with torch.no_grad():
+        decoder.concept_reader.detectors.bias.fill_(-20.0)
+        decoder.out.bias[vocab.stoi["man"]] = 30.0
+    path = tmp_path / "m.pt"
+    save_checkpoint(Checkpoint(config, vocab, preprocessing_for(config.encoder, 128),
+                               decoder.state_dict()), path)
+    captioner = Captioner.from_checkpoint(path)
+    encoded = captioner.encode([photo(), photo(seed=3)])
+    records = [ImageRecord(f"p{i}.jpg", "test", (("a", "man"),), ("a man",)) for i in range(2)]
+    for floor in (0.0, 0.5):
+        options = DecodeOptions(beam_size=2, max_length=4, fusion_weight=0.0, person_floor=floor)
+        by_evaluate = caption_records(captioner.decoding, records,
+                                      lambda chunk: encoded.features, options)
+        by_app = [c.text for c in captioner.caption_encoded(encoded, options)]
+        assert list(by_evaluate.values()) == by_app
+        assert ("man" in by_app[0].split()) == (floor == 0.0)
+
+
+def test_the_reader_and_the_tagger_share_one_pass_of_the_imagenet_head(tmp_path, vocab):
+    """Decoding reads the encoder's ImageNet head over the cells once for the concept reader's
+    ImageNet words and the tagger: the concepts are exactly the reader's own."""
+    from captioner import Captioner, ModelConfig
+    from captioner.concepts import HEAD_KEYS
+    from conftest import photo
+
+    config = ModelConfig(vocab_size=len(vocab), encoder_dim=1280, embed_dim=16, hidden_dim=24,
+                         attention_dim=16, image_size=128, concepts=("person",),
+                         imagenet_concepts=("cat", "dog"))
+    weights = {k: v for k, v in build_decoder(config).state_dict().items() if k not in HEAD_KEYS}
+    weights["concept_reader.class_concepts"] = class_concept_matrix(
+        {281: "cat", 285: "cat", 207: "dog", 208: "dog"}, config.imagenet_concepts)
+    path = tmp_path / "m.pt"
+    save_checkpoint(Checkpoint(config, vocab, preprocessing_for(config.encoder, 128), weights),
+                    path)
+    captioner = Captioner.from_checkpoint(path)
+    decoding = captioner.decoding
+    assert decoding.shares_head
+    features = captioner.encode([photo(), photo(seed=4)]).features
+    reader = captioner.decoder.concept_reader
+    with torch.inference_mode():
+        classifier = decoding.classifier(features, DecodeOptions())
+        shared = reader(features, *classifier).probs
+        own = reader(features).probs
+        ran = decoding.run(features, DecodeOptions(beam_size=2, max_length=4, fusion_weight=0.0))
+    assert torch.equal(shared, own) and torch.equal(ran.concepts, own)
+    assert shared[:, 1:].sum() > 0  # the ImageNet words read something

@@ -90,3 +90,27 @@ def test_sampled_regions_change_the_caption_from_run_to_run(vocab):
                  for _ in range(2)]
     assert fixed[0] == fixed[1]
     assert runs[0] != runs[1] or runs[1] != runs[2]
+
+
+def test_a_seed_gives_the_same_sampled_captions_and_hard_mode_needs_hard_attention(vocab):
+    """DecodeOptions.seed: sampled hard attention drawn again with the same seed gives the same
+    captions; a hard mode asked of a soft model is refused, not ignored."""
+    from captioner.decoding import Decoding
+
+    torch.manual_seed(0)
+    hard = build_decoder(tiny_config(vocab, attention="hard")).eval()
+    for p in hard.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    decoding = Decoding(hard, vocab)
+    features = torch.randn(4, 9, 16)
+    options = DecodeOptions(beam_size=2, max_length=8, grounding=False, fusion_weight=0.0,
+                            hard_mode="sample")
+    runs = [[h[0].tokens for h in decoding.run(features, options.replace(seed=s)).hypotheses]
+            for s in (7, 7, 8, 9, 10)]
+    assert runs[0] == runs[1]
+    assert any(run != runs[0] for run in runs[2:])
+    soft = Decoding(build_decoder(tiny_config(vocab)).eval(), vocab)
+    with pytest.raises(ValueError, match="hard attention"):
+        soft.run(features, options.replace(hard_mode="argmax"))
+    with pytest.raises(ValueError, match="language model"):
+        soft.run(features, options.replace(hard_mode=None, fusion_weight=0.5))

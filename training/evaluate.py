@@ -25,7 +25,7 @@ import torch
 from captioner.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from captioner.options import DEFAULT_OPTIONS, DecodeOptions
 from captioner.files import atomic_write_text
-from captioner.flags import add_option_flags, options_from_args, positive_int
+from captioner.flags import add_option_flags, flag_message, options_from_args, positive_int
 from captioner.images import ImageError
 from captioner.inference import Captioner, resolve_checkpoint
 from captioner.vocab import FUNCTION_WORDS
@@ -193,15 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         path = resolve_checkpoint(args.checkpoint)
         checkpoint = load_checkpoint(path)
         captioner = Captioner.from_parts(checkpoint, name=str(path))
+        options = options_from_args(args, DecodeOptions)
+        captioner.decoding.check(options)  # before any photo: what this model cannot honour
         dataset = load_karpathy(args.data, args.images)
         features_of = checkpoint_features(checkpoint, captioner, dataset, args.split,
                                           args.cache_dir)
-        options = options_from_args(args, DecodeOptions)
         instances = photo_instances(args.instances, dataset) if args.instances else None
         result = evaluate(captioner, dataset, args.split, features_of, options,
                           instances=instances)
     except (CheckpointError, DatasetError, ImageError, ValueError, OSError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {flag_message(str(exc), DecodeOptions)}", file=sys.stderr)
         return 2
     result = {"checkpoint": args.checkpoint or str(path), **result}
     print_table(result)
