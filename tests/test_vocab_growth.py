@@ -5,6 +5,7 @@ import torch
 from captioner import (Checkpoint, build_decoder, load_checkpoint, save_checkpoint,
                        Vocabulary)
 from captioner.encoder import preprocessing_for
+from captioner.search import greedy
 from training.train import main as train_main
 from training.vocab_growth import grow_vocabulary, vocabulary_dims, words_to_add
 
