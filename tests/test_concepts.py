@@ -226,21 +226,27 @@ def test_concept_run_end_to_end(tmp_path, attention):
     assert torch.allclose(captioner.decoder.concept_reader.detectors.weight, first, atol=1e-3)
 
 
-def test_person_floor_bars_person_words_where_the_detector_sees_no_one(tmp_path, vocab):
-    """DecodeOptions.person_floor: no person word where the person concept is below it."""
+def _no_one_seen(tmp_path, vocab):
+    """A concept model whose person detector sees no one and whose likeliest word is "man"."""
     from captioner import Captioner, ModelConfig
-    from conftest import photo
 
     config = ModelConfig(vocab_size=len(vocab), encoder_dim=1280, embed_dim=16, hidden_dim=24,
                          attention_dim=16, image_size=128, concepts=("person", "dog"))
     decoder = build_decoder(config)
-    with torch.no_grad():  # the person detector sees no one; "man" is the likeliest word
+    with torch.no_grad():
         decoder.concept_reader.detectors.bias.fill_(-20.0)
         decoder.out.bias[vocab.stoi["man"]] = 30.0
     path = tmp_path / "m.pt"
     save_checkpoint(Checkpoint(config, vocab, preprocessing_for(config.encoder, 128),
                                decoder.state_dict()), path)
-    captioner = Captioner.from_checkpoint(path)
+    return Captioner.from_checkpoint(path)
+
+
+def test_person_floor_bars_person_words_where_the_detector_sees_no_one(tmp_path, vocab):
+    """DecodeOptions.person_floor: no person word where the person concept is below it."""
+    from conftest import photo
+
+    captioner = _no_one_seen(tmp_path, vocab)
     free = captioner.caption(photo(), beam_size=2, grounding=False, fusion_weight=0.0,
                              max_length=4, person_floor=0.0)[0]
     barred = captioner.caption(photo(), beam_size=2, grounding=False, fusion_weight=0.0,
@@ -254,20 +260,10 @@ def test_person_floor_bars_person_words_where_the_detector_sees_no_one(tmp_path,
 def test_evaluate_decodes_as_the_captioner_does_person_floor_included(tmp_path, vocab):
     """training.evaluate's captions come from the same Decoding as the app's: the person floor
     bars "man" there too (evaluate once lost it while the Captioner kept it)."""
-    from captioner import Captioner, ModelConfig
     from conftest import photo
     from training.captions import caption_records
 
-    config = ModelConfig(vocab_size=len(vocab), encoder_dim=1280, embed_dim=16, hidden_dim=24,
-                         attention_dim=16, image_size=128, concepts=("person", "dog"))
-    decoder = build_decoder(config)
-    with torch.no_grad():
-        decoder.concept_reader.detectors.bias.fill_(-20.0)
-        decoder.out.bias[vocab.stoi["man"]] = 30.0
-    path = tmp_path / "m.pt"
-    save_checkpoint(Checkpoint(config, vocab, preprocessing_for(config.encoder, 128),
-                               decoder.state_dict()), path)
-    captioner = Captioner.from_checkpoint(path)
+    captioner = _no_one_seen(tmp_path, vocab)
     encoded = captioner.encode([photo(), photo(seed=3)])
     records = [ImageRecord(f"p{i}.jpg", "test", (("a", "man"),), ("a man",)) for i in range(2)]
     for floor in (0.0, 0.5):
