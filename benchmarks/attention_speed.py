@@ -14,7 +14,8 @@ import time
 
 import torch
 
-from captioner import ModelConfig, beam_search, build_decoder
+from captioner import ModelConfig, build_decoder
+from captioner.search import search
 from captioner.attention import ATTENTIONS
 
 from .common import machine

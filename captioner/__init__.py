@@ -9,7 +9,7 @@ from .decoding import Decoded, Decoding
 from .encoder import ENCODERS, Encoder, EncoderOutput, build_encoder
 from .images import ImageError, load_image
 from .options import DecodeOptions
-from .search import Hypothesis, sample, search
+from .search import Hypothesis, sample
 from .inference import Caption, Captioner, Timing, default_checkpoint, resolve_checkpoint
 from .preprocessing import Preprocessing
 from .vocab import Vocabulary, tokenize
@@ -19,5 +19,5 @@ __all__ = [
     "Decoder", "Decoding", "ENCODERS", "Encoder", "EncoderOutput", "Hypothesis", "ImageError",
     "ModelConfig", "Preprocessing", "Timing", "Vocabulary", "build_decoder", "build_encoder",
     "default_checkpoint", "load_checkpoint", "load_image", "resolve_checkpoint", "sample",
-    "save_checkpoint", "search", "tokenize",
+    "save_checkpoint", "tokenize",
 ]

@@ -244,9 +244,10 @@ class HardAttention(nn.Module):
 
     def forward(self, features: torch.Tensor, projected: torch.Tensor,
                 hidden: torch.Tensor, mode: str | None = None,
-                temperature: float = 1.0, query: torch.Tensor | None = None
-                ) -> AttentionOutput:
-        """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image."""
+                temperature: float = 1.0, query: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> AttentionOutput:
+        """features (B, L, D), projected (B, L, A), hidden (B*k, n): k rows per image;
+        generator: what the locations are drawn from (None: torch's default)."""
         alpha = self.scorer(projected, hidden, temperature, query)  # (B*k, L)
         mode = "train" if self.training else (mode or self.inference)
         if mode == "expectation":
@@ -254,7 +255,7 @@ class HardAttention(nn.Module):
         if mode == "argmax":
             mix = _one_hot(alpha.argmax(dim=1), alpha)  # one region per word
             return AttentionOutput(mix_rows(mix, features), alpha, mix)
-        location = torch.multinomial(alpha.detach(), 1).squeeze(1)  # (B,)
+        location = torch.multinomial(alpha.detach(), 1, generator=generator).squeeze(1)  # (B,)
         log_prob = alpha.gather(1, location.unsqueeze(1)).squeeze(1).clamp_min(1e-12).log()
         if mode == "sample":
             mix = _one_hot(location, alpha)

@@ -40,9 +40,12 @@ class Memory(NamedTuple):
     # sizes is bound by memory bandwidth. None in training, where captions outnumber images.
     gate_rows: torch.Tensor | None = None
     out_rows: torch.Tensor | None = None
-    # How hard attention picks its region while decoding (captioner.decoding.HARD_MODES; None:
+    # How hard attention picks its region while decoding (captioner.options.HARD_MODES; None:
     # the model's own). A property of this decoding call, not of the shared model.
     hard_mode: str | None = None
+    # The generator hard attention draws its regions from in "sample" mode (None: torch's
+    # default): a call's own, seeded, so that concurrent callers never share draws.
+    generator: torch.Generator | None = None
     # Attention scores are divided by it before the softmax (1 in training; when decoding, the
     # caller's or the model's ModelConfig.attention_temperature).
     temperature: float = 1.0
@@ -192,6 +195,8 @@ class Decoder(nn.Module):
         """The attention over the memory with state `hidden` (B*k, n); query: its
         query_layer(hidden), when the step has computed it."""
         extra = {} if query is None else {"query": query}
+        if memory.generator is not None:
+            extra["generator"] = memory.generator
         return self.attention(memory.features, memory.projected, hidden, memory.hard_mode,
                               memory.temperature, **extra)
 

@@ -1,14 +1,15 @@
 """The one entry point of decoding: Decoding(decoder, vocab, encoder).run(features, options)
 honours every DecodeOptions field. It reads what the options need from the photos (the
 concepts, once; the encoder's ImageNet tags and vetoes; the person floor), fuses the caption
-language model when asked, seeds sampled hard attention, and runs the one search
+language model when asked, gives sampled hard attention a seeded generator of its own, and
+runs the one search
 (captioner.search). The Captioner, training.evaluate and training's validation all decode
 through it, so a field is honoured everywhere or nowhere."""
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
-from typing import Callable, Iterator, NamedTuple
+from functools import cached_property
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -22,10 +23,6 @@ from .language_model import FusedDecoder, LanguageModelFile
 from .options import DecodeOptions, resolve_options
 from .search import Hypothesis, Walk, content_word_mask, search, walk
 from .vocab import Vocabulary
-
-# Seeded draws use torch's process-wide generator (forked, then restored): one at a time.
-_SEEDED = threading.Lock()
-
 
 class Decoded(NamedTuple):
     """What one decoding call gives for B photos."""
@@ -48,7 +45,6 @@ class Decoding:
                  language_model: Callable[[], LanguageModelFile] | None = None):
         self.decoder, self.vocab, self.encoder = decoder, vocab, encoder
         self.content_words = content_word_mask(vocab)  # for DecodeOptions.repeat_penalty
-        self.tagger = Tagger(vocab)
         self.language_model = language_model
         # The concept reader's ImageNet words read the encoder's own head: one pass of it over
         # the cells serves the reader and the tagger (a 49 x 1000 product a photo).
@@ -65,7 +61,7 @@ class Decoding:
         """Caption annotation grids (B, L, D): each photo's hypotheses, tags and concepts."""
         options = resolve_options(options, changes)
         self.check(options)
-        with torch.inference_mode(), seeded(options.seed):
+        with torch.inference_mode():
             features = features.float()
             classifier = self.classifier(features, options)
             concepts = None
@@ -73,10 +69,9 @@ class Decoding:
                 shared = classifier if self.shares_head and classifier is not None else ()
                 concepts = self.decoder.concept_reader(features, *shared).probs
             tags, grounding = self.ground(features, options, concepts, classifier)
-            if self.content_words.device != features.device:
-                self.content_words = self.content_words.to(features.device)
             hypotheses = search(self.decoder_for(options), features, options,
-                                self.content_words, grounding, concepts)
+                                self.content_words.to(features.device), grounding, concepts,
+                                self.generator(options, features.device))
         return Decoded(hypotheses, tags, concepts)
 
     def read(self, features: torch.Tensor, ids: list[int], options: DecodeOptions | None = None
@@ -91,17 +86,38 @@ class Decoding:
         def choose(scores: torch.Tensor, step: int) -> torch.Tensor:
             return given[step].expand(scores.shape[0])
 
-        with torch.inference_mode(), seeded(options.seed):
+        with torch.inference_mode():
             return walk(self.decoder_for(options), features.float(), len(ids) - 2, choose,
-                        hard_mode=options.hard_mode,
-                        temperature=options.attention_temperature)
+                        hard_mode=options.hard_mode, temperature=options.attention_temperature,
+                        generator=self.generator(options, features.device))
+
+    @cached_property
+    def tagger(self) -> Tagger:
+        """The vocabulary's ImageNet tagger, built at the first grounded call."""
+        return Tagger(self.vocab)
+
+    @property
+    def samples_locations(self) -> bool:
+        """Whether the model's attention draws its regions (hard attention)."""
+        return attention_entry(self.decoder.config.attention).reinforce
 
     def check(self, options: DecodeOptions) -> None:
-        """A ValueError for options this model cannot honour."""
-        attention = self.decoder.config.attention
-        if options.hard_mode is not None and not attention_entry(attention).reinforce:
+        """A ValueError for options this decoding cannot honour."""
+        if options.hard_mode is not None and not self.samples_locations:
             raise ValueError(f"hard_mode applies to hard attention only; this model's attention "
-                             f"is {attention!r} (asked: {options.hard_mode!r})")
+                             f"is {self.decoder.config.attention!r} (asked: "
+                             f"{options.hard_mode!r})")
+        if options.grounding and self.encoder is None:
+            raise ValueError("grounding needs the encoder's ImageNet classifier, and this "
+                             "decoding has no encoder (decode with grounding=False)")
+
+    def generator(self, options: DecodeOptions, device: torch.device
+                  ) -> torch.Generator | None:
+        """The call's own generator for sampled hard attention, seeded with options.seed
+        (None: torch's default generator; a model that draws nothing needs none)."""
+        if options.seed is None or not self.samples_locations:
+            return None
+        return torch.Generator(device=device).manual_seed(options.seed)
 
     def decoder_for(self, options: DecodeOptions) -> Decoder | FusedDecoder:
         """The decoder, fused with the caption language model when options ask."""
@@ -167,13 +183,3 @@ class Decoding:
         vetoed[unseen, torch.tensor(ids, dtype=torch.long, device=features.device)] = True
         return vetoed
 
-
-@contextmanager
-def seeded(seed: int | None) -> Iterator[None]:
-    """torch's generator seeded with `seed` inside, restored afterwards; None: untouched."""
-    if seed is None:
-        yield
-        return
-    with _SEEDED, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield

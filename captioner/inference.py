@@ -20,7 +20,7 @@ from .grounding import Tag
 from .language_model import LanguageModelFile, load_language_model
 from .encoder import Encoder
 from .images import ImageSource, load_image, source_name
-from .imagenet import Label, imagenet_names, top_labels
+from .imagenet import Label, top_labels
 from .build import build_checkpoint_encoder, load_decoder
 from .options import MAX_CAPTION_LENGTH, DecodeOptions, resolve_options
 from .preprocessing import Preprocessing

@@ -43,8 +43,8 @@ class DecodeOptions:
     # captioner.vocab.FUNCTION_WORDS) costs a candidate this much log-probability: "a man in a
     # red shirt and a black shirt" repeats no pair but still says "shirt" twice. Chosen on
     # val: scores within noise, captions using a content word twice 130 -> 11 of 1,000.
-    # Decoding has no vocabulary, so the caller names the content words (content_words, from
-    # Vocabulary.content_words(); the Captioner and caption_records do): without them, none.
+    # The content words are the vocabulary's (Vocabulary.content_words(), which
+    # captioner.decoding.Decoding passes to the search).
     repeat_penalty: float = field(default=2.0, metadata={
         "help": "with --block-repeats: log-probability cost of each earlier use of a content "
                 "word"})

@@ -183,16 +183,17 @@ class Beams(NamedTuple):
     def extend(self, parents: torch.Tensor | None, tokens: torch.Tensor, out: StepOutput,
                log_probs: torch.Tensor) -> "Beams":
         """Row r continues row parents[r] (None: itself) with word tokens[r]; log_probs (R, V)
-        the model's own, of the step before the choice."""
+        the model's own, of the step before the choice. The sampled locations' log p is kept
+        for rows that continue themselves (a Draw: self-critical training's policy)."""
         before = self if parents is None else self.select(parents)
         alphas, location = out.attention.weights, out.attention.log_prob
-        if parents is not None:
-            alphas = alphas.index_select(0, parents)
-            location = None if location is None else location.index_select(0, parents)
-            log_probs = log_probs.index_select(0, parents)
         # The model's own log p of the word: what a caption reports, whatever picked it.
-        chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1).masked_fill(
-            before.finished, 0.0)
+        if parents is None:
+            chosen = log_probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        else:
+            alphas, location = alphas.index_select(0, parents), None
+            chosen = log_probs[parents, tokens]
+        chosen = chosen.masked_fill(before.finished, 0.0)
         locations = None
         if location is not None:
             location = location.masked_fill(before.finished, 0.0).unsqueeze(1)
@@ -345,14 +346,17 @@ class Walk(NamedTuple):
 
 def unroll(decoder: Decoder, features: torch.Tensor, max_length: int, picker: Beam | Draw,
            rules: Sequence[Rule], hard_mode: str | None = None,
-           temperature: float | None = None, concepts: torch.Tensor | None = None
-           ) -> list[list[Hypothesis]] | Walk:
+           temperature: float | None = None, concepts: torch.Tensor | None = None,
+           generator: torch.Generator | None = None) -> list[list[Hypothesis]] | Walk:
     """The loop: step every row, score what may come next by the rules, let the picker
     continue the rows, until every photo is settled (at most max_length words and <end>).
     A Beam picker gives each photo's hypotheses; a Draw picker the Walk of all rows.
-    concepts (B, K): the photos' concept probabilities when the caller read them already."""
+    concepts (B, K): the photos' concept probabilities when the caller read them already;
+    generator: what sampled hard attention draws from (None: torch's default)."""
     memory = decoder.prepare(features, decoding=True, hard_mode=hard_mode,
                              temperature=temperature, concepts=concepts)
+    if generator is not None:
+        memory = memory._replace(generator=generator)
     batch, device = features.shape[0], features.device
     per_photo = picker.rows_per_photo
     state = decoder.init_state(memory)
@@ -408,9 +412,14 @@ def unroll(decoder: Decoder, features: torch.Tensor, max_length: int, picker: Be
 
 def search(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | None = None,
            content_words: torch.Tensor | None = None, grounding: Grounding | None = None,
-           concepts: torch.Tensor | None = None, **changes) -> list[list[Hypothesis]]:
+           concepts: torch.Tensor | None = None, generator: torch.Generator | None = None,
+           **changes) -> list[list[Hypothesis]]:
     """Each photo's options.n_best hypotheses, best first: the batched beam search over
-    (photo, constraint state, beam). features (B, L, D) float32.
+    (photo, constraint state, beam), beneath captioner.decoding.Decoding. It reads the search's
+    own fields of options (beam_size, n_best, max_length, length_penalty, the repeat rules,
+    hard_mode, attention_temperature); what the photo and the language model add (grounding,
+    person_floor, fusion_weight, seed) reaches it as `grounding`, the decoder and `generator`,
+    which Decoding builds from the same options. features (B, L, D) float32.
 
     With options.block_repeats no hypothesis holds the same n-gram of repeat_ngram words
     twice, and each earlier use of a word marked in content_words (V,) costs repeat_penalty.
@@ -431,7 +440,7 @@ def search(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | No
         picker = Beam(options.beam_size, states, options.n_best, options.length_penalty,
                       word_bits if states > 1 else None)
     return unroll(decoder, features, options.max_length, picker, rules, options.hard_mode,
-                  options.attention_temperature, concepts)
+                  options.attention_temperature, concepts, generator)
 
 
 def greedy(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | None = None,
@@ -444,15 +453,15 @@ def greedy(decoder: Decoder, features: torch.Tensor, options: DecodeOptions | No
 
 def walk(decoder: Decoder, features: torch.Tensor, max_length: int,
          choose: Callable[[torch.Tensor, int], torch.Tensor], rules: Sequence[Rule] = (),
-         samples: int = 1, hard_mode: str | None = None, temperature: float | None = None
-         ) -> Walk:
+         samples: int = 1, hard_mode: str | None = None, temperature: float | None = None,
+         generator: torch.Generator | None = None) -> Walk:
     """One word per row per step until every row has said <end> (at most max_length words):
     sampling, self-critical training's policy (training.rewards) and reading a given caption
     (Decoding.read). choose(scores (R, V), step) -> (R,) word ids, from the scores `rules`
     leave (none: the model's own log p). features (B, L, D): rows n*samples ..
     n*samples + samples - 1 are image n's. Gradients flow as the caller's grad mode says."""
     return unroll(decoder, features, max_length, Draw(choose, samples), rules, hard_mode,
-                  temperature)
+                  temperature, generator=generator)
 
 
 def sample(decoder: Decoder, features: torch.Tensor,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from captioner import build_decoder, load_checkpoint, search
+from captioner import build_decoder, load_checkpoint
+from captioner.search import search
 from training.data import load_karpathy
 from training.features import build_cache
 from training.config import TrainConfig

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from captioner import Captioner, CheckpointError, ImageError, search
+from captioner import Captioner, CheckpointError, ImageError
+from captioner.search import search
 from captioner.options import DEFAULT_OPTIONS
 from conftest import photo
 

@@ -2,11 +2,10 @@
 import pytest
 import torch
 
-from captioner import build_decoder, sample, search
-from captioner.search import greedy
+from captioner import build_decoder, sample
+from captioner.search import block_repeated_ngrams, greedy, search
 from captioner.attention import ATTENTIONS, HardAttention, build_attention
 from captioner.options import DEFAULT_OPTIONS
-from captioner.search import block_repeated_ngrams
 
 from conftest import tiny_config
 

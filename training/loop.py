@@ -230,8 +230,8 @@ def validate_and_keep_best(run: Run, val_records: list[ImageRecord]) -> None:
     its model.pt."""
     stage, progress = run.stage, run.progress
     runtime = stage.runtime
-    bleu4 = (validate(stage.decoder, val_records, stage.data.features_of, stage.vocab,
-                      stage.config) if runtime.is_main else 0.0)
+    bleu4 = (validate(stage.decoder, val_records, stage.data.features_of, stage.vocab)
+             if runtime.is_main else 0.0)
     bleu4 = runtime.broadcast(bleu4)  # every process steps its scheduler and stops alike
     improved = bleu4 > progress.best_bleu4
     if improved:
@@ -367,7 +367,7 @@ def train_step(model: torch.nn.Module, batch: Batch, optimizer, config: StageCon
 
 
 def validate(decoder: Decoder, records: list[ImageRecord], features_of: FeaturesOf,
-             vocab: Vocabulary, config: StageConfig, chunk_size: int = 250) -> float:
+             vocab: Vocabulary, chunk_size: int = 250) -> float:
     """Corpus BLEU-4 of beam-search captions (no teacher forcing) against the references.
     features_of(records) gives their annotation grids (from the cache, or the encoder)."""
     decoder.eval()

@@ -9,7 +9,7 @@ import torch
 
 from captioner.decoder import Decoder
 from captioner.options import MODEL_ALONE
-from captioner.search import Policy, Speakable, content_word_mask, search, walk
+from captioner.search import Policy, Speakable, content_word_mask, greedy, walk
 from captioner.vocab import Vocabulary
 
 from .batches import ImageBatch
@@ -70,9 +70,9 @@ def greedy_rewards(decoder: Decoder, batch: ImageBatch, scorer: CiderD, vocab: V
     decoder.eval()
     try:
         with torch.no_grad():
-            captions = [hypotheses[0] for hypotheses in search(
-                decoder, batch.features, MODEL_ALONE, content_word_mask(vocab, batch.features.device),
-                beam_size=1, max_length=max_length)]
+            captions = greedy(decoder, batch.features, MODEL_ALONE,
+                              content_word_mask(vocab, batch.features.device),
+                              max_length=max_length)
     finally:
         decoder.train()
     return caption_rewards(scorer, vocab, batch.images.tolist(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from captioner import CheckpointError
+from captioner import Captioner, CheckpointError, DecodeOptions
 from captioner.overlay import map_style, word_overlays
 from ui.downloads import caption_json
 from ui.grounding import pinned_summary, short_label
@@ -47,11 +47,12 @@ def compared_captions(models: dict[str, ModelSource], digest: str, photo, settin
     return captions
 
 
-def options_for(captioner, options):
-    """The sidebar's options for one compared model: hard attention's mode and seed only where
-    the model has hard attention (a soft model refuses them)."""
-    return options if map_style(captioner.config)["hard"] else options.replace(hard_mode=None,
-                                                                               seed=None)
+def options_for(captioner: Captioner, options: DecodeOptions) -> DecodeOptions:
+    """The sidebar's options for one compared model: its hard-attention mode and seed belong
+    to the models that draw regions (Decoding refuses a mode for any other)."""
+    if captioner.decoding.samples_locations:
+        return options
+    return options.replace(hard_mode=None, seed=None)
 
 
 def show_column(index: int, label: str, model: Model, caption, settings: Settings, large,

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import streamlit as st
-import torch
 
 from captioner import Captioner, CheckpointError
 from captioner.inference import DEFAULT_CHECKPOINTS, default_checkpoint

@@ -33,10 +33,14 @@ class Settings(NamedTuple):
     """Everything the page needs to caption and draw with the loaded model."""
 
     options: DecodeOptions
-    seed: int | None  # the seed of hard attention's draws in sample mode; None otherwise
     smooth: bool
     opacity: float
     compare: bool
+
+    @property
+    def seed(self) -> int | None:
+        """The seed of hard attention's draws in sample mode; None otherwise."""
+        return self.options.seed
 
     def draw(self, captioner: Captioner) -> dict:
         """word_overlays' flags for this model's maps."""
@@ -108,4 +112,4 @@ def model_settings(inputs: Inputs, captioner: Captioner, description: str) -> Se
         inputs.smooth_box.caption("Local attention: the outline is the window around the "
                                   "centre it predicted for the word; it sees nothing outside it.")
     options = inputs.options.replace(hard_mode=hard_mode, seed=seed)
-    return Settings(options, seed, smooth, inputs.opacity, inputs.compare)
+    return Settings(options, smooth, inputs.opacity, inputs.compare)
