@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,9 +214,17 @@ class Captioner:
         # the one decoding path, with the encoder's classifier for tags and the shipped
         # caption language model for fusion
         self.decoding = Decoding(self.decoder, vocab, self.encoder, shipped_language_model)
+        # The file's calibrated confidence; one this version cannot use is left out, and why
+        # is kept (and warned), rather than failing to load a model that captions fine.
+        self.confidence: ConfidenceModel | None = None
+        self.confidence_refused: str | None = None
         calibrated = (metadata or {}).get("confidence")
-        self.confidence = (ConfidenceModel.from_dict(calibrated)
-                           if calibrated and decoder.concept_reader is not None else None)
+        if calibrated and decoder.concept_reader is not None:
+            try:
+                self.confidence = ConfidenceModel.from_dict(calibrated)
+            except ValueError as error:
+                self.confidence_refused = f"its calibrated confidence is not used: {error}"
+                warnings.warn(self.confidence_refused, stacklevel=2)
         self.preprocessing = preprocessing
         self.metadata = dict(metadata or {})
         # Captioners with equal keys compute the same features for a photo (same encoder
@@ -300,13 +309,12 @@ class Captioner:
                concepts: torch.Tensor) -> None:
         """Each caption's calibrated confidence, from its words and the photo's concepts."""
         config = self.config
-        words = config.concepts + config.imagenet_concepts
         with torch.inference_mode():
             probs = concepts.cpu().tolist()
             novelty = self.confidence.novelty(features).tolist()
         for caption, p, n in zip(captions, probs, novelty):
-            caption.confidence = self.confidence.judge(
-                Evidence(caption.words, caption.word_probs, dict(zip(words, p)), n))
+            caption.confidence = self.confidence.judge(Evidence.of(
+                caption.words, caption.word_probs, config.concepts, config.imagenet_concepts, p, n))
 
     def explain(self, encoded: "EncodedPhotos", text: str, options: DecodeOptions | None = None,
                 photo: int = 0) -> Explanation:

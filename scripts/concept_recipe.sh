@@ -49,7 +49,8 @@ python -m training.export --checkpoint "$RUNS/soft_concepts_2/best.pt" --out "$R
     --quantize
 python -m training.export --checkpoint "$RUNS/hard_concepts_2/best.pt" --out "$RUNS/hard_flickr8k.pt" \
     --quantize
-# The caption confidence each file carries (docs/app.md), fitted on half the dev photos.
+# The caption confidence each file carries (docs/app.md), fitted on the photos the detectors
+# never saw (COCO dev's odd half, Flickr8k val) and cross-validated there.
 for m in soft hard; do
   python -m scripts.calibrate_confidence --checkpoint "$RUNS/${m}_flickr8k.pt" --flickr8k "$D" \
       --coco-dev "$COCO_DEV" --cache-dir "$CACHE" --write

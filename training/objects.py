@@ -17,85 +17,17 @@ import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import Iterable, Mapping, NamedTuple
 
 from captioner.concepts import PERSON_WORDS  # noqa: F401 (the people measures' word list)
-from captioner.object_words import object_words
+# word_mentions: caption words -> COCO categories by CHAIR's synonyms (shared with the library's
+# caption confidence, hence in captioner/)
+from captioner.object_words import object_words, word_mentions  # noqa: F401
 
 MAIN_OBJECT_REFERENCES = 3  # a main object: a category at least this many references name
 PEOPLE_PRESENT_REFERENCES = 3  # people are there: at least this many references have a person word
-
-# CHAIR's special cases: qualifiers that would otherwise count as a person ("baby", "adult",
-# "passenger") and a seat that is not a chair.
-_ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe")
-_COMPOUNDS = {**{f"{q} {a}": a for q in ("baby", "adult") for a in _ANIMALS},
-              "passenger jet": "jet", "passenger train": "train", "toilet seat": "toilet",
-              "bow tie": "tie"}
-_NOT_PEOPLE = {f"{q} {w}": None for q in ("baby", "adult") for w in ("animal", "cub")}
-_IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child",
-              "mice": "mouse", "geese": "goose", "oxen": "ox", "knives": "knife",
-              "policemen": "policeman", "gentlemen": "gentleman", "servicemen": "serviceman"}
-
-
-class _Lexicon:
-    """Caption words -> COCO category, built once from the shipped synonym groups."""
-
-    def __init__(self, categories: Mapping[str, tuple[str, ...]]):
-        phrases: dict[tuple[str, ...], str | None] = {}
-        for category, words in categories.items():
-            for word in words:
-                phrases[tuple(word.split())] = category
-        for phrase, word in _COMPOUNDS.items():  # word -> its category, e.g. "baby bird" -> bird
-            phrases[tuple(phrase.split())] = phrases[(word,)]
-        for phrase in _NOT_PEOPLE:
-            phrases[tuple(phrase.split())] = None
-        self.phrases = MappingProxyType(phrases)
-        self.longest = max(len(p) for p in phrases)
-        self.known = frozenset(w for p in phrases for w in p)
-
-    def singular(self, word: str) -> str:
-        """A known singular for a plural ("dogs" -> "dog", "buses" -> "bus", "puppies" ->
-        "puppy", "knives" -> "knife"), else the word itself."""
-        if word in self.known:
-            return word
-        if word in _IRREGULAR:
-            return _IRREGULAR[word]
-        candidates = []
-        if word.endswith("ies"):
-            candidates.append(word[:-3] + "y")
-        if word.endswith("ves"):
-            candidates += [word[:-3] + "f", word[:-3] + "fe"]
-        if word.endswith("es"):
-            candidates.append(word[:-2])
-        if word.endswith("s") and not word.endswith("ss"):
-            candidates.append(word[:-1])
-        return next((c for c in candidates if c in self.known), word)
-
-    def mentions(self, words: Sequence[str]) -> list[tuple[int, str]]:
-        """(position of the name's last word, category) of each object the words name."""
-        words = [self.singular(w) for w in words]
-        found, i = [], 0
-        while i < len(words):
-            for n in range(min(self.longest, len(words) - i), 0, -1):  # longest name first
-                phrase = tuple(words[i:i + n])
-                if phrase in self.phrases:
-                    if self.phrases[phrase] is not None:
-                        found.append((phrase, i + n - 1, self.phrases[phrase]))
-                    i += n
-                    break
-            else:
-                i += 1
-        if any(p == ("toilet",) for p, _, _ in found):  # CHAIR: "the seat of the toilet" is no chair
-            found = [(p, at, c) for p, at, c in found if p != ("seat",)]
-        return [(at, category) for _, at, category in found]
-
-
-@lru_cache(maxsize=1)
-def _lexicon() -> _Lexicon:
-    return _Lexicon(object_words().categories)
 
 
 def _words(text: str) -> list[str]:
@@ -106,12 +38,6 @@ def _words(text: str) -> list[str]:
 def object_mentions(text: str) -> list[str]:
     """The COCO category of each object the text names, in order, repeats kept."""
     return [category for _, category in word_mentions(_words(text))]
-
-
-def word_mentions(words: Sequence[str]) -> list[tuple[int, str]]:
-    """For caption words, (position of the name's last word, COCO category) of each object
-    they name: "a hot dog and two dogs" -> [(2, "hot dog"), (5, "dog")]."""
-    return _lexicon().mentions(words)
 
 
 def caption_objects(text: str) -> set[str]:
