@@ -50,7 +50,10 @@ EXAMPLE = EXAMPLES / "astronaut.jpg"
 YARDSTICK_SIZE = 448
 # name -> (fused steps, int8 products)
 VARIANTS = {"layer by layer": (False, False), "fused": (True, False), "fused int8": (True, True)}
-SEARCH_PARTS = ("prepare", "decoder steps", "language model steps", "rest")
+# The search's parts: the concept reader (read once a call, for the person floor, the verdict
+# and the decoder's gates), the decoder's per-photo work, its steps, the language model's steps,
+# and the rest (the loop's own work: rules, picking, bookkeeping).
+SEARCH_PARTS = ("concepts", "prepare", "decoder steps", "language model steps", "rest")
 
 
 def jpeg_640x480(path: Path = EXAMPLE, variation: int = 0) -> bytes:
@@ -110,17 +113,21 @@ class PartTimer:
 
 def search_by_part(captioner: Captioner, data: bytes, runs: int, warmup: int = 2
                    ) -> dict[str, float]:
-    """Medians of one photo's tags, search and the search's parts (ms)."""
+    """Medians of one photo's tags (the ImageNet head's pass and the tagger), search and the
+    search's parts (ms)."""
     encoded = captioner.encode([data])
     language = shipped_language_model().model
+    timed = [(captioner.decoding, "classifier", "tags"), (captioner.decoding, "ground", "tags"),
+             (captioner.decoder, "prepare", "prepare"),
+             (captioner.decoder, "step", "decoder steps"),
+             (language, "step", "language model steps")]
+    if captioner.decoder.concept_reader is not None:
+        timed.append((captioner.decoder.concept_reader, "forward", "concepts"))
     samples = []
     for run in range(warmup + runs):
         timer = PartTimer()
         with ExitStack() as stack:
-            for owner, method, part in ((captioner, "ground", "tags"),
-                                        (captioner.decoder, "prepare", "prepare"),
-                                        (captioner.decoder, "step", "decoder steps"),
-                                        (language, "step", "language model steps")):
+            for owner, method, part in timed:
                 stack.enter_context(timer.timing(owner, method, part))
             start = time.perf_counter()
             captioner.caption_encoded(encoded, DEFAULT_OPTIONS)
