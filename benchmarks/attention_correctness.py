@@ -25,6 +25,12 @@ Captions: the model's own (beam search, the default DecodeOptions) and the human
 teacher-forced (the map under reference word t is the one the model attends with while
 predicting it). Hard attention runs once per --hard-modes entry (sample: --seed).
 
+A model that reads concepts also gets the rows of its supervision targets (training.loop
+AttentionSupervision): on the words that have a target map (the class activation map of the
+word's ImageNet classes, or its detector's cells), "own:model" / "refs:model" score the
+model's maps and "own:target" / "refs:target" the targets themselves, on the same words. The
+targets' rows are what a decoder that matched its supervision exactly would reach.
+
     python -m benchmarks.attention_correctness \\
         --data ../shared/data/coco_dev/dataset_coco_dev.json \\
         --instances ../shared/data/coco_dev/instances_dev.json \\
@@ -50,6 +56,7 @@ from captioner import Captioner, Vocabulary
 from captioner.options import HARD_MODES, DecodeOptions
 from captioner.grounding import SUPERCATEGORIES
 from training.objects import word_mentions
+from training.train import concept_of_words
 
 from .common import machine
 
@@ -61,6 +68,9 @@ OTHER_KIND = "objects"
 WORD_KINDS = ("people", "animals", "vehicles", "food", OTHER_KIND, "all")
 REGION_KINDS = ("box", "mask")
 SOURCES = ("own", "references")
+# The supervision targets' rows (models that read concepts): (source, the model's maps on the
+# words that have a target, the targets on the same words).
+TARGET_SOURCES = (("own", "own:model", "own:target"), ("references", "refs:model", "refs:target"))
 POINT_COVERAGE = 0.5  # the peak cell hits when the region covers more than half of it
 # Halves of the photos by COCO id, so that a setting chosen on one half is checked on photos it
 # was not chosen on: "tune" holds the even ids, "check" the odd ones.
@@ -221,11 +231,11 @@ def load_photos(data: str | Path, instances: str | Path, limit: int | None = Non
 def photo_regions(photo: Photo, grid: tuple[int, int]) -> dict[str, dict[str, np.ndarray]]:
     """kind (box | mask) -> category -> coverage (h, w) of the union of its instances."""
     regions: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in REGION_KINDS}
-    for category, annotations in photo.objects.items():
-        regions["box"][category] = box_coverage([a["bbox"] for a in annotations], photo.size,
+    for category, instances in photo.objects.items():
+        regions["box"][category] = box_coverage([a["bbox"] for a in instances], photo.size,
                                                 grid)
         union = np.zeros(photo.size[::-1], dtype=bool)
-        for annotation in annotations:
+        for annotation in instances:
             union |= annotation_mask(annotation["segmentation"], photo.size)
         regions["mask"][category] = mask_coverage(union, grid)
     return regions
@@ -281,7 +291,7 @@ class Row:
     attention: str
     hard_mode: str | None  # None for attentions other than hard
     temperature: float  # the attention temperature it decoded with
-    source: str  # own | references
+    source: str  # own | references, or a TARGET_SOURCES name (models that read concepts)
     region: str  # box | mask
     word_kind: str  # people | animals | vehicles | food | objects | all (WORD_KINDS)
     words: int
@@ -308,12 +318,49 @@ def score_captions(per_photo: Sequence[Sequence[AttendedCaption]],
             for mention in mentions(caption.words, categories):
                 if mention.category not in regions_of["box"]:  # no such object here
                     continue
+                if np.isnan(caption.alphas[mention.index]).any():  # no map from this source
+                    continue
                 for kind in REGION_KINDS:
                     coverage = regions_of[kind][mention.category]
                     score = score_word(caption.alphas[mention.index], coverage)
                     scores[kind, kinds[mention.category]].append(score)
                     scores[kind, "all"].append(score)
     return scores
+
+
+def supervision_targets(captioner: Captioner, features: torch.Tensor, grid: tuple[int, int]
+                        ) -> tuple[torch.Tensor, np.ndarray] | None:
+    """Each word's supervising concept (V,) (-1: none) and each photo's concept maps
+    (I, K, h, w), each normalised over the grid; None for a model that reads no concepts."""
+    reader = captioner.decoder.concept_reader
+    if reader is None:
+        return None
+    with torch.inference_mode():
+        maps = reader(features.float()).maps  # (I, L, K)
+    maps = maps / maps.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return (concept_of_words(captioner.vocab, captioner.config),
+            maps.transpose(1, 2).reshape(len(features), -1, *grid).numpy())
+
+
+def on_supervised_words(per_photo: Sequence[Sequence[AttendedCaption]], vocab: Vocabulary,
+                        word_concepts: torch.Tensor, maps: np.ndarray
+                        ) -> tuple[list[list[AttendedCaption]], list[list[AttendedCaption]]]:
+    """The captions twice: with the model's maps and with the supervision targets, both NaN
+    (not scored) at every word that has no target."""
+    models, targets = [], []
+    for photo, captions in enumerate(per_photo):
+        models.append([])
+        targets.append([])
+        for caption in captions:
+            model = np.full_like(caption.alphas, np.nan)
+            target = np.full_like(caption.alphas, np.nan)
+            for t, word in enumerate(caption.words[:len(caption.alphas)]):
+                concept = int(word_concepts[vocab.stoi[word]]) if word in vocab.stoi else -1
+                if concept >= 0:
+                    model[t], target[t] = caption.alphas[t], maps[photo, concept]
+            models[-1].append(AttendedCaption(caption.words, model))
+            targets[-1].append(AttendedCaption(caption.words, target))
+    return models, targets
 
 
 def decoding_modes(captioner: Captioner, hard_modes: Sequence[str]) -> list[str | None]:
@@ -329,6 +376,7 @@ def measure(captioner: Captioner, name: str, features: torch.Tensor, grid: tuple
     """Rows for every hard mode (hard models) and attention temperature (None: the
     model's own)."""
     rows = []
+    targets = supervision_targets(captioner, features, grid)
     for mode in decoding_modes(captioner, hard_modes):
         for temperature in temperatures:
             options = DecodeOptions(beam_size=beam, hard_mode=mode,
@@ -339,7 +387,12 @@ def measure(captioner: Captioner, name: str, features: torch.Tensor, grid: tuple
             torch.manual_seed(seed)
             references = reference_captions(captioner, features, grid,
                                             [p.references for p in photos], options, batch_size)
-            for source, per_photo in (("own", [[c] for c in own]), ("references", references)):
+            sources = {"own": [[c] for c in own], "references": references}
+            if targets is not None:
+                for source, on_model, on_target in TARGET_SOURCES:
+                    sources[on_model], sources[on_target] = on_supervised_words(
+                        sources[source], captioner.vocab, *targets)
+            for source, per_photo in sources.items():
                 scores = score_captions(per_photo, regions, categories)
                 for kind in REGION_KINDS:
                     for group in WORD_KINDS:
@@ -366,7 +419,7 @@ def encode(captioner: Captioner, photos: Sequence[Photo], batch_size: int
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    header = (f"{'checkpoint':<22} {'decoding':<17} {'T':>4} {'captions':<10} {'region':<6} "
+    header = (f"{'checkpoint':<22} {'decoding':<17} {'T':>4} {'captions':<11} {'region':<6} "
               f"{'kind':<8} {'n':>5} {'mass':>6} {'area':>6} {'ratio':>6} {'w.ratio':>7} "
               f"{'point':>6} {'chance':>6}")
     lines = [header, "-" * len(header)]
@@ -379,7 +432,7 @@ def format_table(rows: Sequence[Row]) -> str:
                       f"{r.ratio:>6.2f} {r.mean_word_ratio:>7.2f} {100 * r.pointing:>5.1f}% "
                       f"{100 * r.pointing_chance:>5.1f}%")
         lines.append(f"{Path(r.checkpoint).name:<22} {decoding:<17} {r.temperature:>4.2g} "
-                     f"{r.source:<10} {r.region:<6} {r.word_kind:<8} {values}")
+                     f"{r.source:<11} {r.region:<6} {r.word_kind:<8} {values}")
     return "\n".join(lines)
 
 

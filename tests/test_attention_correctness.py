@@ -11,7 +11,8 @@ import torch
 
 from benchmarks.attention_correctness import (
     REGION_KINDS, WORD_KINDS, AttendedCaption, Mention, annotation_mask, box_coverage,
-    load_photos, main, mask_coverage, mentions, score_captions, score_word, summarise, word_kind)
+    TARGET_SOURCES, load_photos, main, mask_coverage, mentions, on_supervised_words,
+    score_captions, score_word, summarise, word_kind)
 from captioner import build_decoder
 from conftest import photo, tiny_config, write_checkpoint
 
@@ -231,3 +232,50 @@ def test_each_temperature_gets_its_rows_and_a_bad_one_is_refused(tmp_path, vocab
     with pytest.raises(SystemExit):
         main(common + ["--temperatures", "0"])
     assert "--temperatures" in capsys.readouterr().err
+
+
+def test_target_rows_score_the_targets_on_the_supervised_words_only(vocab):
+    """A caption "a man and a dogs" (the test vocabulary's word): only "dogs" has a target
+    (concept 0), a map peaking on the dog's cell while the model's map peaks elsewhere."""
+    words = ["a", "man", "and", "a", "dogs"]
+    alphas = np.full((len(words), 2, 2), 0.25)
+    alphas[4] = [[0.7, 0.1], [0.1, 0.1]]  # the model looks at the top left
+    word_concepts = torch.full((len(vocab),), -1)
+    word_concepts[vocab.stoi["dogs"]] = 0
+    maps = np.zeros((1, 1, 2, 2))
+    maps[0, 0, 1, 1] = 1.0  # the target: all on the bottom right, where the dog is
+    models, targets = on_supervised_words([[AttendedCaption(words, alphas)]], vocab,
+                                          word_concepts, maps)
+    assert np.isnan(models[0][0].alphas[1]).all() and np.isnan(targets[0][0].alphas[1]).all()
+    np.testing.assert_array_equal(models[0][0].alphas[4], alphas[4])
+    dog = np.zeros((2, 2))
+    dog[1, 1] = 1.0
+    person = np.ones((2, 2))
+    regions = {kind: {"dog": dog, "person": person} for kind in REGION_KINDS}
+    categories = {"dog": "animal", "person": "person"}
+    on_model = score_captions(models, [regions], categories)
+    on_target = score_captions(targets, [regions], categories)
+    every = score_captions([[AttendedCaption(words, alphas)]], [regions], categories)
+    assert len(every["box", "all"]) == 2  # "man" and "dog"
+    assert len(on_model["box", "all"]) == len(on_target["box", "all"]) == 1  # "dog" alone
+    assert not on_model["box", "all"][0].hit and on_model["box", "all"][0].mass == 0.1
+    assert on_target["box", "all"][0].hit and on_target["box", "all"][0].mass == 1.0
+
+
+def test_a_model_that_reads_concepts_gets_its_targets_rows(tmp_path, vocab):
+    data, instances = _tiny_coco(tmp_path)
+    checkpoint = write_checkpoint(tmp_path / "model.pt", vocab, "soft",
+                                  concepts=("person", "dog", "bicycle"))
+    rows = main(["--data", str(data), "--instances", str(instances), "--checkpoint",
+                 str(checkpoint), "--beam", "2"])
+    by_source = {}
+    for row in rows:
+        by_source.setdefault(row.source, []).append(row)
+    assert set(by_source) == {"own", "references"} | {
+        name for _, *names in TARGET_SOURCES for name in names}
+    words = {source: {(r.region, r.word_kind): r.words for r in rows}
+             for source, rows in by_source.items()}
+    # The same words on both sides; "bike" has no concept (only "bicycle" does): not counted.
+    assert words["refs:model"] == words["refs:target"]
+    assert words["refs:target"]["box", "all"] == 2  # "man" (person) and "dogs" (dog)
+    assert words["references"]["box", "all"] == 3

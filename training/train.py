@@ -143,8 +143,9 @@ def starting_model(config: TrainConfig, start: Start, runtime: Runtime,
         if text_captions:
             words = new_words(text or [], set(init.vocab.stoi), config.text_min_count)
             if runtime.is_main:
-                print(f"{len(words)} word(s) of the caption text join the vocabulary "
-                      f"({', '.join(words[:8])}, ...)", file=sys.stderr)
+                shown = ", ".join(words[:8]) + (", ..." if len(words) > 8 else "")
+                print(f"{len(words)} word(s) of the caption text join the vocabulary"
+                      + (f" ({shown})" if words else ""), file=sys.stderr)
             init = grow_vocabulary(init, words)
         vocab, model_config = init.vocab, config.init_model_config(init.config, config.init)
         # A decoding temperature (and int8 decoding) was chosen for the init's weights;
