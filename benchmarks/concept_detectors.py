@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = checkpoint.config
     words = config.concepts + config.imagenet_concepts
+    # A word may have a detector and an ImageNet concept both ("dog"): name them apart.
+    names = list(config.concepts) + [f"{w} (ImageNet)" for w in config.imagenet_concepts]
     result = {"checkpoint": args.checkpoint, "machine": machine(), "sets": {}}
     flickr = load_karpathy(args.flickr8k)
     coco = load_karpathy(args.coco_dev)
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (records, dataset) in sets.items():
         cache = ensure_cache(dataset, args.cache_dir, config.encoder, config.image_size)
         probs, captions = measure(decoder, records, cache)
-        rows = report(probs, labels(captions, words), words)
+        rows = report(probs, labels(captions, words), names)
         person = person_summary(probs[:, words.index(PERSON)], captions)
         result["sets"][name] = {"person": person, "concepts": [r.__dict__ for r in rows]}
         print(f"{name} ({len(records)} photos): person ranking {person.get('ranking', 0):.3f}, "
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {len(measured)} concepts with 5+ photos: mean AP "
               f"{np.nanmean([r.average_precision for r in measured]):.3f}; the most frequent:")
         for r in sorted(measured, key=lambda r: -r.positives)[:15]:
-            print(f"    {r.word:<12} {r.positives:>4} photos  precision {r.precision:.2f}  "
+            print(f"    {r.word:<16} {r.positives:>4} photos  precision {r.precision:.2f}  "
                   f"recall {r.recall:.2f}  AP {r.average_precision:.2f}")
     if args.out:
         with open(args.out, "w") as f:

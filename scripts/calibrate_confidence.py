@@ -288,6 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         "coco_dev_even_ids_seen_by_the_detectors": {
             "note": "the concept detectors were trained on these photos; not a check",
             "unsure": on_even(fitted.unsure), "guess": on_even(fitted.guess)},
+        # How far the fitted probability spreads over the photos it was fitted on (L2 draws it
+        # towards the base rate), and why the even half is no check: the detectors trained on
+        # it are sure there of what the caption leaves out.
+        "p_wrong_percentiles": dict(zip(("min", "5", "50", "95", "max"), np.percentile(
+            fitted.p_wrong(x), [0, 5, 50, 95, 100]).round(4).tolist())),
+        "surest_unnamed_at_least_0.98": {
+            half: float((c.values[rows, FEATURES.index("surest_unnamed")] >= 0.98).mean())
+            for half, rows in (("coco_dev_even_ids", even), ("coco_dev_odd_ids", odd))},
         "wrong_share": {"flickr8k_val": float(f.wrong.mean()),
                         "coco_dev_odd_ids": float(c.wrong[odd].mean()),
                         "coco_dev_even_ids": float(c.wrong[even].mean())},
