@@ -107,20 +107,39 @@ def linear(weight: torch.Tensor, bias: torch.Tensor | None = None,
         layer.weight.copy_(weight)
         if bias is not None:
             layer.bias.copy_(bias)
-    return int8_linear(layer) if quantized else layer
+    return Int8Linear(layer) if quantized else layer
 
 
 _QUANTIZE_LOCK = threading.Lock()
 
 
-def int8_linear(layer: nn.Linear) -> nn.Module:
+class Int8Linear(nn.Module):
     """PyTorch's dynamic quantization of one linear layer (torch.ao): int8 weights with one
-    scale per output row, and each call's input quantized to 8 bits on the fly. CPU only."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
-    from torch.ao.quantization import per_channel_dynamic_qconfig
+    scale per output row, and the input quantized to 8 bits on the fly. CPU only.
 
-    layer.qconfig = per_channel_dynamic_qconfig
-    with _QUANTIZE_LOCK, warnings.catch_warnings():
-        # torch 2.14 announces that quantized tensors will move out of torch (to torchao)
-        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-        return DynamicQuantizedLinear.from_float(layer)
+    For inputs in [-1, 1] only (every int8 product here reads an LSTM state or a tanh). The
+    dynamic op quantizes a whole call's input with one scale, from its minimum and maximum, so
+    one row's result would depend on the other rows of the call: on the other photos captioned
+    with it, or on the other hypotheses of the beam (a caption read again alone would score
+    differently). Two rows holding 1 and -1 are appended to every call, which fixes the scale
+    at [-1, 1] whatever else is in the batch, and their outputs are dropped."""
+
+    def __init__(self, layer: nn.Linear):
+        super().__init__()
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+
+        layer.qconfig = per_channel_dynamic_qconfig
+        with _QUANTIZE_LOCK, warnings.catch_warnings():
+            # torch 2.14 announces that quantized tensors will move out of torch (to torchao)
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+            self.product = DynamicQuantizedLinear.from_float(layer)
+        anchor = torch.zeros(2, layer.in_features, dtype=layer.weight.dtype,
+                             device=layer.weight.device)
+        anchor[0, 0], anchor[1, 0] = 1.0, -1.0
+        self.register_buffer("anchor", anchor, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        out = self.product(torch.cat([rows, self.anchor]))[:-2]
+        return out.reshape(*x.shape[:-1], out.shape[-1])

@@ -2,11 +2,11 @@
 one, weights derived afresh after any change, and int8 decoding as a model file's option."""
 import pytest
 import torch
-from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
 from captioner import (Captioner, Checkpoint, Vocabulary, build_decoder, load_checkpoint,
                        save_checkpoint)
 from captioner.build import load_decoder
+from captioner.fused import Int8Linear
 from captioner.options import DEFAULT_OPTIONS
 from captioner.search import search
 from captioner.encoder import preprocessing_for
@@ -157,9 +157,9 @@ def test_a_quantized_model_decodes_in_int8_and_trains_in_float(vocab):
     quantized = build_decoder(tiny_config(vocab, "soft", quantized=True)).eval()
     quantized.load_state_dict(plain.state_dict())
     layers = quantized.step_layers()
-    assert all(isinstance(layer, DynamicQuantizedLinear)
+    assert all(isinstance(layer, Int8Linear)
                for layer in (layers.before, layers.after, layers.out))
-    assert not isinstance(plain.step_layers().out, DynamicQuantizedLinear)
+    assert not isinstance(plain.step_layers().out, Int8Linear)
     features = torch.randn(2, 9, 16)
     captions = torch.tensor([vocab.encode(CAPTION)] * 2)
     int8 = _decode_logits(quantized, features, captions)
@@ -179,7 +179,7 @@ def test_a_quantized_model_round_trips_through_a_checkpoint(tmp_path, vocab):
     loaded = load_checkpoint(path)
     assert loaded.config.quantized and loaded.config == decoder.config
     again = load_decoder(loaded).eval()
-    assert isinstance(again.step_layers().out, DynamicQuantizedLinear)
+    assert isinstance(again.step_layers().out, Int8Linear)
     features = torch.randn(3, 9, 16)
     with torch.inference_mode():
         ours = search(decoder, features, beam_size=3, max_length=10)
@@ -195,7 +195,7 @@ def test_a_quantized_captioner_fuses_an_int8_language_model(tmp_path, vocab):
     caption = captioner.caption(photo(seed=2), fusion_weight=0.5)[0]
     assert caption.alphas.shape[0] == len(caption.words)
     language = captioner.decoding.decoder_for(DEFAULT_OPTIONS.replace(fusion_weight=0.5)).language
-    assert isinstance(language.step_layers(quantized=True).out, DynamicQuantizedLinear)
+    assert isinstance(language.step_layers(quantized=True).out, Int8Linear)
 
 
 @pytest.mark.slow
@@ -240,3 +240,29 @@ def test_building_the_step_layers_leaves_a_seeded_callers_draws_alone(vocab):
             return search(decoder, features, beam_size=2, max_length=6,
                                hard_mode="sample")[0][0].tokens
     assert draw() == draw()
+
+
+def test_an_int8_rows_result_does_not_depend_on_the_other_rows_of_the_call():
+    """One scale for the whole call's input would make a row's product depend on its
+    neighbours (another photo captioned in the same call, another hypothesis of the beam)."""
+    torch.manual_seed(5)
+    layer = Int8Linear(torch.nn.Linear(32, 24))
+    rows = torch.rand(6, 32) * 2 - 1
+    alone = layer(rows[:1] * 0.1)  # a row of small values, whose own range would be narrow
+    with_others = layer(torch.cat([rows[:1] * 0.1, rows[1:]]))
+    assert torch.equal(alone, with_others[:1])
+    assert layer(rows.view(2, 3, 32)).shape == (2, 3, 24)
+    assert torch.allclose(layer(rows), torch.nn.functional.linear(
+        rows, layer.product.weight().dequantize(), layer.product.bias()), atol=0.05)
+
+
+@pytest.mark.slow
+def test_an_int8_captioner_gives_a_photo_the_same_caption_alone_or_with_others(tmp_path, vocab):
+    path = write_checkpoint(tmp_path / "int8.pt", vocab, "soft", quantized=True)
+    captioner = Captioner.from_checkpoint(path)
+    photos = [photo(seed=s) for s in range(4)]
+    together = captioner.caption(photos, fusion_weight=0.5)
+    for one, caption in zip(photos, together):
+        alone = captioner.caption(one, fusion_weight=0.5)[0]
+        assert alone.words == caption.words
+        assert alone.word_probs == pytest.approx(caption.word_probs, abs=1e-5)
