@@ -121,8 +121,8 @@ class Int8Linear(nn.Module):
     dynamic op quantizes a whole call's input with one scale, from its minimum and maximum, so
     one row's result would depend on the other rows of the call: on the other photos captioned
     with it, or on the other hypotheses of the beam (a caption read again alone would score
-    differently). Two rows holding 1 and -1 are appended to every call, which fixes the scale
-    at [-1, 1] whatever else is in the batch, and their outputs are dropped."""
+    differently). A row holding 1 and -1 is appended to every call, which fixes the scale at
+    [-1, 1] whatever else is in the batch, and its output is dropped."""
 
     def __init__(self, layer: nn.Linear):
         super().__init__()
@@ -134,12 +134,17 @@ class Int8Linear(nn.Module):
             # torch 2.14 announces that quantized tensors will move out of torch (to torchao)
             warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
             self.product = DynamicQuantizedLinear.from_float(layer)
-        anchor = torch.zeros(2, layer.in_features, dtype=layer.weight.dtype,
-                             device=layer.weight.device)
-        anchor[0, 0], anchor[1, 0] = 1.0, -1.0
+        anchor = torch.zeros(1 if layer.in_features > 1 else 2, layer.in_features,
+                             dtype=layer.weight.dtype, device=layer.weight.device)
+        anchor[0, 0] = 1.0
+        anchor[-1, -1] = -1.0
         self.register_buffer("anchor", anchor, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1])
-        out = self.product(torch.cat([rows, self.anchor]))[:-2]
-        return out.reshape(*x.shape[:-1], out.shape[-1])
+        rows = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+        # The op itself, as the torch.ao module calls it (with its reduce_range), without the
+        # module's own call: a decoding step makes five of these calls.
+        out = torch.ops.quantized.linear_dynamic(torch.cat([rows, self.anchor]),
+                                                 self.product._packed_params._packed_params,
+                                                 reduce_range=True)[:len(rows)]
+        return out if x.dim() == 2 else out.reshape(*x.shape[:-1], out.shape[-1])
