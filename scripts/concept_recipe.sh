@@ -3,7 +3,7 @@
 #   bash scripts/concept_recipe.sh            # RUNS=runs CACHE=cache by default
 # 1. the feature cache, 2. the concept detectors (Flickr8k train + COCO dev's even-id half),
 # 3. each Flickr8k-only model (the earlier shipped files, from git history) warm-started to read concepts beside COCO's caption text, with attention
-# supervision, in two stages, 4. export (int8 products) and the confidence calibration.
+# supervision, in two stages, 4. export (int8 products for soft) and the confidence calibration.
 # The shipped files' detectors were built with the 374-class word table (67 ImageNet concept
 # words); the current table gives more ImageNet concepts, so a rebuild differs there.
 set -euxo pipefail
@@ -44,11 +44,12 @@ python -m training.train "${COMMON[@]}" "${STAGE2[@]}" --init "$RUNS/soft_concep
     --lr 1e-4 --out "$RUNS/soft_concepts_2"
 python -m training.train "${COMMON[@]}" "${STAGE2[@]}" --init "$RUNS/hard_concepts_1/best.pt" \
     --lr 5e-5 --out "$RUNS/hard_concepts_2"
-# The shipped files decode with int8 products on a CPU (docs/performance.md).
+# The soft file decodes with int8 products on a CPU; the hard file in floating point (its int8
+# products scored val 0.62 CIDEr below float, outside the 0.5 int8 must keep: docs/performance.md).
 python -m training.export --checkpoint "$RUNS/soft_concepts_2/best.pt" --out "$RUNS/soft_flickr8k.pt" \
     --quantize
 python -m training.export --checkpoint "$RUNS/hard_concepts_2/best.pt" --out "$RUNS/hard_flickr8k.pt" \
-    --quantize
+    --no-quantize
 # The caption confidence each file carries (docs/app.md), fitted on the photos the detectors
 # never saw (COCO dev's odd half, Flickr8k val) and cross-validated there.
 for m in soft hard; do
