@@ -93,6 +93,21 @@ def test_bad_image_raises_image_error_naming_it(captioner, tmp_path):
         captioner.caption(bad)
 
 
+def test_no_photos_is_a_clear_error(captioner):
+    with pytest.raises(ValueError, match="no photos to caption"):
+        captioner.caption([])
+
+
+def test_photos_are_encoded_a_few_at_a_time_with_the_same_features(captioner):
+    from captioner.inference import ENCODER_BATCH
+    photos = [photo(seed=s) for s in range(ENCODER_BATCH + 2)]  # two calls of the encoder
+    together = captioner.encode(photos)
+    assert together.features.shape[0] == len(photos)
+    for i, one in enumerate(photos):
+        alone = captioner.encode([one]).features[0]
+        assert torch.allclose(together.features[i], alone, atol=1e-4)
+
+
 def test_invalid_max_length(captioner):
     with pytest.raises(ValueError, match="max_length"):
         captioner.caption(photo(), max_length=0)
