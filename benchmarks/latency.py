@@ -19,7 +19,8 @@ no ImageNet head), the yardstick of every ratio. Printed:
 4. the search of (3) and its parts for each decoding variant: layer by layer
    (Decoder.fuse_steps off: the reference), fused, and fused int8 (ModelConfig.quantized).
 5. per photo with N photos in one call (--photos): end to end from JPEG bytes and the search
-   alone, each call's median divided by N, for each variant.
+   alone, each call's median divided by N, for each variant; then the encoder's cost per photo
+   over the most photos run b at a time (captioner.inference.ENCODER_BATCH's choice).
 6. decoding at beam 1, 3 and 5; then (unless --no-examples) the shared defaults against
    grounding without fusion and the captioner alone on each example photo, alternately.
 """
@@ -41,7 +42,7 @@ from PIL import Image, ImageOps
 from captioner import Captioner, build_decoder
 from captioner.options import DEFAULT_OPTIONS
 from captioner.images import load_image
-from captioner.inference import shipped_language_model
+from captioner.inference import ENCODER_BATCH, in_chunks, shipped_language_model
 
 from .common import machine, median_ms
 
@@ -249,6 +250,8 @@ def main() -> None:
                                warmup=1) / n
             print(f"  {name:<16} {n:>3}  {whole:7.1f} ms  {whole / yardstick:6.2f}  "
                   f"{search:5.1f} ms  {search / yardstick:6.2f}")
+    if counts:
+        encoder_batches(captioner, max(counts), args.batch_runs, yardstick)
 
     print(f"decoding one photo (encoded), shared defaults at beam k, median of {args.runs}:")
     encoded = captioner.encode([data])
@@ -259,6 +262,22 @@ def main() -> None:
     print(f"beam 5 / beam 1 decoding: {beams[5] / beams[1]:.2f}")
     if not args.no_examples:
         compare_settings(captioner, args.runs)
+
+
+def encoder_batches(captioner: Captioner, n: int, runs: int, yardstick: float) -> None:
+    """The encoder's cost per photo over n photos run b at a time (ENCODER_BATCH's choice)."""
+    with torch.inference_mode():
+        pixels = captioner.preprocessing.batch([load_image(d) for d in many_photos(n)])
+
+        def encode(size: int) -> None:
+            for chunk in in_chunks(pixels, size):
+                captioner.encoder(chunk)
+        sizes = sorted({1, 2, ENCODER_BATCH, 8, n})
+        print(f"the encoder over {n} photos, b at a time (median of {runs}; the captioner "
+              f"uses b = {ENCODER_BATCH}), per photo:")
+        for size in sizes:
+            print(row(f"b = {size}", median_ms(lambda: encode(size), runs, warmup=1) / n,
+                      yardstick))
 
 
 def compare_settings(captioner: Captioner, runs: int) -> None:
