@@ -46,8 +46,8 @@ GUESS_WORD_PROBABILITY = 0.40
 # the model (the app's queue) longer and grow the call's memory with the photos.
 PHOTOS_PER_CALL = 32
 # The encoder runs a call's photos a few at a time: its activations for a handful of 224-px
-# photos stay in the CPU's cache, so on the 2-core AMD EPYC a photo cost about 10 ms in
-# batches of 2-6 against 14 ms at 8 and 22 ms at 32 (python -m benchmarks.latency prints it).
+# photos stay in the CPU's cache, so on the 2-core AMD EPYC a photo cost 10-14 ms in batches
+# of 2-8 against 20-22 ms in one batch of 32 (python -m benchmarks.latency prints it).
 # The search still takes all the photos at once: there the weights, not the activations, are
 # what a step reads.
 ENCODER_BATCH = 4
