@@ -331,13 +331,12 @@ def score_captions(per_photo: Sequence[Sequence[AttendedCaption]],
 def supervision_targets(captioner: Captioner, features: torch.Tensor, grid: tuple[int, int]
                         ) -> tuple[torch.Tensor, np.ndarray] | None:
     """Each word's supervising concept (V,) (-1: none) and each photo's concept maps
-    (I, K, h, w), each normalised over the grid; None for a model that reads no concepts."""
+    (I, K, h, w), each a distribution over the grid; None for a model that reads no concepts."""
     reader = captioner.decoder.concept_reader
     if reader is None:
         return None
     with torch.inference_mode():
-        maps = reader(features.float()).maps  # (I, L, K)
-    maps = maps / maps.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        maps = reader(features.float()).maps  # (I, L, K), each concept's summing to 1
     return (concept_of_words(captioner.vocab, captioner.config),
             maps.transpose(1, 2).reshape(len(features), -1, *grid).numpy())
 

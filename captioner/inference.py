@@ -46,8 +46,9 @@ GUESS_WORD_PROBABILITY = 0.40
 # the model (the app's queue) longer and grow the call's memory with the photos.
 PHOTOS_PER_CALL = 32
 # The encoder runs a call's photos a few at a time: its activations for a handful of 224-px
-# photos stay in the CPU's cache, so on the 2-core AMD EPYC a photo cost 10-14 ms in batches
-# of 2-8 against 20-22 ms in one batch of 32 (python -m benchmarks.latency prints it).
+# photos stay in the CPU's cache. On the 2-core AMD EPYC a photo cost 12-14 ms in batches of
+# 2-8, against 20 ms in one batch of 32 and 16 ms one at a time (python -m benchmarks.latency
+# prints it; results/latency_concepts_int8.txt); 2, 4 and 8 differ by less than the noise.
 # The search still takes all the photos at once: there the weights, not the activations, are
 # what a step reads.
 ENCODER_BATCH = 4

@@ -3,8 +3,7 @@ one, weights derived afresh after any change, and int8 decoding as a model file'
 import pytest
 import torch
 
-from captioner import (Captioner, Checkpoint, Vocabulary, build_decoder, load_checkpoint,
-                       save_checkpoint)
+from captioner import Captioner, Checkpoint, build_decoder, load_checkpoint, save_checkpoint
 from captioner.build import load_decoder
 from captioner.fused import Int8Linear
 from captioner.options import DEFAULT_OPTIONS

@@ -101,7 +101,18 @@ def test_no_photos_is_a_clear_error(captioner):
 def test_photos_are_encoded_a_few_at_a_time_with_the_same_features(captioner):
     from captioner.inference import ENCODER_BATCH
     photos = [photo(seed=s) for s in range(ENCODER_BATCH + 2)]  # two calls of the encoder
-    together = captioner.encode(photos)
+    batches = []
+    forward = captioner.encoder.forward
+
+    def counted(pixels):
+        batches.append(len(pixels))
+        return forward(pixels)
+    captioner.encoder.forward = counted  # the instance's attribute hides the class's method
+    try:
+        together = captioner.encode(photos)
+    finally:
+        del captioner.encoder.forward
+    assert batches == [ENCODER_BATCH, 2]
     assert together.features.shape[0] == len(photos)
     for i, one in enumerate(photos):
         alone = captioner.encode([one]).features[0]
