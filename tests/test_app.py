@@ -3,6 +3,7 @@
 The app is pointed at random-weights fixture checkpoints with CAPTIONER_CHECKPOINT, so the
 captions are nonsense words; every test compares the page with what Captioner itself says.
 """
+import dataclasses
 import io
 import os
 import re
@@ -18,6 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from captioner import Captioner, Vocabulary, inference
+from captioner.confidence import CaptionConfidence
 from captioner.options import DEFAULT_OPTIONS
 from ui.downloads import (CAPTION_SCHEMA, ModelName, batch_csv, batch_json, batch_row,
                           caption_json, grid_png, thumbnail_uri)
@@ -260,7 +262,10 @@ def test_many_photos_give_a_table_downloads_and_each_bad_file_its_own_message(
     assert (table["milliseconds"] > 0).all()
     # A small JPEG thumbnail per row, and the guess and pinned flags.
     assert all(uri.startswith("data:image/jpeg;base64,") for uri in table["thumbnail"])
-    assert list(table["guess"]) == [expected(CHELSEA).is_guess, expected(coffee).is_guess]
+    # The test files carry no calibrated confidence: the verdict marks only a guess.
+    assert list(table["verdict"]) == ["a guess" if expected(p).is_guess else ""
+                                      for p in (CHELSEA, coffee)]
+    assert table["p_wrong"].isna().all()
     assert list(table["pinned"]) == ["", ""]  # the fixture vocabulary has no tag words
     assert not grid_words(app)  # no overlays until a row is chosen
     app.selectbox(key="batch_pick").set_value(1)
@@ -274,15 +279,18 @@ def test_batch_downloads_hold_the_table(expected):
     caption = expected(photo(seed=3))
     rows = [batch_row("a,b.jpg", caption), batch_row("c.png", caption)]
     lines = batch_csv(rows).decode().splitlines()
-    assert lines[0] == "file,caption,score,milliseconds,guess,pinned"
+    assert lines[0] == "file,caption,score,milliseconds,verdict,p_wrong,pinned"
     assert lines[1].startswith('"a,b.jpg",') and len(lines) == 3
     assert rows[0]["word_probs"] == [round(p, 3) for p in caption.word_probs]
     record = json.loads(batch_json([{"thumbnail": "data:...", **rows[0]}],
                                    ModelName("Soft attention (shipped)", "soft.pt"),
                                    DEFAULT_OPTIONS))
-    assert record["schema"] == {"name": "captioner-app-table", "version": 1}
+    assert record["schema"] == {"name": "captioner-app-table", "version": 2}
     assert record["model"] == {"name": "Soft attention (shipped)", "file": "soft.pt"}
     assert "thumbnail" not in record["photos"][0] and record["photos"][0]["file"] == "a,b.jpg"
+    judged = dataclasses.replace(caption, confidence=CaptionConfidence("unsure", 0.45678, ()))
+    assert batch_row("d.jpg", judged)["verdict"] == "unsure"
+    assert batch_row("d.jpg", judged)["p_wrong"] == 0.457
     uri = thumbnail_uri(photo(640, 480, seed=3))
     assert uri.startswith("data:image/jpeg;base64,") and len(uri) < 8000
 

@@ -196,7 +196,7 @@ def test_upload_a_photo_and_see_caption_and_overlays(app_url, tmp_path):
         shutil.copyfile(shot, target)
 
 
-def test_many_photos_give_a_table_with_thumbnails_guess_and_pinned_flags(shipped_url, tmp_path):
+def test_many_photos_give_a_table_with_thumbnails_verdicts_and_pinned_words(shipped_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     coffee = EXAMPLES / "coffee.jpg"
@@ -213,20 +213,24 @@ def test_many_photos_give_a_table_with_thumbnails_guess_and_pinned_flags(shipped
             table = page.locator("[data-testid=stDataFrame]")
             expect(table).to_have_count(1)
             # The grid's cells (its accessible table, hidden): a JPEG thumbnail, then file,
-            # caption, score, milliseconds, the guess flag and the pinned words, per row.
+            # caption, score, milliseconds, the verdict, its chance of being wrong and the
+            # pinned words, per row.
             headers = table.locator("th[role=columnheader]")
-            expect(headers).to_have_text(["Photo", "File", "Caption", "Score", "ms", "Guess",
-                                          "Pinned"], timeout=CAPTION_TIMEOUT_MS)
+            expect(headers).to_have_text(["Photo", "File", "Caption", "Score", "ms", "Verdict",
+                                          "Wrong?", "Pinned"], timeout=CAPTION_TIMEOUT_MS)
             cells = table.locator("td[role=gridcell]")
-            expect(cells).to_have_count(14)
+            expect(cells).to_have_count(16)
             for row, path in enumerate((PHOTO, coffee)):
-                first = row * 7
+                first = row * 8
                 assert cells.nth(first).text_content().startswith("data:image/jpeg;base64,")
                 assert cells.nth(first + 1).text_content() == path.name
-                assert cells.nth(first + 5).text_content() == str(want[path].is_guess).lower()
+                judged = want[path].confidence  # the shipped file's calibrated verdict
+                assert cells.nth(first + 5).text_content() == judged.verdict
+                # the accessible cell holds the number; the grid draws it as a percentage
+                assert float(cells.nth(first + 6).text_content()) == round(judged.p_wrong, 3)
                 pinned = [w for w, tag in zip(want[path].words, want[path].tagged) if tag]
-                assert cells.nth(first + 6).text_content() == ", ".join(pinned)
-            assert cells.nth(6).text_content().startswith("cat")  # the CNN is sure of the cat
+                assert cells.nth(first + 7).text_content() == ", ".join(pinned)
+            assert cells.nth(7).text_content().startswith("cat")  # the CNN is sure of the cat
             # The thumbnails are drawn: the photo column is not blank.
             shot = Image.open(io.BytesIO(table.screenshot())).convert("L")
             column = np.asarray(shot.crop((4, 40, 70, shot.height - 4)), dtype=float)

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from captioner.confidence import VERDICTS
 from captioner.options import DecodeOptions
 from captioner.inference import Caption, Explanation
 from captioner.overlay import overlay_grid
@@ -24,10 +25,10 @@ from captioner.overlay import overlay_grid
 from ui.support import fit_within, known_log_prob
 
 CAPTION_SCHEMA = {"name": "captioner-app-caption", "version": 1}
-TABLE_SCHEMA = {"name": "captioner-app-table", "version": 1}
+TABLE_SCHEMA = {"name": "captioner-app-table", "version": 2}
 MAP_DECIMALS = 4  # attention maps
 DECIMALS = 3  # probabilities, scores, log-probabilities, milliseconds
-TABLE_COLUMNS = ["file", "caption", "score", "milliseconds", "guess", "pinned"]
+TABLE_COLUMNS = ["file", "caption", "score", "milliseconds", "verdict", "p_wrong", "pinned"]
 THUMBNAIL_SIDE = 96  # pixels, the table's thumbnails' longer side
 
 
@@ -123,13 +124,23 @@ def pinned_words(caption: Caption) -> str:
     return ", ".join(w for w, tag in zip(caption.words, caption.tagged) if tag)
 
 
+def verdict(caption: Caption) -> str:
+    """How far to trust the caption, in the words the page uses: the file's calibrated verdict
+    ("probably right", "unsure", "a guess"); for a file without one, "a guess" or nothing."""
+    if caption.confidence is not None:
+        return caption.confidence.verdict
+    return VERDICTS[2] if caption.is_guess else ""
+
+
 def batch_row(name: str, caption: Caption) -> dict:
     """One row of the several-photos table (and of its CSV and JSON downloads); milliseconds:
     the photo's share of the call that captioned it with others."""
     timing = caption.timing
     total = 0.0 if timing is None else timing.per_photo_ms
+    confidence = caption.confidence
     return {"file": name, "caption": caption.text, "score": round(caption.score, DECIMALS),
-            "milliseconds": round(total, 1), "guess": caption.is_guess,
+            "milliseconds": round(total, 1), "verdict": verdict(caption),
+            "p_wrong": None if confidence is None else round(confidence.p_wrong, DECIMALS),
             "pinned": pinned_words(caption),
             "word_probs": [round(p, DECIMALS) for p in caption.word_probs]}
 

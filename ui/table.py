@@ -1,4 +1,4 @@
-"""Several photos: a table (thumbnail, file, caption, score, milliseconds, guess, pinned words)
+"""Several photos: a table (thumbnail, file, caption, score, milliseconds, verdict, pinned words)
 with CSV and JSON downloads; a bad file gets its own message and the rest are captioned."""
 from __future__ import annotations
 
@@ -20,8 +20,12 @@ COLUMNS = {
     "score": st.column_config.NumberColumn("Score", format="%.3f"),
     "milliseconds": st.column_config.NumberColumn("ms", format="%.0f",
                                                   help="Preprocessing, encoder and decoder"),
-    "guess": st.column_config.CheckboxColumn(
-        "Guess", help="No label guided the caption and the model was unsure of its words"),
+    "verdict": st.column_config.TextColumn(
+        "Verdict", help="How far to trust the caption: probably right, unsure or a guess"),
+    "p_wrong": st.column_config.NumberColumn(
+        "Wrong?", format="percent",
+        help="The calibrated chance that the caption invents someone or something or misses "
+             "the main object"),
     "pinned": st.column_config.TextColumn(
         "Pinned", help="Words a label of the CNN placed in the caption"),
 }
@@ -75,8 +79,9 @@ def show_batch(model: Model, files: list[tuple[bytes, str]], settings: Settings
     st.subheader(f"{len(rows)} photos captioned", anchor=False)
     st.dataframe(rows, key="batch_table", hide_index=True, width="stretch", row_height=64,
                  column_order=tuple(COLUMNS), column_config=COLUMNS)
-    st.caption("Guess: no label guided the caption and the model was unsure of its words. "
-               "Pinned: the words a label of the CNN placed.")
+    st.caption("Verdict and Wrong?: the model file's calibrated confidence, as on a photo's own "
+               "page (a file without one marks only a guess: no label guided the caption and "
+               "the model was unsure of its words). Pinned: the words a label of the CNN placed.")
     left, right = st.columns(2)
     left.download_button("Table (CSV)", key="download_batch_csv", on_click="ignore",
                          mime="text/csv", file_name="captions.csv", data=batch_csv(rows))
