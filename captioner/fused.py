@@ -122,7 +122,9 @@ class Int8Linear(nn.Module):
     one row's result would depend on the other rows of the call: on the other photos captioned
     with it, or on the other hypotheses of the beam (a caption read again alone would score
     differently). A row holding 1 and -1 is appended to every call, which fixes the scale at
-    [-1, 1] whatever else is in the batch, and its output is dropped."""
+    [-1, 1] whatever else is in the batch, and its output is dropped. An input outside [-1, 1]
+    would not be clipped: it would widen the call's range again, and with it bring back the
+    dependence on the other rows."""
 
     def __init__(self, layer: nn.Linear):
         super().__init__()
