@@ -346,6 +346,7 @@ def on_supervised_words(per_photo: Sequence[Sequence[AttendedCaption]], vocab: V
                         ) -> tuple[list[list[AttendedCaption]], list[list[AttendedCaption]]]:
     """The captions twice: with the model's maps and with the supervision targets, both NaN
     (not scored) at every word that has no target."""
+    concept_of = word_concepts.tolist()
     models, targets = [], []
     for photo, captions in enumerate(per_photo):
         models.append([])
@@ -354,7 +355,7 @@ def on_supervised_words(per_photo: Sequence[Sequence[AttendedCaption]], vocab: V
             model = np.full_like(caption.alphas, np.nan)
             target = np.full_like(caption.alphas, np.nan)
             for t, word in enumerate(caption.words[:len(caption.alphas)]):
-                concept = int(word_concepts[vocab.stoi[word]]) if word in vocab.stoi else -1
+                concept = concept_of[vocab.stoi[word]] if word in vocab.stoi else -1
                 if concept >= 0:
                     model[t], target[t] = caption.alphas[t], maps[photo, concept]
             models[-1].append(AttendedCaption(caption.words, model))

@@ -13,22 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
 from captioner import Captioner
 from captioner.inference import resolve_checkpoint
+from training.data import load_karpathy
 
 from .common import machine
-
-
-def photo_paths(data: Path, count: int) -> list[Path]:
-    """The first `count` photos of the dataset JSON, in file order."""
-    entries = json.loads(data.read_text(encoding="utf-8"))["images"][:count]
-    return [data.parent / (entry.get("filepath") or "images") / entry["filename"]
-            for entry in entries]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -43,13 +36,15 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--photos must be at least 1")
     torch.set_num_threads(args.threads)
     captioner = Captioner.from_checkpoint(resolve_checkpoint(args.checkpoint))
-    photos = [path.read_bytes() for path in photo_paths(args.data, args.photos)]
-    encoded = captioner.encode(photos)
-    together = captioner.caption_encoded(encoded)
-    alone = [captioner.caption(photo)[0] for photo in photos]
+    dataset = load_karpathy(args.data)
+    photos = [dataset.image_path(record).read_bytes() for record in dataset.images[:args.photos]]
+    together = captioner.caption_encoded(captioner.encode(photos))
+    each = [captioner.encode([photo]) for photo in photos]  # one photo a call
+    alone = [captioner.caption_encoded(encoded)[0] for encoded in each]
     same = [(a, b) for a, b in zip(together, alone) if a.words == b.words]
-    read_again = [captioner.explain(captioner.encode([photo]), caption.text)
-                  for photo, caption in zip(photos, alone) if caption.words]
+    # Explain reads each photo's own caption (of one photo a call) again
+    read_again = [(captioner.explain(encoded, caption.text), caption)
+                  for encoded, caption in zip(each, alone) if caption.words]
     result = {
         "checkpoint": args.checkpoint, "machine": machine(), "photos": len(photos),
         "captions_differ": len(photos) - len(same),
@@ -59,8 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
         "max_log_prob_difference": max((abs(a.log_prob - b.log_prob) for a, b in same),
                                        default=0.0),
         "explain_max_log_prob_difference": max(
-            (abs(read.log_prob - caption.log_prob)
-             for read, caption in zip(read_again, [c for c in alone if c.words])), default=0.0),
+            (abs(read.log_prob - caption.log_prob) for read, caption in read_again), default=0.0),
         "differing": [{"together": a.text, "alone": b.text}
                       for a, b in zip(together, alone) if a.words != b.words],
     }
@@ -79,4 +73,3 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
-    sys.exit(0)
